@@ -1,0 +1,18 @@
+# `make up`: install what is missing and run the platform in the foreground.
+# `make test`: the whole test suite, on SQLite and on PostgreSQL.
+.PHONY: up test lint bench install
+
+up:
+	scripts/install.sh
+	.venv/bin/python manage.py up
+
+test:
+	scripts/install.sh test
+	scripts/test.sh
+
+lint:
+	.venv/bin/ruff check .
+
+bench:
+	scripts/install.sh test
+	PYTHONPATH=$(CURDIR) .venv/bin/python benchmarks/build_overhead.py

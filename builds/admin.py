@@ -1,0 +1,31 @@
+from django.contrib import admin
+
+from builds.models import ApiSpec, Build, Component, Image
+
+
+@admin.register(Component)
+class ComponentAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "type", "repository", "branch", "path", "auto_build_on_commit", "auto_deploy_on_build"]
+    list_filter = ["project", "type"]
+    search_fields = ["name", "repository"]
+
+
+@admin.register(Build)
+class BuildAdmin(admin.ModelAdmin):
+    list_display = ["id", "component", "commit", "status", "trigger", "digest", "created_at", "finished_at"]
+    list_filter = ["status", "trigger", "component__project"]
+    search_fields = ["commit", "digest"]
+    # Status moves only through the pipeline's conditional updates; the admin shows it.
+    readonly_fields = [f.name for f in Build._meta.fields]
+
+
+@admin.register(Image)
+class ImageAdmin(admin.ModelAdmin):
+    list_display = ["reference", "component", "commit", "size", "created_at"]
+    search_fields = ["digest", "commit"]
+    readonly_fields = [f.name for f in Image._meta.fields]
+
+
+@admin.register(ApiSpec)
+class ApiSpecAdmin(admin.ModelAdmin):
+    list_display = ["build", "endpoint", "path"]

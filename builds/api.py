@@ -1,0 +1,94 @@
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from builds import services
+from builds.models import Build
+from builds.serializers import (
+    BuildSerializer,
+    BuildStartSerializer,
+    ComponentCreateSerializer,
+    ComponentSerializer,
+    ComponentUpdateSerializer,
+)
+from choreo_site.api import waitable
+from choreo_site.logstream import read_text
+from environments.services import project_get
+
+WAIT = OpenApiParameter("wait", OpenApiTypes.BOOL, description="Block until the build is final (at most 300 s).")
+
+
+def _component(project: str, component: str):
+    return services.component_get(project=project_get(name=project), name=component)
+
+
+class ComponentList(APIView):
+    @extend_schema(responses=ComponentSerializer(many=True))
+    def get(self, request, project):
+        project = project_get(name=project)
+        return Response(ComponentSerializer(project.components.select_related("project"), many=True).data)
+
+    @extend_schema(request=ComponentCreateSerializer, responses={201: ComponentSerializer})
+    def post(self, request, project):
+        project = project_get(name=project)
+        data = ComponentCreateSerializer.validated(request.data)
+        component = services.component_create(project=project, **data)
+        return Response(ComponentSerializer(component).data, status=status.HTTP_201_CREATED)
+
+
+class ComponentDetail(APIView):
+    @extend_schema(responses=ComponentSerializer)
+    def get(self, request, project, component):
+        return Response(ComponentSerializer(_component(project, component)).data)
+
+    @extend_schema(request=ComponentUpdateSerializer, responses=ComponentSerializer)
+    def patch(self, request, project, component):
+        data = ComponentUpdateSerializer.validated(request.data)
+        component = services.component_update(component=_component(project, component), **data)
+        return Response(ComponentSerializer(component).data)
+
+
+def _build_state(build_id: int) -> tuple[dict, bool]:
+    build = Build.objects.select_related("component__project").get(pk=build_id)
+    return BuildSerializer(build).data, build.is_final
+
+
+class BuildList(APIView):
+    @extend_schema(responses=BuildSerializer(many=True))
+    def get(self, request, project, component):
+        builds = _component(project, component).builds.select_related("component__project")[:100]
+        return Response(BuildSerializer(builds, many=True).data)
+
+    @extend_schema(request=BuildStartSerializer, parameters=[WAIT], responses={201: BuildSerializer, 200: BuildSerializer})
+    def post(self, request, project, component):
+        data = BuildStartSerializer.validated(request.data)
+        build = services.build_start(component=_component(project, component), commit=data.get("commit"))
+        return Response(BuildSerializer(build).data, status=status.HTTP_201_CREATED)
+
+
+class BuildDetail(APIView):
+    @extend_schema(responses=BuildSerializer)
+    def get(self, request, build_id):
+        build = get_object_or_404(Build.objects.select_related("component__project"), pk=build_id)
+        return Response(BuildSerializer(build).data)
+
+
+class BuildLogs(APIView):
+    @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR})
+    def get(self, request, build_id):
+        build = get_object_or_404(Build, pk=build_id)
+        return HttpResponse(read_text(build.log_stream), content_type="text/plain; charset=utf-8")
+
+
+class BuildCancel(APIView):
+    @extend_schema(request=None, responses=BuildSerializer)
+    def post(self, request, build_id):
+        build = services.build_cancel(build=get_object_or_404(Build, pk=build_id))
+        return Response(BuildSerializer(build).data, status=status.HTTP_202_ACCEPTED)
+
+
+build_list = waitable(_build_state)(BuildList.as_view())

@@ -1,0 +1,159 @@
+"""The image build step, through the Docker SDK for Python (the Engine's builder).
+
+`DockerBuild.run()` streams the builder's output line by line and returns the image id.
+`abort()`, called from another thread (cancel or timeout), cuts the connection to the
+Engine, which stops the build there and then, even inside a silent `RUN` step.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound
+
+from builds.oci import write_stream
+
+_FROM_RE = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+class BuildStepError(Exception):
+    pass
+
+
+class BuildAborted(Exception):
+    pass
+
+
+class _StreamingClient(docker.APIClient):
+    """Keeps the response of the streaming build call, so another thread can cut it."""
+
+    current_response = None
+
+    def _stream_helper(self, response, decode=False):
+        self.current_response = response
+        return super()._stream_helper(response, decode=decode)
+
+
+def engine() -> docker.DockerClient:
+    return docker.from_env(timeout=300)
+
+
+def engine_version() -> str:
+    try:
+        return engine().version().get("Version", "unknown")
+    except DockerException as exc:
+        raise BuildStepError(f"the Docker Engine is not reachable: {exc}") from None
+
+
+def base_images(dockerfile_text: str) -> list[str]:
+    """The images the Dockerfile builds FROM, without references to its own stages."""
+    stages, images = set(), []
+    for image, alias in _FROM_RE.findall(dockerfile_text):
+        if image.lower() not in stages and image.lower() != "scratch":
+            images.append(image)
+        if alias:
+            stages.add(alias.lower())
+    return images
+
+
+def local_image_id(name: str) -> str | None:
+    try:
+        return engine().images.get(name).id
+    except ImageNotFound:
+        return None
+    except DockerException as exc:
+        raise BuildStepError(f"the Docker Engine is not reachable: {exc}") from None
+
+
+def base_layer_ids(image_ids) -> set[str]:
+    """The Engine diff_ids of the layers of these local images."""
+    ids: set[str] = set()
+    for image_id in image_ids:
+        if image_id:
+            try:
+                ids.update(engine().images.get(image_id).attrs["RootFS"].get("Layers", []))
+            except DockerException:
+                pass
+    return ids
+
+
+class DockerBuild:
+    def __init__(self, *, context: Path, dockerfile: str, tag: str, buildargs: dict[str, str], labels: dict[str, str], use_cache: bool):
+        self.context = context
+        self.dockerfile = dockerfile
+        self.tag = tag
+        self.buildargs = buildargs
+        self.labels = labels
+        self.use_cache = use_cache
+        self._client = _StreamingClient(version="auto", timeout=None)
+        self._aborted = threading.Event()
+        self.abort_reason = ""
+
+    def run(self, on_output: Callable[[str], None]) -> str:
+        """Build; pass each chunk of builder output to `on_output`; return the image id."""
+        image_id = None
+        try:
+            stream = self._client.build(
+                path=str(self.context),
+                dockerfile=self.dockerfile,
+                tag=self.tag,
+                buildargs=self.buildargs,
+                labels=self.labels,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                nocache=not self.use_cache,
+                decode=True,
+            )
+            for message in stream:
+                if "stream" in message:
+                    on_output(message["stream"])
+                elif "status" in message:
+                    on_output(message["status"] + "\n")
+                if "aux" in message and "ID" in message["aux"]:
+                    image_id = message["aux"]["ID"]
+                if "error" in message:
+                    raise BuildStepError(message["error"].strip())
+        except (OSError, APIError, DockerException, ValueError) as exc:
+            if self._aborted.is_set():
+                raise BuildAborted(self.abort_reason) from None
+            raise BuildStepError(f"the Docker Engine failed the build: {exc}") from None
+        if self._aborted.is_set():
+            raise BuildAborted(self.abort_reason)
+        if image_id is None:
+            raise BuildStepError("the Docker Engine finished without producing an image")
+        return image_id
+
+    def abort(self, reason: str) -> None:
+        self.abort_reason = reason
+        self._aborted.set()
+        response = self._client.current_response
+        if response is None:
+            return
+        try:
+            raw = response.raw._fp.fp.raw
+            getattr(raw, "_sock", raw).shutdown(socket.SHUT_RDWR)
+        except (AttributeError, OSError):
+            response.close()
+
+
+def save_image(image_id: str, dest: Path) -> Path:
+    try:
+        return write_stream(engine().images.get(image_id).save(named=False), dest)
+    except DockerException as exc:
+        raise BuildStepError(f"could not export the built image: {exc}") from None
+
+
+def remove_image(name: str) -> None:
+    """Remove the build's tag and the intermediate images only it kept alive."""
+    try:
+        engine().images.remove(name, force=True, noprune=False)
+    except ImageNotFound:
+        pass
+    except DockerException:
+        pass  # cleanup is best effort; the next build of the same tag replaces it

@@ -1,0 +1,206 @@
+"""Git, through the `git` binary: a mirror per component, commit resolution, checkout.
+
+Each component has a bare mirror under DATA_DIR/git. Every operation on a mirror holds a
+file lock, so a page listing commits and a worker fetching for a build never race.
+A checkout is `git archive` of one commit: exactly the commit's tree, every file with the
+commit's time as its mtime, which is what repeatable builds need.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from django.conf import settings
+
+from choreo_site.errors import PlatformError
+
+FETCH_TIMEOUT = 300
+COMMIT_RE = re.compile(r"^[0-9a-f]{4,40}$")
+BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/-]{1,200}(?<![./])$")
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//).+$")
+
+# Never prompt for credentials: a worker has no terminal, and a prompt would hang a build.
+GIT_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_ASKPASS": "true",
+    "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "LC_ALL": "C",
+}
+
+
+class GitError(PlatformError):
+    pass
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    subject: str
+    author: str
+    timestamp: int
+
+
+def validate_repository(url: str) -> str:
+    """A local path, file://, http(s):// or SSH URL; the reason if not."""
+    if not isinstance(url, str) or not url.strip() or len(url) > 1000 or any(ch in url for ch in "\x00\n\r"):
+        raise GitError("repository must be a Git URL or a local path.", errors={"repository": ["Enter a Git URL or a local path."]})
+    url = url.strip()
+    if url.startswith("-"):
+        raise GitError(f"repository {url!r} is not a valid Git URL.", errors={"repository": ["A repository cannot start with '-'."]})
+    scheme = urlsplit(url).scheme
+    if scheme in ("http", "https", "ssh", "git", "file") or _SCP_LIKE.match(url) or url.startswith("/"):
+        return url
+    raise GitError(
+        f"repository {url!r} is not a local path (absolute), file://, https:// or SSH Git URL.",
+        errors={"repository": ["Use an absolute local path, file://, https:// or an SSH URL."]},
+    )
+
+
+def redact_url(url: str) -> str:
+    """Hide credentials embedded in an https URL before it reaches a log or a message."""
+    parts = urlsplit(url)
+    if parts.password or parts.username and parts.scheme in ("http", "https"):
+        netloc = "***@" + parts.hostname + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def validate_branch(branch: str) -> str:
+    if not isinstance(branch, str) or not BRANCH_RE.match(branch):
+        raise GitError(f"branch {branch!r} is not a valid branch name.", errors={"branch": ["Enter a valid branch name."]})
+    return branch
+
+
+def _run(args: list[str], *, cwd: Path | None = None, timeout: int = 60, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, **GIT_ENV}
+    try:
+        result = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, timeout=timeout, text=True)
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {args[0]} took longer than {timeout}s.") from None
+    if check and result.returncode != 0:
+        raise GitError(result.stderr.strip() or f"git {args[0]} failed with exit code {result.returncode}")
+    return result
+
+
+def mirror_path(component_id: int) -> Path:
+    return settings.DATA_DIR / "git" / f"component-{component_id}.git"
+
+
+@contextmanager
+def _locked(mirror: Path):
+    mirror.parent.mkdir(parents=True, exist_ok=True)
+    with open(mirror.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def ls_remote_head(url: str, branch: str, *, timeout: int = 30) -> str:
+    """The remote branch's head commit, without fetching. Cheap; used by polling."""
+    result = _run(["ls-remote", "--heads", "--", url, f"refs/heads/{branch}"], timeout=timeout, check=False)
+    if result.returncode != 0:
+        raise GitError(f"repository {redact_url(url)} cannot be read: {result.stderr.strip() or 'git ls-remote failed'}")
+    for line in result.stdout.splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref == f"refs/heads/{branch}":
+            return sha
+    raise GitError(f"branch {branch!r} does not exist in repository {redact_url(url)}.", errors={"branch": ["No such branch."]})
+
+
+def sync(component_id: int, url: str, *, timeout: int = FETCH_TIMEOUT) -> Path:
+    """Clone or fetch the component's mirror; returns its path."""
+    mirror = mirror_path(component_id)
+    with _locked(mirror):
+        if not (mirror / "HEAD").exists():
+            tmp = mirror.with_suffix(".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)  # left by a fetch that was killed
+            _run(["init", "--bare", "--quiet", str(tmp)], timeout=30)
+            try:
+                _run(["fetch", "--quiet", "--prune", "--no-tags", "--", url, "+refs/heads/*:refs/heads/*"], cwd=tmp, timeout=timeout)
+            except GitError as exc:
+                raise GitError(f"repository {redact_url(url)} cannot be fetched: {exc.detail}") from None
+            tmp.rename(mirror)
+        else:
+            try:
+                _run(["fetch", "--quiet", "--prune", "--no-tags", "--", url, "+refs/heads/*:refs/heads/*"], cwd=mirror, timeout=timeout)
+            except GitError as exc:
+                raise GitError(f"repository {redact_url(url)} cannot be fetched: {exc.detail}") from None
+    return mirror
+
+
+def resolve(mirror: Path, *, branch: str, commit: str | None = None) -> str:
+    """The full sha of `commit` (any unambiguous prefix), or of the branch head."""
+    if commit is None:
+        result = _run(["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"], cwd=mirror, check=False)
+        if result.returncode != 0:
+            raise GitError(f"branch {branch!r} does not exist in the repository.", errors={"branch": ["No such branch."]})
+        return result.stdout.strip()
+    commit = commit.strip().lower()
+    if not COMMIT_RE.match(commit):
+        raise GitError(f"commit {commit!r} is not a commit id (4 to 40 hex digits).", errors={"commit": ["Enter a commit id."]})
+    result = _run(["rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"], cwd=mirror, check=False)
+    if result.returncode != 0:
+        raise GitError(f"commit {commit} does not exist in the repository.", errors={"commit": ["No such commit."]})
+    return result.stdout.strip()
+
+
+def commit_info(mirror: Path, sha: str) -> Commit:
+    out = _run(["show", "-s", "--format=%H%x00%s%x00%an%x00%ct", sha], cwd=mirror).stdout
+    full, subject, author, ts = out.rstrip("\n").split("\x00")
+    return Commit(full, subject, author, int(ts))
+
+
+def recent_commits(mirror: Path, *, branch: str, limit: int = 20) -> list[Commit]:
+    result = _run(
+        ["log", f"--max-count={limit}", "--format=%H%x00%s%x00%an%x00%ct", f"refs/heads/{branch}", "--"], cwd=mirror, check=False
+    )
+    if result.returncode != 0:
+        return []
+    commits = []
+    for line in result.stdout.splitlines():
+        full, subject, author, ts = line.split("\x00")
+        commits.append(Commit(full, subject, author, int(ts)))
+    return commits
+
+
+def path_exists(mirror: Path, sha: str, path: str) -> bool:
+    spec = f"{sha}:{path}" if path not in ("", ".") else f"{sha}:"
+    return _run(["cat-file", "-e", spec], cwd=mirror, check=False).returncode == 0
+
+
+def read_file(mirror: Path, sha: str, path: str, *, max_bytes: int = 1024 * 1024) -> bytes | None:
+    """A file's content at a commit, or None when it is not there."""
+    spec = f"{sha}:{path}"
+    size = _run(["cat-file", "-s", spec], cwd=mirror, check=False)
+    if size.returncode != 0:
+        return None
+    if int(size.stdout.strip() or 0) > max_bytes:
+        raise GitError(f"{path} at {sha[:12]} is larger than {max_bytes // 1024} KiB.")
+    env = {**os.environ, **GIT_ENV}
+    return subprocess.run(["git", "cat-file", "blob", spec], cwd=mirror, env=env, capture_output=True, check=True).stdout
+
+
+def checkout(mirror: Path, sha: str, dest: Path) -> None:
+    """Extract the commit's tree into `dest` (which must not exist). Submodules are not included."""
+    dest.mkdir(parents=True)
+    env = {**os.environ, **GIT_ENV}
+    with subprocess.Popen(["git", "archive", "--format=tar", sha], cwd=mirror, env=env, stdout=subprocess.PIPE) as proc:
+        with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
+            archive.extractall(dest, filter="tar")
+    if proc.returncode != 0:
+        raise GitError(f"git archive of {sha} failed with exit code {proc.returncode}")
+
+
+def changed_paths(mirror: Path, before: str, after: str) -> list[str] | None:
+    """Paths changed between two commits, or None when `before` is unknown."""
+    result = _run(["diff", "--name-only", "--no-renames", before, after, "--"], cwd=mirror, check=False)
+    return result.stdout.splitlines() if result.returncode == 0 else None

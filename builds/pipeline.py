@@ -1,0 +1,279 @@
+"""The build pipeline for one build: checkout → descriptor → image build → scan → push →
+record endpoints and API specs. Runs inside an RQ job (see `builds.jobs`).
+
+Status changes are conditional updates, so a cancel, the reaper and this job never race
+into a wrong state. A failed build never replaces an image: the image is recorded only
+after the push succeeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import threading
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+
+from builds import git, registry
+from builds.descriptor import DESCRIPTOR_PATH, DescriptorError, parse_descriptor
+from builds.dockerbuild import (
+    BuildAborted,
+    BuildStepError,
+    DockerBuild,
+    base_images,
+    base_layer_ids,
+    local_image_id,
+    remove_image,
+    save_image,
+)
+from builds.models import ApiSpec, Build, Component, Image
+from builds.oci import LayerCache, assemble, iso
+from builds.services import images_prune_commit, worker_identity
+from choreo_site.errors import PlatformError
+from choreo_site.logstream import LogWriter
+
+log = logging.getLogger(__name__)
+
+# Bump when the way images are assembled changes: old images then stop being reused.
+RECIPE_VERSION = "1"
+
+
+class Watchdog(threading.Thread):
+    """Writes the build's heartbeat, and aborts it on cancel or timeout."""
+
+    def __init__(self, build_id: int, started: float):
+        super().__init__(name=f"build-{build_id}-watchdog", daemon=True)
+        self.build_id = build_id
+        self.started = started
+        self.stopped = threading.Event()
+        self.abort_reason = ""
+        self.cancelled = False
+        self.target: DockerBuild | None = None
+
+    def run(self) -> None:
+        last_beat = 0.0
+        try:
+            while not self.stopped.wait(1.0):
+                if Build.objects.filter(pk=self.build_id, cancel_requested=True).exists():
+                    self._abort("Cancelled by a user.", cancelled=True)
+                elif time.monotonic() - self.started > settings.BUILD_TIMEOUT:
+                    self._abort(f"Timed out after {settings.BUILD_TIMEOUT}s (BUILD_TIMEOUT).")
+                if time.monotonic() - last_beat >= settings.BUILD_HEARTBEAT_INTERVAL:
+                    Build.objects.filter(pk=self.build_id, status=Build.RUNNING).update(heartbeat_at=timezone.now())
+                    last_beat = time.monotonic()
+        finally:
+            close_old_connections()
+
+    def _abort(self, reason: str, cancelled: bool = False) -> None:
+        if self.abort_reason:
+            return
+        self.abort_reason, self.cancelled = reason, cancelled
+        if self.target is not None:
+            self.target.abort(reason)
+
+    def check(self) -> None:
+        """Between steps: stop here if the build was cancelled or timed out."""
+        if self.abort_reason:
+            raise BuildAborted(self.abort_reason)
+
+
+def _inputs_key(*, commit: str, component: Component, descriptor: dict, bases: dict[str, str | None]) -> str:
+    material = {
+        "recipe": RECIPE_VERSION,
+        "commit": commit,
+        "path": component.path,
+        "build": descriptor["build"],
+        "bases": bases,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def run(build_id: int) -> str:
+    """Run the pipeline for a queued build; returns its final status."""
+    now = timezone.now()
+    claimed = Build.objects.filter(pk=build_id, status=Build.QUEUED).update(
+        status=Build.RUNNING, started_at=now, heartbeat_at=now, worker=worker_identity()
+    )
+    if claimed != 1:  # cancelled before it started, or another worker got there first
+        return Build.objects.filter(pk=build_id).values_list("status", flat=True).first() or "missing"
+    build = Build.objects.select_related("component__project").get(pk=build_id)
+    writer = LogWriter(build.log_stream)
+    watchdog = Watchdog(build_id, time.monotonic())
+    watchdog.start()
+    workspace = settings.WORKSPACE_DIR / f"build-{build_id}"
+    tag = f"choreo-build/{settings.INSTANCE_NAMESPACE}:{build_id}"
+    status, error = Build.FAILED, ""
+    try:
+        _pipeline(build, writer, watchdog, workspace, tag)
+        status = Build.SUCCEEDED
+    except BuildAborted as exc:
+        status = Build.CANCELLED if watchdog.cancelled else Build.FAILED
+        error = str(exc)
+    except (PlatformError, BuildStepError, registry.RegistryError) as exc:
+        error = str(exc)
+    except Exception as exc:  # an unexpected failure still ends the build, with its reason
+        log.exception("build %s failed unexpectedly", build_id)
+        error = f"Internal error: {exc.__class__.__name__}: {exc}"
+    finally:
+        watchdog.stopped.set()
+        shutil.rmtree(workspace, ignore_errors=True)
+        remove_image(tag)
+    if error:
+        writer.line(f"==> {status.upper()}: {error}")
+    else:
+        writer.line("==> Build succeeded.")
+    finished = Build.objects.filter(pk=build_id, status=Build.RUNNING).update(status=status, error=error, finished_at=timezone.now())
+    if finished != 1:
+        status = Build.objects.get(pk=build_id).status
+    writer.end(status)
+    watchdog.join(timeout=5)
+    if status == Build.SUCCEEDED:
+        _after_success(build_id)
+    return status
+
+
+# Apps later in the import order (deployments: auto deploy on build) hook in here.
+_success_hooks: list = []
+
+
+def register_success_hook(func) -> None:
+    if func not in _success_hooks:
+        _success_hooks.append(func)
+
+
+def _after_success(build_id: int) -> None:
+    for hook in _success_hooks:
+        hook(build_id=build_id)
+
+
+def _pipeline(build: Build, writer: LogWriter, watchdog: Watchdog, workspace: Path, tag: str) -> None:
+    component = build.component
+    step_started = time.monotonic()
+
+    def step(title: str) -> None:
+        nonlocal step_started
+        watchdog.check()
+        writer.line(f"==> {title}")
+        step_started = time.monotonic()
+
+    step(f"Checkout {git.redact_url(component.repository)} ({component.branch}) at {build.commit[:12]}")
+    mirror = git.sync(component.pk, component.repository)
+    sha = git.resolve(mirror, branch=component.branch, commit=build.commit)
+    info = git.commit_info(mirror, sha)
+    Build.objects.filter(pk=build.pk).update(commit=sha, commit_message=info.subject[:500])
+    writer.line(f"commit {sha} by {info.author}: {info.subject}")
+
+    base = "" if component.path == "." else component.path + "/"
+    step(f"Descriptor {base}{DESCRIPTOR_PATH}")
+    if not git.path_exists(mirror, sha, component.path):
+        raise PlatformError(f"path {component.path!r} does not exist at commit {sha[:12]}.")
+    raw = git.read_file(mirror, sha, base + DESCRIPTOR_PATH, max_bytes=256 * 1024)
+    if raw is None:
+        raise DescriptorError("", f"not found at commit {sha[:12]}: every component needs one", path=base + DESCRIPTOR_PATH)
+    descriptor = parse_descriptor(raw, path=base + DESCRIPTOR_PATH)
+    writer.line(f"type {descriptor.type}, {len(descriptor.endpoints)} endpoint(s), {len(descriptor.data['configurations'])} configurable(s)")
+    specs = {}
+    for endpoint in descriptor.endpoints:
+        if endpoint["schemaFile"]:
+            content = git.read_file(mirror, sha, base + endpoint["schemaFile"])
+            if content is None:
+                raise DescriptorError(
+                    f"endpoints.{endpoint['name']}.schemaFile", f"{endpoint['schemaFile']} does not exist at commit {sha[:12]}", path=base + DESCRIPTOR_PATH
+                )
+            specs[endpoint["name"]] = (endpoint["schemaFile"], content.decode("utf-8", "replace"))
+
+    step("Prepare the build context")
+    git.checkout(mirror, sha, workspace)
+    component_dir = workspace / component.path
+    context = (component_dir / descriptor.context).resolve()
+    dockerfile = (component_dir / descriptor.dockerfile).resolve()
+    if not context.is_dir() or not context.is_relative_to(workspace.resolve()):
+        raise DescriptorError("build.context", f"{descriptor.context} is not a directory at commit {sha[:12]}", path=base + DESCRIPTOR_PATH)
+    if not dockerfile.is_file():
+        raise DescriptorError("build.dockerfile", f"{descriptor.dockerfile} does not exist at commit {sha[:12]}", path=base + DESCRIPTOR_PATH)
+    if not dockerfile.is_relative_to(context):
+        raise DescriptorError("build.dockerfile", "must be inside the build context", path=base + DESCRIPTOR_PATH)
+    bases = {name: local_image_id(name) for name in base_images(dockerfile.read_text(errors="replace"))}
+    inputs_key = _inputs_key(commit=sha, component=component, descriptor=descriptor.data, bases=bases)
+
+    image = Image.objects.filter(component=component, commit=sha, inputs_key=inputs_key).order_by("-created_at").first()
+    if image is not None and registry.manifest_exists(component.registry_repository, image.digest):
+        step("Image")
+        writer.line(f"reusing {image.reference}: built earlier from the same commit and inputs")
+        _record(build, descriptor.data, specs, image, reused=True)
+        return
+
+    step(f"Build image ({dockerfile.relative_to(context)}, SOURCE_DATE_EPOCH={info.timestamp})")
+    for name, image_id in bases.items():
+        writer.line(f"base image {name}: {image_id or 'not present locally'}")
+    docker_build = DockerBuild(
+        context=context,
+        dockerfile=str(dockerfile.relative_to(context)),
+        tag=tag,
+        buildargs={"SOURCE_DATE_EPOCH": str(info.timestamp)},
+        labels={"org.opencontainers.image.revision": sha},
+        use_cache=settings.BUILD_USE_CACHE,
+    )
+    watchdog.target = docker_build
+    watchdog.check()
+    image_id = docker_build.run(writer.write)
+    watchdog.target = None
+    writer.flush()
+    writer.line(f"built {image_id} in {time.monotonic() - step_started:.1f}s")
+
+    step("Scan and assemble a reproducible image")
+    out = workspace.parent / f"build-{build.pk}-oci"
+    try:
+        saved = save_image(image_id, workspace / ".image.tar")
+        assembled = assemble(
+            saved,
+            out,
+            epoch=info.timestamp,
+            annotations={"org.opencontainers.image.revision": sha, "org.opencontainers.image.created": iso(info.timestamp)},
+            base_diff_ids=base_layer_ids(bases.values()),
+            cache=LayerCache(settings.DATA_DIR / "layer-cache"),
+            repository=component.registry_repository,
+            have_blob=lambda digest, source: registry.blob_available(component.registry_repository, digest, source_repository=source),
+        )
+        saved.unlink()
+        if assembled.findings:
+            for finding in assembled.findings:
+                writer.line(f"scan WARNING: {finding.kind} in {finding.path}")
+        else:
+            writer.line(f"scan: no private keys or credentials found in {len(assembled.layers)} layer(s)")
+        step(f"Push to {registry.registry_host()}/{component.registry_repository}")
+        digest = registry.push_image(component.registry_repository, config=assembled.config, layers=assembled.layers, manifest=assembled.manifest, tag=sha)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    reference = registry.image_reference(component.registry_repository, digest)
+    writer.line(f"pushed {reference}")
+    image, _ = Image.objects.update_or_create(
+        component=component,
+        digest=digest,
+        defaults={"commit": sha, "reference": reference, "inputs_key": inputs_key, "size": assembled.size},
+    )
+    removed = images_prune_commit(component=component, commit=sha, keep=image)
+    for old in removed:
+        writer.line(f"deleted the older image {old} of this commit")
+    _record(build, descriptor.data, specs, image, reused=False)
+
+
+def _record(build: Build, descriptor: dict, specs: dict, image: Image, *, reused: bool) -> None:
+    with transaction.atomic():
+        Build.objects.filter(pk=build.pk).update(
+            image=image,
+            digest=image.digest,
+            image_reference=image.reference,
+            descriptor=descriptor,
+            endpoints=descriptor["endpoints"],
+            reused=reused,
+        )
+        ApiSpec.objects.filter(build=build).delete()
+        ApiSpec.objects.bulk_create(ApiSpec(build=build, endpoint=name, path=path, content=content) for name, (path, content) in specs.items())
+        Component.objects.filter(pk=build.component_id).update(type=descriptor["type"])

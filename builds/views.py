@@ -1,0 +1,106 @@
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from builds import git, services
+from builds.models import Build
+from choreo_site.pages import page_action
+from environments.services import project_get
+
+
+def _component(project: str, component: str):
+    return services.component_get(project=project_get(name=project), name=component)
+
+
+@login_required
+def project(request, project):
+    project = project_get(name=project)
+    return render(
+        request,
+        "builds/project.html",
+        {"project": project, "components": project.components.all(), "environments": project.environments.order_by("position")},
+    )
+
+
+@login_required
+@require_POST
+def component_create(request, project):
+    project_obj = project_get(name=project)
+    component = page_action(
+        request,
+        lambda: services.component_create(
+            project=project_obj,
+            name=request.POST.get("name", "").strip(),
+            repository=request.POST.get("repository", "").strip(),
+            branch=request.POST.get("branch", "").strip() or "main",
+            path=request.POST.get("path", "").strip() or ".",
+        ),
+        success="Component created.",
+    )
+    return redirect("build-page", project, component.name) if component else redirect("project", project)
+
+
+@login_required
+def build_page(request, project, component):
+    component = _component(project, component)
+    commits, commits_error = [], ""
+    try:
+        commits = git.recent_commits(git.sync(component.pk, component.repository, timeout=30), branch=component.branch)
+    except git.GitError as exc:
+        commits_error = exc.detail
+    builds = component.builds.all()[:50]
+    return render(
+        request,
+        "builds/build_page.html",
+        {"project": component.project, "component": component, "builds": builds, "commits": commits, "commits_error": commits_error},
+    )
+
+
+@login_required
+@require_POST
+def build_start(request, project, component):
+    component = _component(project, component)
+    build = page_action(
+        request,
+        lambda: services.build_start(component=component, commit=request.POST.get("commit") or None),
+        success=lambda b: f"Build {b.pk} of {b.commit[:12]} queued.",
+    )
+    return redirect("build-detail", project, component.name, build.pk) if build else redirect("build-page", project, component.name)
+
+
+@login_required
+@require_POST
+def auto_build_toggle(request, project, component):
+    component = _component(project, component)
+    enabled = request.POST.get("enabled") == "on"
+    page_action(
+        request,
+        lambda: services.component_update(component=component, auto_build_on_commit=enabled),
+        success=f"Auto Build on Commit is {'on' if enabled else 'off'}.",
+    )
+    return redirect("build-page", project, component.name)
+
+
+@login_required
+def build_detail(request, project, component, build_id):
+    component = _component(project, component)
+    build = get_object_or_404(component.builds, pk=build_id)
+    return render(
+        request,
+        "builds/build_detail.html",
+        {"project": component.project, "component": component, "build": build, "api_specs": build.api_specs.all()},
+    )
+
+
+@login_required
+@require_POST
+def build_cancel(request, project, component, build_id):
+    build = get_object_or_404(Build, pk=build_id, component__name=component, component__project__name=project)
+    page_action(request, lambda: services.build_cancel(build=build), success="Cancel requested.")
+    return redirect("build-detail", project, component, build_id)
+
+
+@login_required
+def build_rows(request, project, component):
+    component = _component(project, component)
+    return render(request, "builds/partials/_build_rows.html", {"project": component.project, "component": component, "builds": component.builds.all()[:50]})

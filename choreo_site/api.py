@@ -1,0 +1,67 @@
+"""What every app's API shares: strict serializers, `?wait=1`, and the token endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from functools import wraps
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from django.http import JsonResponse
+from rest_framework import serializers
+
+WAIT_LIMIT = 300.0
+WAIT_POLL = 0.25
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses keys it does not know, instead of silently ignoring a typo."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": [f"Expected a JSON object, got {type(data).__name__}."]})
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
+        return super().to_internal_value(data)
+
+    @classmethod
+    def validated(cls, data) -> dict:
+        serializer = cls(data=data)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+
+def wants_wait(request) -> bool:
+    return request.GET.get("wait", "").lower() in ("1", "true", "yes")
+
+
+def waitable(fetch: Callable[[int], tuple[dict, bool]]):
+    """Wrap a DRF view so that `?wait=1` blocks until the created object is final.
+
+    `fetch(id)` returns the object's API representation and whether it is final. The wait
+    is asynchronous: under ASGI it holds no thread, so other requests go on meanwhile.
+    """
+
+    def decorator(view):
+        sync_view = sync_to_async(view)
+
+        @wraps(view)
+        async def wrapper(request, *args, **kwargs):
+            response = await sync_view(request, *args, **kwargs)
+            if not wants_wait(request) or response.status_code not in (201, 202):
+                return response
+            ident = response.data["id"]
+            deadline = time.monotonic() + WAIT_LIMIT
+            data, final = await database_sync_to_async(fetch)(ident)
+            while not final and time.monotonic() < deadline:
+                await asyncio.sleep(WAIT_POLL)
+                data, final = await database_sync_to_async(fetch)(ident)
+            return JsonResponse(data, status=200 if final else 202)
+
+        wrapper.csrf_exempt = getattr(view, "csrf_exempt", False)
+        return wrapper
+
+    return decorator

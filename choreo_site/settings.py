@@ -1,0 +1,185 @@
+"""The one settings module. Every value comes from the environment (django-environ)
+and has a default that works with nothing set."""
+
+import hashlib
+import secrets
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "data"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_file(name: str) -> str:
+    """A random secret kept in DATA_DIR with mode 0600, made on first use."""
+    path = DATA_DIR / name
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = env.str("SECRET_KEY", default="") or _secret_file("secret-key")
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+
+# Two instances that share one Redis must not share queues or channel groups: the
+# namespace comes from the data directory, which differs between instances.
+INSTANCE_NAMESPACE = env.str(
+    "INSTANCE_NAMESPACE", default="choreo-" + hashlib.sha256(str(DATA_DIR).encode()).hexdigest()[:10]
+)
+
+WEB_HOST = env.str("WEB_HOST", default="127.0.0.1")
+WEB_PORT = env.int("WEB_PORT", default=8000)
+INGRESS_PORT = env.int("INGRESS_PORT", default=8080)
+INGRESS_DOMAIN = env.str("INGRESS_DOMAIN", default="localhost")
+POLL_INTERVAL = env.int("POLL_INTERVAL", default=60)
+PUBLIC_URL = env.str("PUBLIC_URL", default=f"http://{WEB_HOST}:{WEB_PORT}")
+
+# The registry: the embedded one (Debian's docker-registry, run by `manage.py up`) unless
+# REGISTRY_URL names an external one.
+REGISTRY_PORT = env.int("REGISTRY_PORT", default=5000)
+REGISTRY_URL = env.str("REGISTRY_URL", default="")
+REGISTRY_EMBEDDED = not REGISTRY_URL
+REGISTRY_URL = REGISTRY_URL or f"http://127.0.0.1:{REGISTRY_PORT}"
+REGISTRY_USERNAME = env.str("REGISTRY_USERNAME", default="")
+REGISTRY_PASSWORD = env.str("REGISTRY_PASSWORD", default="")
+
+# Builds
+BUILD_CONCURRENCY = env.int("BUILD_CONCURRENCY", default=2)
+BUILD_TIMEOUT = env.int("BUILD_TIMEOUT", default=30 * 60)
+BUILD_USE_CACHE = env.bool("BUILD_USE_CACHE", default=True)
+# A running build's worker writes a heartbeat this often; a build whose heartbeat is
+# older than BUILD_HEARTBEAT_TIMEOUT is taken as orphaned and failed.
+BUILD_HEARTBEAT_INTERVAL = env.int("BUILD_HEARTBEAT_INTERVAL", default=5)
+BUILD_HEARTBEAT_TIMEOUT = env.int("BUILD_HEARTBEAT_TIMEOUT", default=60)
+WORKSPACE_DIR = DATA_DIR / "workspaces"
+
+INSTALLED_APPS = [
+    "daphne",
+    "choreo_site",  # before django_rq: its rqworker command does start-up housekeeping
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_rq",
+    "channels",
+    "environments",
+    "builds",
+    "deployments",
+    "tasks",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    # Serves /static/ from the ASGI app itself: no separate web server to set up.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "choreo_site.urls"
+ASGI_APPLICATION = "choreo_site.asgi.application"
+WSGI_APPLICATION = "choreo_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web and workers write the same file: wait for the lock instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+    # Tests run real worker and web processes, which must open the same test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Builds have a queue of their own, served by BUILD_CONCURRENCY workers, so that a long
+# build never delays a rollout or a poll on the default queue.
+BUILDS_QUEUE = f"{INSTANCE_NAMESPACE}.builds"
+DEFAULT_QUEUE = f"{INSTANCE_NAMESPACE}.default"
+RQ_QUEUES = {
+    name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": BUILD_TIMEOUT + 300}
+    for name in (BUILDS_QUEUE, DEFAULT_QUEUE)
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{INSTANCE_NAMESPACE}:asgi"},
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "projects"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "choreo_site.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Choreo-style build once, deploy many platform",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}

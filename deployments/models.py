@@ -1,0 +1,1 @@
+# Releases, deployments, promotion and rollback land with the Deploy page issue.

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Makes the local base images that sample components and tests build FROM.
+# No container image can be pulled on the machines we target, so each image is
+# made from Debian packages and `docker import`ed. An image that already exists
+# is left alone, so this is cheap to call before every test run.
+#
+#   choreo/busybox:1   a static busybox (sh, httpd, nc, wget): ~2 MB, instant
+#   choreo/python:3.11 a minimal Debian bookworm with python3 (debootstrap, ~30 s)
+set -euo pipefail
+
+CACHE_DIR=${BASE_IMAGE_CACHE:-${DATA_DIR:-./data}/base-images}
+MIRROR=${DEBIAN_MIRROR:-$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+want=${*:-busybox python}
+
+have() { docker image inspect "$1" >/dev/null 2>&1; }
+
+make_busybox() {
+  have choreo/busybox:1 && return 0
+  [ -x /bin/busybox ] || { echo "base-images: /bin/busybox is missing: apt-get install busybox-static" >&2; exit 1; }
+  local root; root=$(mktemp -d)
+  mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,var/www,root,proc,sys,dev}
+  cp /bin/busybox "$root/bin/busybox"
+  for applet in $(/bin/busybox --list); do
+    [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
+  done
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$root/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
+  chmod 1777 "$root/tmp"
+  # Fixed mtimes and owners: the same busybox gives the same base image.
+  find "$root" -exec touch -h -d @0 {} +
+  tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$root" -cf - . \
+    | docker import --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/bin:/sbin:/usr/bin:/usr/sbin' - choreo/busybox:1 >/dev/null
+  rm -rf "$root"
+  echo "base-images: made choreo/busybox:1"
+}
+
+make_python() {
+  have choreo/python:3.11 && return 0
+  command -v debootstrap >/dev/null || { echo "base-images: debootstrap is missing: apt-get install debootstrap" >&2; exit 1; }
+  mkdir -p "$CACHE_DIR"
+  local tarball="$CACHE_DIR/python-3.11-bookworm.tar"
+  if [ ! -s "$tarball" ]; then
+    local root; root=$(mktemp -d)
+    debootstrap --variant=minbase --include=python3-minimal,python3,ca-certificates bookworm "$root" "$MIRROR" >"$CACHE_DIR/debootstrap.log" 2>&1 \
+      || { echo "base-images: debootstrap failed, see $CACHE_DIR/debootstrap.log" >&2; rm -rf "$root"; exit 1; }
+    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/var/log/* "$root"/tmp/*
+    tar --sort=name --numeric-owner -C "$root" -cf "$tarball.part" . && mv "$tarball.part" "$tarball"
+    rm -rf "$root"
+  fi
+  docker import --change 'CMD ["python3"]' \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV PYTHONDONTWRITEBYTECODE=1' "$tarball" choreo/python:3.11 >/dev/null
+  echo "base-images: made choreo/python:3.11"
+}
+
+for name in $want; do "make_$name"; done

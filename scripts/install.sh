@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs what the platform needs and is missing, starts the Docker Engine when it is not
+# running, and makes the virtual environment and the local base images.
+#   scripts/install.sh        what `make up` needs
+#   scripts/install.sh test   plus what the tests need (Chromium, the dev requirements)
+# Everything is skipped when already there, so running it again is cheap.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-run}
+packages=(git docker.io docker-registry debootstrap busybox-static)
+[ "$mode" = test ] && packages+=(chromium postgresql-client)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    echo "install: missing packages: ${missing[*]}" >&2
+    echo "install: run as root on Debian:  apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "install: apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Docker Engine is system infrastructure: started here when it is not running, and
+# never stopped by the platform.
+if ! docker info >/dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install: the Docker Engine is not running; start it (sudo systemctl start docker, or sudo dockerd &)" >&2
+    exit 1
+  fi
+  echo "install: starting dockerd (log: /var/log/dockerd.log)"
+  setsid nohup dockerd >/var/log/dockerd.log 2>&1 < /dev/null &
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { echo "install: dockerd did not start, see /var/log/dockerd.log" >&2; exit 1; }
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+fi
+req=requirements.txt
+[ "$mode" = test ] && req=requirements-dev.txt
+stamp=.venv/.installed-$(sha256sum requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)-$mode
+if [ ! -f "$stamp" ]; then
+  .venv/bin/pip install -q -r "$req"
+  touch "$stamp"
+fi
+
+images=python
+[ "$mode" = test ] && images="busybox python"
+DATA_DIR=${DATA_DIR:-$PWD/data} scripts/base-images.sh $images

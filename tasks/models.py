@@ -1,0 +1,1 @@
+# Task executions and schedules land with the Execute page issue.

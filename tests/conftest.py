@@ -1,0 +1,192 @@
+"""Shared fixtures. Everything is real: Redis (a database index of the tests' own), the
+Docker Engine, a Distribution registry, Git repositories made with the `git` binary, and
+RQ workers (in-process `SimpleWorker`, or real `rqworker` processes)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import django_rq
+import pytest
+import requests
+from django.conf import settings
+from django.db import connection
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from builds import registry
+
+ROOT = Path(__file__).resolve().parent.parent
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Test",
+    "GIT_AUTHOR_EMAIL": "test@localhost",
+    "GIT_COMMITTER_NAME": "Test",
+    "GIT_COMMITTER_EMAIL": "test@localhost",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def pytest_configure(config):
+    db = settings.REDIS_URL.rstrip("/").rsplit("/", 1)[-1]
+    if db in ("", "0"):
+        pytest.exit("Run the tests through `make test`: it gives them their own Redis database and data directory.", returncode=2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_redis():
+    django_rq.get_connection(settings.BUILDS_QUEUE).flushdb()
+
+
+@pytest.fixture(scope="session")
+def base_images():
+    subprocess.run([str(ROOT / "scripts" / "base-images.sh"), "busybox"], check=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 30, proc: subprocess.Popen | None = None) -> requests.Response:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode} before {url} answered")
+        try:
+            last = requests.get(url, timeout=2)
+            if last.status_code == 200:
+                return last
+        except requests.RequestException as exc:
+            last = exc
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer 200 in {timeout}s: {last}")
+
+
+@pytest.fixture(scope="session")
+def registry_server():
+    """The embedded registry, as `make up` runs it, on REGISTRY_PORT."""
+    if registry.is_up():
+        yield settings.REGISTRY_URL
+        return
+    shutil.rmtree(settings.DATA_DIR / "registry", ignore_errors=True)
+    config = registry.embedded_config(settings.DATA_DIR, settings.REGISTRY_PORT)
+    proc = subprocess.Popen([shutil.which("docker-registry"), "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_http(settings.REGISTRY_URL + "/v2/", proc=proc)
+    yield settings.REGISTRY_URL
+    proc.terminate()
+    proc.wait(10)
+
+
+class GitRepo:
+    """A real repository on disk, committed to with the `git` binary."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._clock = 1_700_000_000
+        self.git("init", "-q", "-b", "main")
+
+    def git(self, *args: str) -> str:
+        env = {**os.environ, **GIT_ENV, "GIT_AUTHOR_DATE": f"@{self._clock} +0000", "GIT_COMMITTER_DATE": f"@{self._clock} +0000"}
+        return subprocess.run(["git", *args], cwd=self.path, env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+    def commit(self, files: dict[str, str | None], message: str = "change") -> str:
+        for name, content in files.items():
+            target = self.path / name
+            if content is None:
+                target.unlink()
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+        self._clock += 60
+        self.git("add", "-A")
+        self.git("commit", "-q", "--allow-empty", "-m", message)
+        return self.git("rev-parse", "HEAD")
+
+
+SERVICE_DESCRIPTOR = """\
+schemaVersion: 1
+type: service
+endpoints:
+  - name: web
+    port: 8080
+    schemaFile: openapi.yaml
+health:
+  http: { path: /, port: 8080 }
+replicas: 1
+"""
+
+BUSYBOX_DOCKERFILE = """\
+FROM choreo/busybox:1
+ARG SOURCE_DATE_EPOCH
+COPY index.html /www/index.html
+RUN echo built > /www/built.txt
+CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]
+"""
+
+
+@pytest.fixture
+def make_repo(tmp_path):
+    counter = iter(range(1000))
+
+    def make(files: dict[str, str] | None = None) -> GitRepo:
+        path = tmp_path / f"repo{next(counter)}"
+        path.mkdir()
+        repo = GitRepo(path)
+        repo.commit(
+            files
+            if files is not None
+            else {
+                ".choreo/component.yaml": SERVICE_DESCRIPTOR,
+                "Dockerfile": BUSYBOX_DOCKERFILE,
+                "index.html": "<h1>hello</h1>\n",
+                "openapi.yaml": "openapi: 3.0.3\ninfo: {title: web, version: '1'}\npaths: {}\n",
+            },
+            "first",
+        )
+        return repo
+
+    return make
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    return django_user_model.objects.create_superuser("admin", "admin@localhost", "admin-password-for-tests")
+
+
+@pytest.fixture
+def api(admin_user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=admin_user).key}")
+    return client
+
+
+def run_build_jobs() -> None:
+    """Run every queued build job in this process, as a worker would."""
+    worker = django_rq.get_worker(settings.BUILDS_QUEUE, worker_class="rq.SimpleWorker")
+    worker.work(burst=True)
+
+
+@pytest.fixture
+def platform_env() -> dict[str, str]:
+    """Environment for real platform processes (web, workers) that share the test database."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        url = f"sqlite:///{db['NAME']}"
+    else:
+        url = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    return {**os.environ, "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
+
+
+def start_process(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+MANAGE = [sys.executable, str(ROOT / "manage.py")]
