@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import docker
+import requests
+import urllib3
 from docker.errors import APIError, DockerException, ImageNotFound
 
 from builds.oci import write_stream
@@ -119,10 +121,14 @@ class DockerBuild:
                     image_id = message["aux"]["ID"]
                 if "error" in message:
                     raise BuildStepError(message["error"].strip())
-        except (OSError, APIError, DockerException, ValueError) as exc:
-            if self._aborted.is_set():
+        except BuildStepError:
+            raise
+        except Exception as exc:
+            if self._aborted.is_set():  # we cut the connection ourselves
                 raise BuildAborted(self.abort_reason) from None
-            raise BuildStepError(f"the Docker Engine failed the build: {exc}") from None
+            if isinstance(exc, (OSError, APIError, DockerException, ValueError, urllib3.exceptions.HTTPError, requests.RequestException)):
+                raise BuildStepError(f"the Docker Engine failed the build: {exc}") from None
+            raise
         if self._aborted.is_set():
             raise BuildAborted(self.abort_reason)
         if image_id is None:

@@ -1,6 +1,6 @@
 """Git, through the `git` binary: a mirror per component, commit resolution, checkout.
 
-Each component has a bare mirror under DATA_DIR/git. Every operation on a mirror holds a
+Each repository has a bare mirror under DATA_DIR/git. Every operation on a mirror holds a
 file lock, so a page listing commits and a worker fetching for a build never race.
 A checkout is `git archive` of one commit: exactly the commit's tree, every file with the
 commit's time as its mtime, which is what repeatable builds need.
@@ -9,6 +9,7 @@ commit's time as its mtime, which is what repeatable builds need.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -92,8 +93,9 @@ def _run(args: list[str], *, cwd: Path | None = None, timeout: int = 60, check: 
     return result
 
 
-def mirror_path(component_id: int) -> Path:
-    return settings.DATA_DIR / "git" / f"component-{component_id}.git"
+def mirror_path(url: str) -> Path:
+    """One mirror per repository URL: components of one monorepo share it."""
+    return settings.DATA_DIR / "git" / (hashlib.sha256(url.encode()).hexdigest()[:24] + ".git")
 
 
 @contextmanager
@@ -116,9 +118,9 @@ def ls_remote_head(url: str, branch: str, *, timeout: int = 30) -> str:
     raise GitError(f"branch {branch!r} does not exist in repository {redact_url(url)}.", errors={"branch": ["No such branch."]})
 
 
-def sync(component_id: int, url: str, *, timeout: int = FETCH_TIMEOUT) -> Path:
-    """Clone or fetch the component's mirror; returns its path."""
-    mirror = mirror_path(component_id)
+def sync(url: str, *, timeout: int = FETCH_TIMEOUT) -> Path:
+    """Clone or fetch the repository's mirror; returns its path."""
+    mirror = mirror_path(url)
     with _locked(mirror):
         if not (mirror / "HEAD").exists():
             tmp = mirror.with_suffix(".tmp")
@@ -139,6 +141,8 @@ def sync(component_id: int, url: str, *, timeout: int = FETCH_TIMEOUT) -> Path:
 
 def resolve(mirror: Path, *, branch: str, commit: str | None = None) -> str:
     """The full sha of `commit` (any unambiguous prefix), or of the branch head."""
+    if not (mirror / "HEAD").exists():
+        raise GitError("the repository has not been fetched yet.")
     if commit is None:
         result = _run(["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"], cwd=mirror, check=False)
         if result.returncode != 0:

@@ -163,7 +163,7 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: Watchdog, workspace: Pa
         step_started = time.monotonic()
 
     step(f"Checkout {git.redact_url(component.repository)} ({component.branch}) at {build.commit[:12]}")
-    mirror = git.sync(component.pk, component.repository)
+    mirror = git.sync(component.repository)
     sha = git.resolve(mirror, branch=component.branch, commit=build.commit)
     info = git.commit_info(mirror, sha)
     Build.objects.filter(pk=build.pk).update(commit=sha, commit_message=info.subject[:500])

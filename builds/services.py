@@ -120,11 +120,11 @@ def build_start(*, component: Component, commit: str | None = None, trigger: str
         else:
             if not git.COMMIT_RE.match(commit):
                 raise git.GitError(f"commit {commit!r} is not a commit id (4 to 40 hex digits).", errors={"commit": ["Enter a commit id."]})
-            mirror = git.mirror_path(component.pk)
+            mirror = git.mirror_path(component.repository)
             try:
                 sha = git.resolve(mirror, branch=component.branch, commit=commit)
             except git.GitError:
-                sha = git.resolve(git.sync(component.pk, component.repository), branch=component.branch, commit=commit)
+                sha = git.resolve(git.sync(component.repository), branch=component.branch, commit=commit)
     except git.GitError as exc:
         raise PlatformError(exc.detail, errors=exc.errors or {"repository": [exc.detail]}) from None
     with transaction.atomic():

@@ -1,0 +1,209 @@
+"""The build pipeline against the real Docker Engine, registry and Git, with jobs run by
+an in-process RQ worker."""
+
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+from django.conf import settings
+
+from builds import registry
+from builds.models import ApiSpec, Build, Image
+from builds.services import build_cancel, build_start, component_create
+from choreo_site.logstream import read_text
+from environments.services import project_create
+from tests.conftest import BUSYBOX_DOCKERFILE, SERVICE_DESCRIPTOR, run_build_jobs
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("registry_server", "base_images")]
+
+
+@pytest.fixture
+def component(make_repo):
+    repo = make_repo()
+    project = project_create(name="shop")
+    component = component_create(project=project, name="web", repository=str(repo.path), branch="main")
+    component.repo = repo
+    return component
+
+
+def build_and_wait(component, commit=None) -> Build:
+    build = build_start(component=component, commit=commit)
+    run_build_jobs()
+    build.refresh_from_db()
+    return build
+
+
+def test_build_pushes_an_image_by_digest_that_docker_can_pull(component):
+    build = build_and_wait(component)
+    log = read_text(build.log_stream)
+    assert build.status == Build.SUCCEEDED, log
+    assert build.digest.startswith("sha256:")
+    assert build.image_reference == f"127.0.0.1:{settings.REGISTRY_PORT}/shop/web@{build.digest}"
+    assert build.endpoints[0]["name"] == "web"
+    assert ApiSpec.objects.get(build=build).content.startswith("openapi: 3.0.3")
+    assert re.search(r"Step 4/\d+ : RUN echo built > /www/built.txt", log)
+    assert build.commit_message == "first"
+    pulled = subprocess.run(["docker", "pull", build.image_reference], capture_output=True, text=True)
+    assert pulled.returncode == 0, pulled.stderr
+    out = subprocess.run(["docker", "run", "--rm", build.image_reference, "cat", "/www/built.txt"], capture_output=True, text=True)
+    assert out.stdout == "built\n"
+    assert not (settings.WORKSPACE_DIR / f"build-{build.pk}").exists()
+    images = subprocess.run(["docker", "images", "-q", f"choreo-build/{settings.INSTANCE_NAMESPACE}:{build.pk}"], capture_output=True, text=True)
+    assert images.stdout.strip() == ""  # the intermediate image is gone
+
+
+def test_rebuild_of_the_same_commit_reuses_the_image(component):
+    first = build_and_wait(component)
+    tags_before = registry.list_tags("shop/web")
+    started = time.monotonic()
+    second = build_and_wait(component)
+    elapsed = time.monotonic() - started
+    assert second.status == Build.SUCCEEDED
+    assert second.digest == first.digest
+    assert second.reused is True
+    assert Image.objects.count() == 1
+    assert registry.list_tags("shop/web") == tags_before
+    assert "reusing" in read_text(second.log_stream)
+    print(f"rebuild of an already built commit: {elapsed:.2f}s")
+
+
+def test_without_cache_the_same_commit_gives_the_same_digest(component, settings):
+    first = build_and_wait(component)
+    Image.objects.all().delete()  # forget it, so the pipeline builds again from scratch
+    settings.BUILD_USE_CACHE = False
+    second = build_and_wait(component)
+    assert second.reused is False
+    assert second.digest == first.digest
+
+
+def test_newest_image_per_commit_is_kept(make_repo):
+    repo = make_repo(
+        {
+            ".choreo/component.yaml": "schemaVersion: 1\ntype: service\n",
+            "Dockerfile": "FROM choreo/busybox:1\nRUN cat /proc/sys/kernel/random/uuid > /id\n",
+        }
+    )
+    component = component_create(project=project_create(name="shop"), name="web", repository=str(repo.path))
+    first = build_and_wait(component)
+    Image.objects.update(inputs_key="changed-inputs")  # e.g. a new base image: not reusable
+    second = build_and_wait(component)
+    assert first.digest != second.digest  # the Dockerfile is not reproducible
+    assert list(Image.objects.values_list("digest", flat=True)) == [second.digest]
+    assert not registry.manifest_exists("shop/web", first.digest)
+    assert registry.manifest_exists("shop/web", second.digest)
+    assert f"deleted the older image {first.digest}" in read_text(second.log_stream)
+
+
+def test_failing_dockerfile_fails_the_build_and_pushes_nothing(make_repo):
+    repo = make_repo(
+        {
+            ".choreo/component.yaml": "schemaVersion: 1\ntype: service\n",
+            "Dockerfile": "FROM choreo/busybox:1\nRUN echo step one\nRUN exit 3\nRUN echo never\n",
+        }
+    )
+    component = component_create(project=project_create(name="shop"), name="web", repository=str(repo.path))
+    tags_before = registry.list_tags("shop/web")
+    build = build_and_wait(component)
+    log = read_text(build.log_stream)
+    assert build.status == Build.FAILED
+    assert re.search(r"Step 3/\d+ : RUN exit 3", log)
+    assert "returned a non-zero code: 3" in build.error
+    assert build.digest == "" and build.image is None
+    assert not Image.objects.exists()
+    assert registry.list_tags("shop/web") == tags_before
+
+
+def test_failed_build_never_replaces_an_image(component):
+    good = build_and_wait(component)
+    component.repo.commit({"Dockerfile": "FROM choreo/busybox:1\nRUN false\n"}, "break it")
+    bad = build_and_wait(component)
+    assert bad.status == Build.FAILED
+    assert registry.manifest_exists("shop/web", good.digest)
+    assert list(Image.objects.values_list("digest", flat=True)) == [good.digest]
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({".choreo/component.yaml": "schemaVersion: 1\ntype: service\nreplicas: lots\n"}, ".choreo/component.yaml: replicas: must be an integer"),
+        ({".choreo/component.yaml": None}, ".choreo/component.yaml: not found at commit"),
+        ({"Dockerfile": None}, "build.dockerfile: Dockerfile does not exist"),
+        ({"openapi.yaml": None}, "endpoints.web.schemaFile: openapi.yaml does not exist"),
+    ],
+)
+def test_bad_descriptor_or_files_fail_the_build_with_the_reason(component, files, message):
+    component.repo.commit(files, "break")
+    build = build_and_wait(component)
+    assert build.status == Build.FAILED
+    assert message in build.error
+    assert message in read_text(build.log_stream)
+    assert not Image.objects.exists()
+
+
+def test_component_path_inside_a_monorepo(make_repo):
+    repo = make_repo(
+        {
+            "services/web/.choreo/component.yaml": SERVICE_DESCRIPTOR,
+            "services/web/Dockerfile": BUSYBOX_DOCKERFILE,
+            "services/web/index.html": "hi\n",
+            "services/web/openapi.yaml": "openapi: 3.0.3\n",
+            "README": "monorepo\n",
+        }
+    )
+    component = component_create(project=project_create(name="mono"), name="web", repository=f"file://{repo.path}", path="services/web/")
+    assert component.path == "services/web"
+    build = build_and_wait(component)
+    assert build.status == Build.SUCCEEDED, build.error
+    missing = component_create(project=component.project, name="gone", repository=str(repo.path), path="services/nope")
+    failed = build_and_wait(missing)
+    assert "path 'services/nope' does not exist" in failed.error
+
+
+def test_cancel_a_running_build_stops_it(make_repo):
+    repo = make_repo(
+        {
+            ".choreo/component.yaml": "schemaVersion: 1\ntype: service\n",
+            "Dockerfile": "FROM choreo/busybox:1\nRUN echo started && sleep 120\n",
+        }
+    )
+    component = component_create(project=project_create(name="shop"), name="web", repository=str(repo.path))
+    build = build_start(component=component)
+    cancelled_at = []
+
+    def cancel_once_started():
+        from django.db import connection
+
+        deadline = time.monotonic() + 60
+        while "started" not in read_text(build.log_stream) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        build_cancel(build=build)
+        cancelled_at.append(time.monotonic())
+        connection.close()
+
+    canceller = threading.Thread(target=cancel_once_started)
+    canceller.start()
+    run_build_jobs()  # the worker runs in this (main) thread, as RQ requires
+    finished_at = time.monotonic()
+    canceller.join()
+    build.refresh_from_db()
+    assert build.status == Build.CANCELLED
+    assert finished_at - cancelled_at[0] < 30  # not the 120 s of the RUN step
+    assert "Cancelled by a user" in read_text(build.log_stream)
+
+
+def test_build_timeout_fails_the_build(make_repo, settings):
+    settings.BUILD_TIMEOUT = 3
+    repo = make_repo({".choreo/component.yaml": "schemaVersion: 1\ntype: service\n", "Dockerfile": "FROM choreo/busybox:1\nRUN sleep 120\n"})
+    component = component_create(project=project_create(name="shop"), name="web", repository=str(repo.path))
+    build = build_and_wait(component)
+    assert build.status == Build.FAILED
+    assert "Timed out after 3s" in build.error
+
+
+def test_branch_deleted_after_component_creation(component):
+    component.repo.git("branch", "-m", "main", "trunk")
+    with pytest.raises(Exception, match="branch 'main' does not exist"):
+        build_start(component=component)
+    assert not Build.objects.exists()
