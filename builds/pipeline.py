@@ -189,6 +189,7 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: Watchdog, workspace: Pa
             specs[endpoint["name"]] = (endpoint["schemaFile"], content.decode("utf-8", "replace"))
 
     step("Prepare the build context")
+    shutil.rmtree(workspace, ignore_errors=True)  # left behind by a worker that crashed
     git.checkout(mirror, sha, workspace)
     component_dir = workspace / component.path
     context = (component_dir / descriptor.context).resolve()

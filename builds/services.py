@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 from datetime import timedelta
 
@@ -189,6 +190,7 @@ def build_reap_orphans() -> list[int]:
             writer = LogWriter(build.log_stream)
             writer.line(f"==> FAILED: {reason}")
             writer.end(Build.FAILED)
+            shutil.rmtree(settings.WORKSPACE_DIR / f"build-{build.pk}", ignore_errors=True)
             reaped.append(build.pk)
             log.warning("build %s failed: %s", build.pk, reason)
     connection = builds_queue().connection

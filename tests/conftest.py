@@ -36,6 +36,9 @@ def pytest_configure(config):
     db = settings.REDIS_URL.rstrip("/").rsplit("/", 1)[-1]
     if db in ("", "0"):
         pytest.exit("Run the tests through `make test`: it gives them their own Redis database and data directory.", returncode=2)
+    # SQLite's WAL files of an earlier, interrupted run would poison the new test database.
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(str(settings.DATA_DIR / "test-db.sqlite3") + suffix).unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,0 +1,99 @@
+"""The one log writer (redact, store, stream) and the WebSocket consumer that replays
+stored lines from an offset, then streams live ones, through the real Redis layer."""
+
+import base64
+from urllib.parse import quote
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser
+
+from builds.models import Build
+from builds.services import component_create
+from choreo_site.consumers import LogConsumer
+from choreo_site.logstream import LogWriter, Redactor, read_text
+from environments.services import project_create
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_redactor_masks_plain_base64_and_url_encoded_forms():
+    secret = "p@ss word/with+stuff"
+    redact = Redactor([secret, "ab"])  # too short to mask safely: ignored
+    text = f"a {secret} b {base64.b64encode(secret.encode()).decode()} c {quote(secret, safe='')} d ab"
+    out = redact(text)
+    assert secret not in out
+    assert base64.b64encode(secret.encode()).decode().rstrip("=") not in out
+    assert quote(secret, safe="") not in out
+    assert out.count("***") == 3
+    assert out.endswith("d ab")
+
+
+def test_writer_stores_complete_lines_and_resumes_numbering():
+    writer = LogWriter("build-900", secrets=["hunter2-secret"])
+    writer.write("one\ntw")
+    writer.write("o hunter2-secret\r\nthree")
+    writer.flush()
+    assert read_text("build-900") == "one\ntwo ***\nthree\n"
+    again = LogWriter("build-900")
+    again.line("four")
+    assert read_text("build-900").splitlines()[-1] == "four"
+
+
+def _component():
+    return component_create(project=project_create(name="logs"), name="web", repository=_repo())
+
+
+def _repo():
+    import subprocess
+    import tempfile
+
+    path = tempfile.mkdtemp()
+    subprocess.run(["git", "init", "-q", "-b", "main", path], check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@l", "commit", "-q", "--allow-empty", "-m", "x"], cwd=path, check=True
+    )
+    return path
+
+
+async def _connect(path, user):
+    communicator = WebsocketCommunicator(LogConsumer.as_asgi(), path)
+    communicator.scope["user"] = user
+    communicator.scope["url_route"] = {"kwargs": {"stream": path.split("/")[3]}}
+    return communicator
+
+
+@pytest.mark.asyncio
+async def test_consumer_replays_from_offset_then_streams_live(admin_user):
+    component = await database_sync_to_async(_component)()
+    build = await database_sync_to_async(Build.objects.create)(component=component, commit="0" * 40, status=Build.RUNNING)
+    writer = await database_sync_to_async(LogWriter)(build.log_stream)
+    for i in range(5):
+        await database_sync_to_async(writer.line)(f"stored {i}")
+
+    communicator = await _connect(f"/ws/logs/{build.log_stream}/?offset=2", admin_user)
+    communicator.scope["query_string"] = b"offset=2"
+    connected, _ = await communicator.connect()
+    assert connected
+    replay = await communicator.receive_json_from(timeout=5)
+    assert [line["text"] for line in replay["lines"]] == ["stored 2", "stored 3", "stored 4"]
+    await database_sync_to_async(writer.line)("live 5")
+    live = await communicator.receive_json_from(timeout=5)
+    assert live["lines"] == [{"seq": 5, "text": "live 5"}]
+    await database_sync_to_async(Build.objects.filter(pk=build.pk).update)(status=Build.SUCCEEDED)
+    await sync_to_async(writer.end)(Build.SUCCEEDED)
+    end = await communicator.receive_json_from(timeout=5)
+    assert end == {"type": "end", "status": "succeeded", "next": 6}
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_consumer_refuses_anonymous_and_unknown_streams(admin_user):
+    anonymous = await _connect("/ws/logs/build-1/", AnonymousUser())
+    connected, code = await anonymous.connect()
+    assert not connected and code == 4401
+    unknown = await _connect("/ws/logs/build-424242/", admin_user)
+    connected, code = await unknown.connect()
+    assert not connected and code == 4404

@@ -1,0 +1,81 @@
+"""End to end in headless Chromium (Debian's, driven by Playwright) against a real web
+process (daphne: HTTP and WebSockets) and a real RQ worker process."""
+
+import os
+import re
+import signal
+
+import pytest
+from playwright.sync_api import expect
+
+from builds.services import component_create
+from environments.services import project_create
+from tests.conftest import MANAGE, free_port, start_process, wait_http
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("registry_server", "base_images"), pytest.mark.browser]
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop in this thread
+
+CHATTY_DOCKERFILE = """\
+FROM choreo/busybox:1
+RUN for i in 1 2 3 4 5 6 7 8; do echo "tick $i"; sleep 1; done
+"""
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args():
+    return {
+        "executable_path": "/usr/bin/chromium",
+        "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    }
+
+
+@pytest.fixture
+def platform(platform_env, tmp_path):
+    port = free_port()
+    env = {**platform_env, "WEB_PORT": str(port)}
+    web = start_process(_daphne(port), env, tmp_path / "web.log")
+    worker = start_process([*MANAGE, "rqworker", "builds"], env, tmp_path / "worker.log")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/login/", proc=web)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for proc in (web, worker):
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in (web, worker):
+            try:
+                proc.wait(20)
+            except Exception:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _daphne(port):
+    import sys
+
+    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "choreo_site.asgi:application"]
+
+
+def test_build_latest_shows_log_lines_live(page, platform, admin_user, make_repo):
+    repo = make_repo({".choreo/component.yaml": "schemaVersion: 1\ntype: service\n", "Dockerfile": CHATTY_DOCKERFILE})
+    component_create(project=project_create(name="shop"), name="web", repository=str(repo.path))
+
+    page.goto(f"{platform}/login/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", "admin-password-for-tests")
+    page.click("button[type=submit]")
+    page.goto(f"{platform}/projects/shop/components/web/build/")
+    page.click("#build-latest")
+    expect(page).to_have_url(re.compile(r"/projects/shop/components/web/builds/\d+/$"))
+
+    log = page.locator("#log")
+    expect(log).to_contain_text("tick 2", timeout=60_000)
+    # Lines arrived while the build was still running, not after the fact.
+    assert "tick 8" not in log.inner_text()
+    expect(page.locator("#log-state")).to_have_text("Live")
+    expect(log).to_contain_text("tick 8", timeout=60_000)
+    expect(page.locator("#log-state")).to_have_text("Finished: succeeded", timeout=60_000)
+    expect(page.locator("#build-status")).to_have_text("succeeded", timeout=10_000)
+    page.screenshot(path=str(os.environ.get("SCREENSHOT_DIR", "/tmp")) + "/build-detail.png", full_page=True)
+
+    page.goto(f"{platform}/projects/shop/components/web/build/")
+    expect(page.locator("#build-rows")).to_contain_text("succeeded")
