@@ -132,7 +132,7 @@ def embedded_config(data_dir: Path, port: int) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     config = {
         "version": 0.1,
-        "log": {"level": "warn", "fields": {"service": "registry"}},
+        "log": {"level": "warn", "accesslog": {"disabled": True}, "fields": {"service": "registry"}},
         "storage": {
             "filesystem": {"rootdirectory": str(root / "storage")},
             "delete": {"enabled": True},

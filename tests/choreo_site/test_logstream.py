@@ -1,7 +1,9 @@
 """The one log writer (redact, store, stream) and the WebSocket consumer that replays
 stored lines from an offset, then streams live ones, through the real Redis layer."""
 
+import asyncio
 import base64
+import threading
 from urllib.parse import quote
 
 import pytest
@@ -65,8 +67,35 @@ async def _connect(path, user):
     return communicator
 
 
-@pytest.mark.asyncio
-async def test_consumer_replays_from_offset_then_streams_live(admin_user):
+def in_own_loop(coroutine_function):
+    """Run an async test body on a fresh event loop in its own thread, so it never meets
+    a loop another fixture (Playwright's sync API) keeps in the main thread."""
+
+    def run(*args, **kwargs):
+        errors = []
+
+        def target():
+            try:
+                asyncio.run(coroutine_function(*args, **kwargs))
+            except BaseException as exc:  # re-raised in the test's thread
+                errors.append(exc)
+
+        thread = threading.Thread(target=target)
+        thread.start()
+        thread.join(60)
+        if errors:
+            raise errors[0]
+        assert not thread.is_alive(), "the async test body did not finish in 60s"
+
+    run.__name__ = coroutine_function.__name__
+    return run
+
+
+def test_consumer_replays_from_offset_then_streams_live(admin_user):
+    in_own_loop(_replay_then_live)(admin_user)
+
+
+async def _replay_then_live(admin_user):
     component = await database_sync_to_async(_component)()
     build = await database_sync_to_async(Build.objects.create)(component=component, commit="0" * 40, status=Build.RUNNING)
     writer = await database_sync_to_async(LogWriter)(build.log_stream)
@@ -89,8 +118,11 @@ async def test_consumer_replays_from_offset_then_streams_live(admin_user):
     await communicator.disconnect()
 
 
-@pytest.mark.asyncio
-async def test_consumer_refuses_anonymous_and_unknown_streams(admin_user):
+def test_consumer_refuses_anonymous_and_unknown_streams(admin_user):
+    in_own_loop(_refusals)(admin_user)
+
+
+async def _refusals(admin_user):
     anonymous = await _connect("/ws/logs/build-1/", AnonymousUser())
     connected, code = await anonymous.connect()
     assert not connected and code == 4401

@@ -88,7 +88,10 @@ class Command(BaseCommand):
                 raise CommandError("The registry is not installed: apt-get install docker-registry (or set REGISTRY_URL).")
             config = registry.embedded_config(settings.DATA_DIR, settings.REGISTRY_PORT)
             children.append(Child("registry", [binary, "serve", str(config)]))
-        daphne = [sys.executable, "-m", "daphne", "-b", settings.WEB_HOST, "-p", str(settings.WEB_PORT), "choreo_site.asgi:application"]
+        daphne = [
+            *(sys.executable, "-m", "daphne", "-b", settings.WEB_HOST, "-p", str(settings.WEB_PORT)),
+            *("--access-log", str(settings.DATA_DIR / "access.log"), "choreo_site.asgi:application"),
+        ]
         children.append(Child("web", daphne))
         for i in range(settings.BUILD_CONCURRENCY):
             children.append(Child(f"build-worker-{i + 1}", [*manage, "rqworker", "builds", "--verbosity", "0"]))
@@ -97,7 +100,9 @@ class Command(BaseCommand):
         return children
 
     def _start(self, child: Child) -> None:
-        child.proc = subprocess.Popen(child.argv, cwd=settings.BASE_DIR, start_new_session=True)
+        # The registry logs every 404 of a blob probe as an error: keep that in a file.
+        output = open(settings.DATA_DIR / "registry.log", "ab") if child.name == "registry" else None
+        child.proc = subprocess.Popen(child.argv, cwd=settings.BASE_DIR, start_new_session=True, stdout=output, stderr=output)
         child.started_at = time.monotonic()
         self.stdout.write(f"started {child.name} (pid {child.proc.pid})")
 
