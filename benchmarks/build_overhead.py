@@ -38,7 +38,13 @@ def free_port() -> int:
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, env={**os.environ, **GIT_ENV}, check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", *args], cwd=repo, env={**os.environ, **GIT_ENV}, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def spread(times: list[float]) -> str:
+    return f"(min {min(times):.2f}, max {max(times):.2f})"
 
 
 def timed(func) -> float:
@@ -69,7 +75,9 @@ def main(n: int) -> None:
         "PYTHONPATH": str(ROOT),
     }
     log = open(tmp / "platform.log", "wb")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "up"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "up"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         api = f"http://127.0.0.1:{web}/api"
         deadline = time.monotonic() + 120
@@ -111,9 +119,10 @@ def main(n: int) -> None:
         med = statistics.median
         print(f"machine: {os.uname().nodename}, {os.cpu_count()} cores; docker build via the legacy builder; {n} runs each")
         print(f"first platform build FROM a new base image (normalizes its layers once): {first:.2f}s")
-        print(f"plain docker build --no-cache:         median {med(plain_times):.2f}s  (min {min(plain_times):.2f}, max {max(plain_times):.2f})")
-        print(f"platform build, API ?wait=1, no cache: median {med(platform_times):.2f}s  (min {min(platform_times):.2f}, max {max(platform_times):.2f})")
-        print(f"  ratio platform / plain: {med(platform_times) / med(plain_times):.2f}x, overhead {med(platform_times) - med(plain_times):+.2f}s")
+        print(f"plain docker build --no-cache:         median {med(plain_times):.2f}s  {spread(plain_times)}")
+        print(f"platform build, API ?wait=1, no cache: median {med(platform_times):.2f}s  {spread(platform_times)}")
+        ratio = med(platform_times) / med(plain_times)
+        print(f"  ratio platform / plain: {ratio:.2f}x, overhead {med(platform_times) - med(plain_times):+.2f}s")
         print(f"rebuild of an already built commit, API ?wait=1: median {med(rebuild_times):.3f}s")
         print(f"plain docker build with every step cached:      median {med(plain_cached):.3f}s")
         print(f"  ratio rebuild / cached plain build: {med(rebuild_times) / med(plain_cached):.2f}x")

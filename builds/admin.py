@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from builds.models import ApiSpec, Build, Component, Image
+from builds.models import ApiSpec, Build, Component, Image, PushEvent
 
 
 @admin.register(Component)
@@ -8,6 +8,8 @@ class ComponentAdmin(admin.ModelAdmin):
     list_display = ["name", "project", "type", "repository", "branch", "path", "auto_build_on_commit", "auto_deploy_on_build"]
     list_filter = ["project", "type"]
     search_fields = ["name", "repository"]
+    # The webhook secret is write-only: set through the API, never shown.
+    exclude = ["webhook_secret"]
 
 
 @admin.register(Build)
@@ -29,3 +31,10 @@ class ImageAdmin(admin.ModelAdmin):
 @admin.register(ApiSpec)
 class ApiSpecAdmin(admin.ModelAdmin):
     list_display = ["build", "endpoint", "path"]
+
+
+@admin.register(PushEvent)
+class PushEventAdmin(admin.ModelAdmin):
+    list_display = ["received_at", "component", "provider", "event", "after", "outcome", "reason"]
+    list_filter = ["provider", "outcome"]
+    readonly_fields = [f.name for f in PushEvent._meta.fields]

@@ -14,6 +14,7 @@ from builds.serializers import (
     ComponentCreateSerializer,
     ComponentSerializer,
     ComponentUpdateSerializer,
+    PushEventSerializer,
 )
 from choreo_site.api import waitable
 from choreo_site.logstream import read_text
@@ -50,6 +51,14 @@ class ComponentDetail(APIView):
         data = ComponentUpdateSerializer.validated(request.data)
         component = services.component_update(component=_component(project, component), **data)
         return Response(ComponentSerializer(component).data)
+
+
+class PushEventList(APIView):
+    @extend_schema(responses=PushEventSerializer(many=True))
+    def get(self, request, project, component):
+        """Pushes received by webhook or found by polling, newest first, with their outcome."""
+        events = _component(project, component).push_events.all()[:100]
+        return Response(PushEventSerializer(events, many=True).data)
 
 
 def _build_state(build_id: int) -> tuple[dict, bool]:

@@ -6,11 +6,12 @@ class BuildsConfig(AppConfig):
 
     def ready(self) -> None:
         from builds.models import Build
-        from builds.services import build_reap_orphans, project_teardown
+        from builds.services import build_reap_orphans, polls_enqueue_due, project_teardown
         from choreo_site import housekeeping, logstream
         from environments.services import register_project_teardown
 
         housekeeping.register(build_reap_orphans)
+        housekeeping.register(polls_enqueue_due)
         register_project_teardown(project_teardown)
 
         def build_final_status(build_id: int) -> str | None:

@@ -337,7 +337,10 @@ def _validate_configurations(items: Any, c: _Checker) -> list[dict[str, Any]]:
             name = c.string(_join(key, "name"), item["name"], pattern=_FILE_NAME_RE, hint="use letters, digits, '.', '_' and '-'")
         else:
             name = c.string(
-                _join(key, "name"), item["name"], pattern=_ENV_NAME_RE, hint="it becomes an environment variable: letters, digits and '_', not starting with a digit"
+                _join(key, "name"),
+                item["name"],
+                pattern=_ENV_NAME_RE,
+                hint="it becomes an environment variable: letters, digits and '_', not starting with a digit",
             )
         if name in names:
             c.fail(_join(key, "name"), f"duplicate configuration name {name!r}")
@@ -356,7 +359,9 @@ def _validate_configurations(items: Any, c: _Checker) -> list[dict[str, Any]]:
         if ctype == "file":
             mount = item.get("mountPath")
             if not isinstance(mount, str) or not mount.startswith("/") or posixpath.normpath(mount) in ("/", "") or "\x00" in mount:
-                c.fail(_join(key, "mountPath"), f"a file configuration needs an absolute mountPath such as /etc/app/config.toml, got {mount!r}")
+                c.fail(
+                    _join(key, "mountPath"), f"a file configuration needs an absolute mountPath such as /etc/app/config.toml, got {mount!r}"
+                )
             mount = posixpath.normpath(mount)
             if mount in mounts:
                 c.fail(_join(key, "mountPath"), f"{mount} is used by another configuration")

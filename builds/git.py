@@ -164,9 +164,7 @@ def commit_info(mirror: Path, sha: str) -> Commit:
 
 
 def recent_commits(mirror: Path, *, branch: str, limit: int = 20) -> list[Commit]:
-    result = _run(
-        ["log", f"--max-count={limit}", "--format=%H%x00%s%x00%an%x00%ct", f"refs/heads/{branch}", "--"], cwd=mirror, check=False
-    )
+    result = _run(["log", f"--max-count={limit}", "--format=%H%x00%s%x00%an%x00%ct", f"refs/heads/{branch}", "--"], cwd=mirror, check=False)
     if result.returncode != 0:
         return []
     commits = []

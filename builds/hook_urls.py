@@ -1,7 +1,7 @@
 from django.urls import path
 
-from builds import webhooks
+from builds import views
 
 urlpatterns = [
-    path("<str:project>/<str:component>/", webhooks.receive, name="webhook"),
+    path("<str:project>/<str:component>/", views.webhook, name="webhook"),
 ]

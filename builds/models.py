@@ -19,6 +19,14 @@ class Component(models.Model):
     auto_deploy_on_build = models.BooleanField(default=False)
     # Write-only: verifies webhook signatures. Encrypted at rest, never shown again.
     webhook_secret = encrypt(models.CharField(max_length=200, blank=True, default=""))
+    # Auto build triggers: polling for remotes that cannot send webhooks, and skipping
+    # pushes that change nothing under `path` (for monorepos).
+    poll_enabled = models.BooleanField(default=True)
+    build_on_path_changes_only = models.BooleanField(default=True)
+    last_seen_commit = models.CharField(max_length=40, blank=True)
+    poll_next_at = models.DateTimeField(null=True, blank=True)
+    poll_failures = models.PositiveIntegerField(default=0)
+    poll_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -129,3 +137,38 @@ class ApiSpec(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["build", "endpoint"], name="apispec_endpoint_unique")]
+
+
+class PushEvent(models.Model):
+    """A push a Git host told us about (webhook) or polling found, and what came of it.
+
+    Every delivery is kept, refused ones too, so a user can see why a push did or did not
+    build.
+    """
+
+    QUEUED, BUILT, IGNORED, REJECTED = "queued", "built", "ignored", "rejected"
+    OUTCOME_CHOICES = [(o, o) for o in (QUEUED, BUILT, IGNORED, REJECTED)]
+
+    component = models.ForeignKey(Component, null=True, blank=True, on_delete=models.CASCADE, related_name="push_events")
+    # As addressed, for deliveries to a component that does not exist.
+    project_name = models.CharField(max_length=100)
+    component_name = models.CharField(max_length=100)
+    provider = models.CharField(max_length=20)
+    delivery_id = models.CharField(max_length=100, blank=True)
+    event = models.CharField(max_length=50, blank=True)
+    ref = models.CharField(max_length=300, blank=True)
+    before = models.CharField(max_length=40, blank=True)
+    after = models.CharField(max_length=40, blank=True)
+    paths = models.JSONField(null=True, blank=True)
+    outcome = models.CharField(max_length=10, choices=OUTCOME_CHOICES)
+    reason = models.CharField(max_length=500, blank=True)
+    build = models.ForeignKey(Build, null=True, blank=True, on_delete=models.SET_NULL, related_name="push_events")
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [models.Index(fields=["component", "provider", "delivery_id"], name="pushevent_delivery_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.event} {self.after[:12]}: {self.outcome}"

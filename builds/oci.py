@@ -101,9 +101,10 @@ def normalize_layer(src, dest: Path, *, epoch: int | None, findings: list[Findin
         compressed = _HashingWriter(out)
         with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, compresslevel=GZIP_LEVEL, mtime=0) as gz:
             uncompressed = _HashingWriter(gz)
-            with tarfile.open(fileobj=src, mode="r|") as tin, tarfile.open(
-                fileobj=uncompressed, mode="w|", format=tarfile.PAX_FORMAT
-            ) as tout:
+            with (
+                tarfile.open(fileobj=src, mode="r|") as tin,
+                tarfile.open(fileobj=uncompressed, mode="w|", format=tarfile.PAX_FORMAT) as tout,
+            ):
                 for member in tin:
                     member.mtime = int(member.mtime) if epoch is None else min(int(member.mtime), epoch)
                     member.uname = member.gname = ""

@@ -177,14 +177,18 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: Watchdog, workspace: Pa
     if raw is None:
         raise DescriptorError("", f"not found at commit {sha[:12]}: every component needs one", path=base + DESCRIPTOR_PATH)
     descriptor = parse_descriptor(raw, path=base + DESCRIPTOR_PATH)
-    writer.line(f"type {descriptor.type}, {len(descriptor.endpoints)} endpoint(s), {len(descriptor.data['configurations'])} configurable(s)")
+    writer.line(
+        f"type {descriptor.type}, {len(descriptor.endpoints)} endpoint(s), {len(descriptor.data['configurations'])} configurable(s)"
+    )
     specs = {}
     for endpoint in descriptor.endpoints:
         if endpoint["schemaFile"]:
             content = git.read_file(mirror, sha, base + endpoint["schemaFile"])
             if content is None:
                 raise DescriptorError(
-                    f"endpoints.{endpoint['name']}.schemaFile", f"{endpoint['schemaFile']} does not exist at commit {sha[:12]}", path=base + DESCRIPTOR_PATH
+                    f"endpoints.{endpoint['name']}.schemaFile",
+                    f"{endpoint['schemaFile']} does not exist at commit {sha[:12]}",
+                    path=base + DESCRIPTOR_PATH,
                 )
             specs[endpoint["name"]] = (endpoint["schemaFile"], content.decode("utf-8", "replace"))
 
@@ -197,7 +201,9 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: Watchdog, workspace: Pa
     if not context.is_dir() or not context.is_relative_to(workspace.resolve()):
         raise DescriptorError("build.context", f"{descriptor.context} is not a directory at commit {sha[:12]}", path=base + DESCRIPTOR_PATH)
     if not dockerfile.is_file():
-        raise DescriptorError("build.dockerfile", f"{descriptor.dockerfile} does not exist at commit {sha[:12]}", path=base + DESCRIPTOR_PATH)
+        raise DescriptorError(
+            "build.dockerfile", f"{descriptor.dockerfile} does not exist at commit {sha[:12]}", path=base + DESCRIPTOR_PATH
+        )
     if not dockerfile.is_relative_to(context):
         raise DescriptorError("build.dockerfile", "must be inside the build context", path=base + DESCRIPTOR_PATH)
     bases = {name: local_image_id(name) for name in base_images(dockerfile.read_text(errors="replace"))}
@@ -249,7 +255,9 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: Watchdog, workspace: Pa
         else:
             writer.line(f"scan: no private keys or credentials found in {len(assembled.layers)} layer(s)")
         step(f"Push to {registry.registry_host()}/{component.registry_repository}")
-        digest = registry.push_image(component.registry_repository, config=assembled.config, layers=assembled.layers, manifest=assembled.manifest, tag=sha)
+        digest = registry.push_image(
+            component.registry_repository, config=assembled.config, layers=assembled.layers, manifest=assembled.manifest, tag=sha
+        )
     finally:
         shutil.rmtree(out, ignore_errors=True)
     reference = registry.image_reference(component.registry_repository, digest)
@@ -276,5 +284,7 @@ def _record(build: Build, descriptor: dict, specs: dict, image: Image, *, reused
             reused=reused,
         )
         ApiSpec.objects.filter(build=build).delete()
-        ApiSpec.objects.bulk_create(ApiSpec(build=build, endpoint=name, path=path, content=content) for name, (path, content) in specs.items())
+        ApiSpec.objects.bulk_create(
+            ApiSpec(build=build, endpoint=name, path=path, content=content) for name, (path, content) in specs.items()
+        )
         Component.objects.filter(pk=build.component_id).update(type=descriptor["type"])

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
 
-from builds.models import Build, Component
+from builds.models import Build, Component, PushEvent
 from choreo_site.api import StrictSerializer
 
 
@@ -24,6 +24,9 @@ class ComponentSerializer(serializers.ModelSerializer):
             "auto_deploy_on_build",
             "webhook_url",
             "webhook_secret_set",
+            "poll_enabled",
+            "build_on_path_changes_only",
+            "poll_error",
             "created_at",
         ]
 
@@ -45,6 +48,8 @@ class ComponentUpdateSerializer(StrictSerializer):
     auto_build_on_commit = serializers.BooleanField(required=False)
     auto_deploy_on_build = serializers.BooleanField(required=False)
     webhook_secret = serializers.CharField(required=False, allow_blank=True, max_length=200, write_only=True)
+    poll_enabled = serializers.BooleanField(required=False)
+    build_on_path_changes_only = serializers.BooleanField(required=False)
 
 
 class BuildSerializer(serializers.ModelSerializer):
@@ -80,3 +85,12 @@ class BuildSerializer(serializers.ModelSerializer):
 
 class BuildStartSerializer(StrictSerializer):
     commit = serializers.CharField(max_length=40, required=False, allow_blank=True, allow_null=True)
+
+
+class PushEventSerializer(serializers.ModelSerializer):
+    build = serializers.PrimaryKeyRelatedField(read_only=True)
+    commit = serializers.CharField(source="after", read_only=True)
+
+    class Meta:
+        model = PushEvent
+        fields = ["id", "provider", "delivery_id", "event", "ref", "commit", "before", "outcome", "reason", "build", "received_at"]

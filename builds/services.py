@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import socket
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from builds import git
-from builds.models import Build, Component, Image
+from builds import git, webhooks
+from builds.models import Build, Component, Image, PushEvent
 from choreo_site.errors import Conflict, NotFound, PlatformError
 from choreo_site.logstream import LogWriter
-from choreo_site.queues import builds_queue, enqueue_after_commit
+from choreo_site.queues import builds_queue, default_queue, enqueue_after_commit
 from environments.models import Project
 from environments.names import NAME_HELP, NAME_RE
 
@@ -37,7 +38,9 @@ def _normal_path(path: str) -> str:
     path = (path or ".").strip().strip("/") or "."
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts) or "\\" in path or "\x00" in path or len(path) > 500:
-        raise PlatformError(f"path {path!r} must be a directory inside the repository.", errors={"path": ["Use a relative path without '..'."]})
+        raise PlatformError(
+            f"path {path!r} must be a directory inside the repository.", errors={"path": ["Use a relative path without '..'."]}
+        )
     return "/".join(parts) or "."
 
 
@@ -70,6 +73,8 @@ def component_update(
     auto_build_on_commit: bool | None = None,
     auto_deploy_on_build: bool | None = None,
     webhook_secret: str | None = None,
+    poll_enabled: bool | None = None,
+    build_on_path_changes_only: bool | None = None,
 ) -> Component:
     """Change a component's settings. `webhook_secret` is write-only; "" clears it.
 
@@ -86,9 +91,20 @@ def component_update(
         )
     if not build_on:
         deploy_on = False
+    fields = ["auto_build_on_commit", "auto_deploy_on_build"]
+    for name, value in (("poll_enabled", poll_enabled), ("build_on_path_changes_only", build_on_path_changes_only)):
+        if value is not None:
+            setattr(component, name, value)
+            fields.append(name)
+    if build_on and not component.auto_build_on_commit:
+        # Turning auto build on: only commits pushed from now on build, not today's head.
+        try:
+            component.last_seen_commit = git.ls_remote_head(component.repository, component.branch)
+            fields.append("last_seen_commit")
+        except git.GitError:
+            pass
     component.auto_build_on_commit = build_on
     component.auto_deploy_on_build = deploy_on
-    fields = ["auto_build_on_commit", "auto_deploy_on_build"]
     if webhook_secret is not None:
         if webhook_secret and len(webhook_secret) < 16:
             raise PlatformError("webhook_secret must be at least 16 characters.", errors={"webhook_secret": ["At least 16 characters."]})
@@ -102,7 +118,13 @@ def _enqueue(build: Build) -> None:
     from builds.jobs import build_run
 
     enqueue_after_commit(
-        builds_queue(), build_run, build.pk, job_id=build.job_id, job_timeout=settings.BUILD_TIMEOUT + 300, result_ttl=3600, failure_ttl=86400
+        builds_queue(),
+        build_run,
+        build.pk,
+        job_id=build.job_id,
+        job_timeout=settings.BUILD_TIMEOUT + 300,
+        result_ttl=3600,
+        failure_ttl=86400,
     )
 
 
@@ -138,7 +160,12 @@ def build_cancel(*, build: Build) -> Build:
     """Cancel a queued or running build. A queued one is cancelled at once; a running one
     is stopped by its worker's watchdog within about a second."""
     now = timezone.now()
-    if Build.objects.filter(pk=build.pk, status=Build.QUEUED).update(status=Build.CANCELLED, finished_at=now, error="Cancelled before it started.") == 1:
+    if (
+        Build.objects.filter(pk=build.pk, status=Build.QUEUED).update(
+            status=Build.CANCELLED, finished_at=now, error="Cancelled before it started."
+        )
+        == 1
+    ):
         try:
             Job.fetch(build.job_id, connection=builds_queue().connection).cancel()
         except NoSuchJobError:
@@ -148,7 +175,9 @@ def build_cancel(*, build: Build) -> Build:
         writer.end(Build.CANCELLED)
     elif Build.objects.filter(pk=build.pk, status=Build.RUNNING).update(cancel_requested=True) != 1:
         build.refresh_from_db()
-        raise Conflict(f"Build {build.pk} is {build.status}; only a queued or running build can be cancelled.", errors={"status": [build.status]})
+        raise Conflict(
+            f"Build {build.pk} is {build.status}; only a queued or running build can be cancelled.", errors={"status": [build.status]}
+        )
     build.refresh_from_db()
     return build
 
@@ -186,7 +215,12 @@ def build_reap_orphans() -> list[int]:
             if gone
             else f"The worker running this build ({build.worker}) sent no heartbeat for {settings.BUILD_HEARTBEAT_TIMEOUT}s."
         )
-        if Build.objects.filter(pk=build.pk, status=Build.RUNNING, worker=build.worker).update(status=Build.FAILED, error=reason, finished_at=now) == 1:
+        if (
+            Build.objects.filter(pk=build.pk, status=Build.RUNNING, worker=build.worker).update(
+                status=Build.FAILED, error=reason, finished_at=now
+            )
+            == 1
+        ):
             writer = LogWriter(build.log_stream)
             writer.line(f"==> FAILED: {reason}")
             writer.end(Build.FAILED)
@@ -223,3 +257,160 @@ def project_teardown(*, project: Project) -> None:
             build_cancel(build=build)
         except Conflict:
             pass
+
+
+# Auto build on commit: webhooks and polling ---------------------------------------------
+
+
+def _event(component: Component | None, **fields) -> PushEvent:
+    if component is not None:
+        fields.setdefault("project_name", component.project.name)
+        fields.setdefault("component_name", component.name)
+    return PushEvent.objects.create(component=component, **fields)
+
+
+def webhook_receive(*, project_name: str, component_name: str, headers, body: bytes) -> tuple[PushEvent, int]:
+    """Record a webhook delivery and decide on it; returns the event and the HTTP status.
+
+    Refusals (unknown component 404, bad signature 401, malformed 400) are recorded too.
+    A push that may build is queued for `builds.jobs.push_event_process` after commit and
+    answered 202 at once: Git hosts give up after about ten seconds.
+    """
+    names = {"project_name": project_name[:100], "component_name": component_name[:100]}
+    component = Component.objects.select_related("project").filter(project__name=project_name, name=component_name).first()
+    try:
+        delivery = webhooks.identify(headers)
+    except webhooks.WebhookError as exc:
+        return _event(component, **names, provider="unknown", outcome=PushEvent.REJECTED, reason=exc.reason), exc.status
+    meta = {**names, "provider": delivery.provider, "delivery_id": delivery.delivery_id, "event": delivery.event}
+    if component is None:
+        return _event(None, **meta, outcome=PushEvent.REJECTED, reason=f"no component {component_name!r} in project {project_name!r}"), 404
+    try:
+        webhooks.verify(delivery, headers, body, component.webhook_secret)
+    except webhooks.WebhookError as exc:
+        return _event(component, **meta, outcome=PushEvent.REJECTED, reason=exc.reason), exc.status
+    with transaction.atomic():
+        Component.objects.select_for_update().filter(pk=component.pk).first()  # one delivery at a time per component
+        if delivery.delivery_id and component.push_events.filter(provider=delivery.provider, delivery_id=delivery.delivery_id).exists():
+            return _event(
+                component, **meta, outcome=PushEvent.IGNORED, reason="replayed delivery: this delivery id was received before"
+            ), 200
+        if delivery.event == "ping":
+            return _event(component, **meta, outcome=PushEvent.IGNORED, reason="ping acknowledged"), 200
+        if delivery.event != "push":
+            return _event(component, **meta, outcome=PushEvent.IGNORED, reason=f"{delivery.event!r} events do not build"), 200
+        try:
+            push = webhooks.parse_push(delivery, body)
+        except webhooks.WebhookError as exc:
+            return _event(component, **meta, outcome=PushEvent.REJECTED, reason=exc.reason), exc.status
+        return _push_decide(component, meta, push)
+
+
+def _push_decide(component: Component, meta: dict, push: webhooks.Push) -> tuple[PushEvent, int]:
+    fields = {**meta, "ref": push.ref[:300], "before": push.before, "after": push.after, "paths": push.paths}
+    if push.branch is None:
+        return _event(component, **fields, outcome=PushEvent.IGNORED, reason=f"{push.ref} is not a branch"), 200
+    if push.branch != component.branch:
+        return _event(
+            component, **fields, outcome=PushEvent.IGNORED, reason=f"push to {push.branch!r}, not the tracked branch {component.branch!r}"
+        ), 200
+    if push.deleted:
+        return _event(component, **fields, outcome=PushEvent.IGNORED, reason=f"branch {push.branch!r} was deleted"), 200
+    Component.objects.filter(pk=component.pk).update(last_seen_commit=push.after)
+    if not component.auto_build_on_commit:
+        return _event(component, **fields, outcome=PushEvent.IGNORED, reason="Auto Build on Commit is off"), 200
+    event = _event(component, **fields, outcome=PushEvent.QUEUED, reason="queued")
+    from builds.jobs import push_event_process
+
+    enqueue_after_commit(default_queue(), push_event_process, event.pk, job_id=f"push-event-{event.pk}", result_ttl=600)
+    return event, 202
+
+
+def push_event_process(*, event: PushEvent) -> PushEvent:
+    """Build the head commit of a queued push, unless it changes nothing under the
+    component's path or that commit is already built or building (events coalesce)."""
+    component = event.component
+    now = timezone.now()
+    if PushEvent.objects.filter(pk=event.pk, outcome=PushEvent.QUEUED).update(processed_at=now) != 1:
+        return event  # another worker processed it
+    outcome, reason, build = PushEvent.IGNORED, "", None
+    try:
+        if component.build_on_path_changes_only and component.path != ".":
+            paths = event.paths
+            if paths is None and event.before and event.before != webhooks.ZERO_SHA:
+                paths = git.changed_paths(git.sync(component.repository), event.before, event.after)
+            if paths is not None and not webhooks.touches(paths, component.path):
+                reason = f"no change under {component.path}/"
+        if not reason:
+            build, created = build_start_for_commit(
+                component=component, commit=event.after, trigger=Build.POLL if event.provider == webhooks.POLL else Build.WEBHOOK
+            )
+            outcome = PushEvent.BUILT if created else PushEvent.IGNORED
+            reason = f"build {build.pk}" if created else f"commit already built or building: build {build.pk}"
+    except PlatformError as exc:
+        outcome, reason = PushEvent.REJECTED, exc.detail[:500]
+    PushEvent.objects.filter(pk=event.pk).update(outcome=outcome, reason=reason[:500], build=build)
+    event.refresh_from_db()
+    return event
+
+
+def build_start_for_commit(*, component: Component, commit: str, trigger: str) -> tuple[Build, bool]:
+    """Queue a build of `commit` unless one is queued, running or succeeded already.
+
+    The same commit never builds twice, whichever trigger (webhook, poll) saw it first.
+    Returns the build and whether it is new.
+    """
+    with transaction.atomic():
+        Component.objects.select_for_update().filter(pk=component.pk).first()
+        existing = component.builds.filter(commit=commit, status__in=(Build.QUEUED, Build.RUNNING, Build.SUCCEEDED)).first()
+        if existing is not None:
+            return existing, False
+        build = Build.objects.create(component=component, commit=commit, requested_commit=commit, trigger=trigger)
+        _enqueue(build)
+        return build, True
+
+
+def component_poll(*, component: Component) -> PushEvent | None:
+    """Look at the remote branch head; a new head is handled like a pushed commit.
+
+    On an error, polls again later with exponential back-off (at most an hour) and keeps
+    the reason in `poll_error`.
+    """
+    now = timezone.now()
+    try:
+        head = git.ls_remote_head(component.repository, component.branch)
+    except git.GitError as exc:
+        failures = component.poll_failures + 1
+        delay = min(settings.POLL_INTERVAL * 2**failures, 3600)
+        Component.objects.filter(pk=component.pk).update(
+            poll_failures=failures, poll_error=exc.detail[:1000], poll_next_at=now + timedelta(seconds=delay * random.uniform(1.0, 1.2))
+        )
+        return None
+    Component.objects.filter(pk=component.pk).update(poll_failures=0, poll_error="")
+    if head == component.last_seen_commit:
+        return None
+    meta = {"provider": webhooks.POLL, "delivery_id": "", "event": "push"}
+    push = webhooks.Push(ref=f"refs/heads/{component.branch}", before=component.last_seen_commit, after=head)
+    with transaction.atomic():
+        event, status = _push_decide(component, meta, push)
+    return event
+
+
+def polls_enqueue_due() -> int:
+    """Enqueue a poll for each component that polls and is due. Each claim is a
+    conditional update, so two schedulers never poll the same component twice."""
+    from builds.jobs import component_poll_run
+
+    now = timezone.now()
+    due = Component.objects.filter(auto_build_on_commit=True, poll_enabled=True).filter(
+        models.Q(poll_next_at__isnull=True) | models.Q(poll_next_at__lte=now)
+    )
+    count = 0
+    for component in due:
+        jitter = random.uniform(0, settings.POLL_INTERVAL * 0.1)
+        next_at = now + timedelta(seconds=settings.POLL_INTERVAL + jitter)
+        claimed = Component.objects.filter(pk=component.pk, poll_next_at=component.poll_next_at).update(poll_next_at=next_at)
+        if claimed == 1:
+            default_queue().enqueue(component_poll_run, component.pk, job_id=f"poll-{component.pk}-{int(now.timestamp())}", result_ttl=60)
+            count += 1
+    return count

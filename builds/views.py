@@ -1,9 +1,13 @@
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from builds import git, services
-from builds.models import Build
+from builds import git, services, webhooks
+from builds.models import Build, PushEvent
 from choreo_site.pages import page_action
 from environments.services import project_get
 
@@ -49,11 +53,17 @@ def build_page(request, project, component):
     except git.GitError as exc:
         commits_error = exc.detail
     builds = component.builds.all()[:50]
-    return render(
-        request,
-        "builds/build_page.html",
-        {"project": component.project, "component": component, "builds": builds, "commits": commits, "commits_error": commits_error},
-    )
+    context = {
+        "project": component.project,
+        "component": component,
+        "builds": builds,
+        "commits": commits,
+        "commits_error": commits_error,
+        "events": component.push_events.select_related("build")[:20],
+        "poll_interval": settings.POLL_INTERVAL,
+        "webhook_url": request.build_absolute_uri(reverse("webhook", args=[component.project.name, component.name])),
+    }
+    return render(request, "builds/build_page.html", context)
 
 
 @login_required
@@ -103,4 +113,23 @@ def build_cancel(request, project, component, build_id):
 @login_required
 def build_rows(request, project, component):
     component = _component(project, component)
-    return render(request, "builds/partials/_build_rows.html", {"project": component.project, "component": component, "builds": component.builds.all()[:50]})
+    return render(
+        request,
+        "builds/partials/_build_rows.html",
+        {"project": component.project, "component": component, "builds": component.builds.all()[:50]},
+    )
+
+
+@csrf_exempt
+@require_POST
+def webhook(request, project, component):
+    """A Git host's push event. Authenticated by the component's signature, not a token."""
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if not length.isdigit() or int(length) > webhooks.MAX_BODY:
+        return JsonResponse({"detail": f"payload larger than {webhooks.MAX_BODY // (1024 * 1024)} MiB", "errors": {}}, status=413)
+    event, status = services.webhook_receive(project_name=project, component_name=component, headers=request.headers, body=request.body)
+    detail = event.reason if event.outcome != PushEvent.QUEUED else "queued"
+    body = {"detail": detail, "event": event.pk, "outcome": event.outcome}
+    if status >= 400:
+        body["errors"] = {}
+    return JsonResponse(body, status=status)

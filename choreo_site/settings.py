@@ -32,9 +32,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[:
 
 # Two instances that share one Redis must not share queues or channel groups: the
 # namespace comes from the data directory, which differs between instances.
-INSTANCE_NAMESPACE = env.str(
-    "INSTANCE_NAMESPACE", default="choreo-" + hashlib.sha256(str(DATA_DIR).encode()).hexdigest()[:10]
-)
+INSTANCE_NAMESPACE = env.str("INSTANCE_NAMESPACE", default="choreo-" + hashlib.sha256(str(DATA_DIR).encode()).hexdigest()[:10])
 
 WEB_HOST = env.str("WEB_HOST", default="127.0.0.1")
 WEB_PORT = env.int("WEB_PORT", default=8000)
@@ -128,10 +126,7 @@ REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # build never delays a rollout or a poll on the default queue.
 BUILDS_QUEUE = f"{INSTANCE_NAMESPACE}.builds"
 DEFAULT_QUEUE = f"{INSTANCE_NAMESPACE}.default"
-RQ_QUEUES = {
-    name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": BUILD_TIMEOUT + 300}
-    for name in (BUILDS_QUEUE, DEFAULT_QUEUE)
-}
+RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": BUILD_TIMEOUT + 300} for name in (BUILDS_QUEUE, DEFAULT_QUEUE)}
 
 CHANNEL_LAYERS = {
     "default": {

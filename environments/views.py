@@ -29,7 +29,9 @@ def project_delete(request, project):
 @login_required
 def environments(request, project):
     project = services.project_get(name=project)
-    return render(request, "environments/environments.html", {"project": project, "environments": project.environments.order_by("position")})
+    return render(
+        request, "environments/environments.html", {"project": project, "environments": project.environments.order_by("position")}
+    )
 
 
 @login_required
@@ -38,7 +40,9 @@ def environment_create(request, project):
     project_obj = services.project_get(name=project)
     page_action(
         request,
-        lambda: services.environment_create(project=project_obj, name=request.POST.get("name", "").strip(), after=request.POST.get("after") or None),
+        lambda: services.environment_create(
+            project=project_obj, name=request.POST.get("name", "").strip(), after=request.POST.get("after") or None
+        ),
         success="Environment created.",
     )
     return redirect("environments", project)

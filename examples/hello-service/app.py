@@ -18,13 +18,16 @@ class Handler(BaseHTTPRequestHandler):
             body = b"ok\n"
             content_type = "text/plain"
         else:
-            body = json.dumps(
-                {
-                    "greeting": os.environ.get("GREETING", "Hello"),
-                    "host": socket.gethostname(),
-                    "path": self.path,
-                }
-            ).encode() + b"\n"
+            body = (
+                json.dumps(
+                    {
+                        "greeting": os.environ.get("GREETING", "Hello"),
+                        "host": socket.gethostname(),
+                        "path": self.path,
+                    }
+                ).encode()
+                + b"\n"
+            )
             content_type = "application/json"
         self.send_response(200)
         self.send_header("Content-Type", content_type)
@@ -33,7 +36,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def log_message(self, fmt, *args):
-        sys.stdout.write("%s %s\n" % (self.address_string(), fmt % args))
+        sys.stdout.write(f"{self.address_string()} {fmt % args}\n")
         sys.stdout.flush()
 
 

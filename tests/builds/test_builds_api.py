@@ -16,7 +16,9 @@ def project(api):
 
 def test_create_component_and_read_it(api, project, make_repo):
     repo = make_repo()
-    response = api.post(f"/api/projects/{project}/components/", {"name": "web", "repository": str(repo.path), "branch": "main"}, format="json")
+    response = api.post(
+        f"/api/projects/{project}/components/", {"name": "web", "repository": str(repo.path), "branch": "main"}, format="json"
+    )
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["webhook_url"].endswith("/hooks/shop/web/")

@@ -44,7 +44,14 @@ configurations:
 def test_the_spec_example_parses():
     d = parse_descriptor(FULL)
     assert d.type == "service"
-    assert d.endpoints[0] == {"name": "api", "port": 8080, "type": "REST", "basePath": "/", "visibility": "public", "schemaFile": "openapi.yaml"}
+    assert d.endpoints[0] == {
+        "name": "api",
+        "port": 8080,
+        "type": "REST",
+        "basePath": "/",
+        "visibility": "public",
+        "schemaFile": "openapi.yaml",
+    }
     assert d.data["health"]["http"] == {"path": "/healthz", "port": 8080}
     assert d.data["health"]["startupTimeout"] == 60
     assert d.data["replicas"] == 2
@@ -70,7 +77,11 @@ def test_scheduled_task():
         ("schemaVersion: 1\ntype: service\nreplicas: 0\n", "replicas", "integer from 1"),
         ("schemaVersion: 1\ntype: service\nendpoints:\n  - name: api\n    port: http\n", "endpoints[0].port", "integer from 1 to 65535"),
         ("schemaVersion: 1\ntype: service\nendpoints:\n  - name: api\n    port: 80\n    type: SOAP\n", "endpoints[0].type", "one of"),
-        ("schemaVersion: 1\ntype: service\nendpoints:\n  - {name: a, port: 80}\n  - {name: a, port: 81}\n", "endpoints[1].name", "duplicate"),
+        (
+            "schemaVersion: 1\ntype: service\nendpoints:\n  - {name: a, port: 80}\n  - {name: a, port: 81}\n",
+            "endpoints[1].name",
+            "duplicate",
+        ),
         ("schemaVersion: 1\ntype: service\nendpoints:\n  - {name: a, port: 80, visibility: world}\n", "endpoints[0].visibility", "one of"),
         ("schemaVersion: 1\ntype: service\nbuild: {dockerfile: ../Dockerfile}\n", "build.dockerfile", "inside the component"),
         ("schemaVersion: 1\ntype: service\nbuild: {dockerfile: /etc/passwd}\n", "build.dockerfile", "inside the component"),
@@ -85,7 +96,11 @@ def test_scheduled_task():
         ("schemaVersion: 1\ntype: service\nschedule: '* * * * *'\n", "schedule", "only a scheduled-task"),
         ("schemaVersion: 1\ntype: manual-task\nendpoints: [{name: a, port: 1}]\n", "endpoints", "no endpoints"),
         ("schemaVersion: 1\ntype: service\nconfigurations: [{name: 1BAD}]\n", "configurations[0].name", "environment variable"),
-        ("schemaVersion: 1\ntype: service\nconfigurations: [{name: A, type: integer, default: ten}]\n", "configurations[0].default", "integer"),
+        (
+            "schemaVersion: 1\ntype: service\nconfigurations: [{name: A, type: integer, default: ten}]\n",
+            "configurations[0].default",
+            "integer",
+        ),
         ("schemaVersion: 1\ntype: service\nconfigurations: [{name: A, secret: true, default: x}]\n", "configurations[0].default", "secret"),
         ("schemaVersion: 1\ntype: service\nconfigurations: [{name: f, type: file}]\n", "configurations[0].mountPath", "absolute mountPath"),
         ("schemaVersion: 1\ntype: service\nconfigurations: [{name: A}, {name: A}]\n", "configurations[1].name", "duplicate"),
@@ -112,13 +127,23 @@ def test_non_utf8_and_oversized_are_refused():
 
 @pytest.mark.parametrize(
     "ctype, value, expected",
-    [("integer", "10", "10"), ("integer", 7, "7"), ("boolean", "TRUE", "true"), ("boolean", False, "false"), ("number", "1.5e3", "1.5e3"), ("string", 5, "5")],
+    [
+        ("integer", "10", "10"),
+        ("integer", 7, "7"),
+        ("boolean", "TRUE", "true"),
+        ("boolean", False, "false"),
+        ("number", "1.5e3", "1.5e3"),
+        ("string", 5, "5"),
+    ],
 )
 def test_config_values_are_coerced(ctype, value, expected):
     assert coerce_config_value(ctype, value) == expected
 
 
-@pytest.mark.parametrize("ctype, value", [("integer", "1.5"), ("integer", True), ("boolean", "yes"), ("number", "nan"), ("number", float("inf")), ("string", None)])
+@pytest.mark.parametrize(
+    "ctype, value",
+    [("integer", "1.5"), ("integer", True), ("boolean", "yes"), ("number", "nan"), ("number", float("inf")), ("string", None)],
+)
 def test_bad_config_values_are_refused(ctype, value):
     with pytest.raises(ValueError):
         coerce_config_value(ctype, value)
@@ -130,7 +155,9 @@ yaml_values = st.recursive(
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=5)),
     max_leaves=25,
 )
-known_keys = st.sampled_from(["schemaVersion", "type", "build", "endpoints", "health", "replicas", "schedule", "timezone", "configurations"])
+known_keys = st.sampled_from(
+    ["schemaVersion", "type", "build", "endpoints", "health", "replicas", "schedule", "timezone", "configurations"]
+)
 
 
 @settings(max_examples=400, deadline=None)

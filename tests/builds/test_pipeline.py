@@ -50,7 +50,9 @@ def test_build_pushes_an_image_by_digest_that_docker_can_pull(component):
     out = subprocess.run(["docker", "run", "--rm", build.image_reference, "cat", "/www/built.txt"], capture_output=True, text=True)
     assert out.stdout == "built\n"
     assert not (settings.WORKSPACE_DIR / f"build-{build.pk}").exists()
-    images = subprocess.run(["docker", "images", "-q", f"choreo-build/{settings.INSTANCE_NAMESPACE}:{build.pk}"], capture_output=True, text=True)
+    images = subprocess.run(
+        ["docker", "images", "-q", f"choreo-build/{settings.INSTANCE_NAMESPACE}:{build.pk}"], capture_output=True, text=True
+    )
     assert images.stdout.strip() == ""  # the intermediate image is gone
 
 
@@ -127,7 +129,10 @@ def test_failed_build_never_replaces_an_image(component):
 @pytest.mark.parametrize(
     "files, message",
     [
-        ({".choreo/component.yaml": "schemaVersion: 1\ntype: service\nreplicas: lots\n"}, ".choreo/component.yaml: replicas: must be an integer"),
+        (
+            {".choreo/component.yaml": "schemaVersion: 1\ntype: service\nreplicas: lots\n"},
+            ".choreo/component.yaml: replicas: must be an integer",
+        ),
         ({".choreo/component.yaml": None}, ".choreo/component.yaml: not found at commit"),
         ({"Dockerfile": None}, "build.dockerfile: Dockerfile does not exist"),
         ({"openapi.yaml": None}, "endpoints.web.schemaFile: openapi.yaml does not exist"),
@@ -195,7 +200,9 @@ def test_cancel_a_running_build_stops_it(make_repo):
 
 def test_build_timeout_fails_the_build(make_repo, settings):
     settings.BUILD_TIMEOUT = 3
-    repo = make_repo({".choreo/component.yaml": "schemaVersion: 1\ntype: service\n", "Dockerfile": "FROM choreo/busybox:1\nRUN sleep 120\n"})
+    repo = make_repo(
+        {".choreo/component.yaml": "schemaVersion: 1\ntype: service\n", "Dockerfile": "FROM choreo/busybox:1\nRUN sleep 120\n"}
+    )
     component = component_create(project=project_create(name="shop"), name="web", repository=str(repo.path))
     build = build_and_wait(component)
     assert build.status == Build.FAILED

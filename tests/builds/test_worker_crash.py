@@ -25,7 +25,12 @@ def wait_for(predicate, timeout=60, what="condition"):
 
 
 def test_killed_worker_leaves_the_build_failed_not_running(make_repo, platform_env, tmp_path):
-    repo = make_repo({".choreo/component.yaml": "schemaVersion: 1\ntype: service\n", "Dockerfile": "FROM choreo/busybox:1\nRUN echo working && sleep 300\n"})
+    repo = make_repo(
+        {
+            ".choreo/component.yaml": "schemaVersion: 1\ntype: service\n",
+            "Dockerfile": "FROM choreo/busybox:1\nRUN echo working && sleep 300\n",
+        }
+    )
     component = component_create(project=project_create(name="shop"), name="web", repository=str(repo.path))
     build = build_start(component=component)
     worker = start_process([*MANAGE, "rqworker", "builds"], platform_env, tmp_path / "worker.log")

@@ -54,9 +54,7 @@ def _repo():
 
     path = tempfile.mkdtemp()
     subprocess.run(["git", "init", "-q", "-b", "main", path], check=True)
-    subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@l", "commit", "-q", "--allow-empty", "-m", "x"], cwd=path, check=True
-    )
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@l", "commit", "-q", "--allow-empty", "-m", "x"], cwd=path, check=True)
     return path
 
 

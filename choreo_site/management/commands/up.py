@@ -114,7 +114,7 @@ class Command(BaseCommand):
         code = child.proc.returncode
         child.proc = None
         child.restarts = child.restarts + 1 if time.monotonic() - child.started_at < 30 else 1
-        delay = min(2 ** child.restarts, 60)
+        delay = min(2**child.restarts, 60)
         child.next_start = time.monotonic() + delay
         self.stderr.write(f"{child.name} exited with {code}; starting it again in {delay}s")
 
