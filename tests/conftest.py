@@ -193,3 +193,9 @@ def start_process(argv: list[str], env: dict[str, str], log: Path) -> subprocess
 
 
 MANAGE = [sys.executable, str(ROOT / "manage.py")]
+
+
+def run_default_jobs() -> None:
+    """Run every job on the default queue (push events, polls) in this process."""
+    worker = django_rq.get_worker(settings.DEFAULT_QUEUE, worker_class="rq.SimpleWorker")
+    worker.work(burst=True)

@@ -1,0 +1,115 @@
+"""Fuzzing every payload parser and signature check: whatever arrives, the answer is a
+WebhookError with a status and a reason, or a parsed push, never another exception."""
+
+import hashlib
+import hmac
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from builds import webhooks
+
+PROVIDERS = [
+    webhooks.Delivery(webhooks.GITHUB, "d", "push"),
+    webhooks.Delivery(webhooks.GITEA, "d", "push"),
+    webhooks.Delivery(webhooks.GITLAB, "d", "push"),
+    webhooks.Delivery(webhooks.BITBUCKET, "d", "push"),
+]
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=50)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=5)),
+    max_leaves=30,
+)
+sha = st.text(alphabet="0123456789abcdef", min_size=40, max_size=40)
+near_push = st.fixed_dictionaries(
+    {},
+    optional={
+        "ref": st.one_of(st.just("refs/heads/main"), st.text(max_size=30), json_values),
+        "before": st.one_of(sha, json_values),
+        "after": st.one_of(sha, json_values),
+        "commits": st.one_of(st.lists(st.dictionaries(st.sampled_from(["added", "modified", "removed", "id"]), json_values)), json_values),
+        "total_commits_count": json_values,
+        "deleted": json_values,
+        "push": st.one_of(
+            st.fixed_dictionaries({"changes": st.lists(st.dictionaries(st.sampled_from(["new", "old"]), json_values), max_size=3)}),
+            json_values,
+        ),
+    },
+)
+
+
+def _check_push(push):
+    assert push.ref and len(push.before) == 40 and len(push.after) == 40
+    assert push.paths is None or all(isinstance(p, str) for p in push.paths)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(PROVIDERS), st.binary(max_size=300))
+def test_fuzz_parse_push_with_any_bytes(delivery, body):
+    try:
+        _check_push(webhooks.parse_push(delivery, body))
+    except webhooks.WebhookError as err:
+        assert err.status == 400 and err.reason
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.sampled_from(PROVIDERS), near_push)
+def test_fuzz_parse_push_with_payloads_near_the_formats(delivery, payload):
+    try:
+        _check_push(webhooks.parse_push(delivery, json.dumps(payload).encode()))
+    except webhooks.WebhookError as err:
+        assert err.status == 400 and err.reason.startswith("malformed payload")
+
+
+header_names = st.sampled_from(
+    [
+        "X-GitHub-Event",
+        "X-GitHub-Delivery",
+        "X-Hub-Signature-256",
+        "X-Hub-Signature",
+        "X-Gitea-Event",
+        "X-Gitea-Signature",
+        "X-Forgejo-Event",
+        "X-Forgejo-Signature",
+        "X-Gitlab-Event",
+        "X-Gitlab-Token",
+        "X-Event-Key",
+        "X-Request-UUID",
+    ]
+)
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.dictionaries(header_names, st.text(max_size=80), max_size=8), st.binary(max_size=100), st.text(min_size=1, max_size=40))
+def test_fuzz_identify_and_verify_never_crash_and_never_accept_a_forgery(headers, body, secret):
+    try:
+        delivery = webhooks.identify(headers)
+    except webhooks.WebhookError as err:
+        assert err.status == 400
+        return
+    correct = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    signed = any(correct in value for value in headers.values()) or headers.get("X-Gitlab-Token") == secret
+    try:
+        webhooks.verify(delivery, headers, body, secret)
+    except webhooks.WebhookError as err:
+        assert err.status == 401
+    else:
+        assert signed, "accepted a delivery that does not carry the right signature"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.text(min_size=1, max_size=40))
+def test_correct_signatures_are_accepted_for_every_provider(body, secret):
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    cases = [
+        ({"X-GitHub-Event": "push", "X-Hub-Signature-256": f"sha256={digest}"}, "github"),
+        ({"X-Gitea-Event": "push", "X-Gitea-Signature": digest}, "gitea"),
+        ({"X-Forgejo-Event": "push", "X-Hub-Signature-256": f"sha256={digest}"}, "gitea"),
+        ({"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": secret}, "gitlab"),
+        ({"X-Event-Key": "repo:push", "X-Hub-Signature": f"sha256={digest}"}, "bitbucket"),
+    ]
+    for headers, provider in cases:
+        delivery = webhooks.identify(headers)
+        assert delivery.provider == provider
+        webhooks.verify(delivery, headers, body, secret)
