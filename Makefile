@@ -15,4 +15,5 @@ lint:
 
 bench:
 	scripts/install.sh test
-	PYTHONPATH=$(CURDIR) .venv/bin/python benchmarks/build_overhead.py
+	.venv/bin/python -m benchmarks.build_overhead
+	.venv/bin/python -m benchmarks.webhook_latency

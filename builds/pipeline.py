@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import posixpath
 import shutil
 import threading
 import time
@@ -45,7 +46,7 @@ RECIPE_VERSION = "1"
 
 
 class Watchdog(threading.Thread):
-    """Writes the build's heartbeat, and aborts it on cancel or timeout."""
+    """Writes the build's heartbeat, and aborts it on cancel or timeout (checked twice a second)."""
 
     def __init__(self, build_id: int, started: float):
         super().__init__(name=f"build-{build_id}-watchdog", daemon=True)
@@ -59,7 +60,7 @@ class Watchdog(threading.Thread):
     def run(self) -> None:
         last_beat = 0.0
         try:
-            while not self.stopped.wait(1.0):
+            while not self.stopped.wait(0.5):
                 if Build.objects.filter(pk=self.build_id, cancel_requested=True).exists():
                     self._abort("Cancelled by a user.", cancelled=True)
                 elif time.monotonic() - self.started > settings.BUILD_TIMEOUT:
@@ -170,13 +171,14 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: Watchdog, workspace: Pa
     writer.line(f"commit {sha} by {info.author}: {info.subject}")
 
     base = "" if component.path == "." else component.path + "/"
-    step(f"Descriptor {base}{DESCRIPTOR_PATH}")
+    descriptor_path = base + DESCRIPTOR_PATH
+    step(f"Descriptor {descriptor_path}")
     if not git.path_exists(mirror, sha, component.path):
         raise PlatformError(f"path {component.path!r} does not exist at commit {sha[:12]}.")
-    raw = git.read_file(mirror, sha, base + DESCRIPTOR_PATH, max_bytes=256 * 1024)
+    raw = git.read_file(mirror, sha, descriptor_path, max_bytes=256 * 1024)
     if raw is None:
-        raise DescriptorError("", f"not found at commit {sha[:12]}: every component needs one", path=base + DESCRIPTOR_PATH)
-    descriptor = parse_descriptor(raw, path=base + DESCRIPTOR_PATH)
+        raise DescriptorError("", f"not found at commit {sha[:12]}: every component needs one", path=descriptor_path)
+    descriptor = parse_descriptor(raw, path=descriptor_path)
     writer.line(
         f"type {descriptor.type}, {len(descriptor.endpoints)} endpoint(s), {len(descriptor.data['configurations'])} configurable(s)"
     )
@@ -188,25 +190,15 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: Watchdog, workspace: Pa
                 raise DescriptorError(
                     f"endpoints.{endpoint['name']}.schemaFile",
                     f"{endpoint['schemaFile']} does not exist at commit {sha[:12]}",
-                    path=base + DESCRIPTOR_PATH,
+                    path=descriptor_path,
                 )
             specs[endpoint["name"]] = (endpoint["schemaFile"], content.decode("utf-8", "replace"))
 
-    step("Prepare the build context")
-    shutil.rmtree(workspace, ignore_errors=True)  # left behind by a worker that crashed
-    git.checkout(mirror, sha, workspace)
-    component_dir = workspace / component.path
-    context = (component_dir / descriptor.context).resolve()
-    dockerfile = (component_dir / descriptor.dockerfile).resolve()
-    if not context.is_dir() or not context.is_relative_to(workspace.resolve()):
-        raise DescriptorError("build.context", f"{descriptor.context} is not a directory at commit {sha[:12]}", path=base + DESCRIPTOR_PATH)
-    if not dockerfile.is_file():
-        raise DescriptorError(
-            "build.dockerfile", f"{descriptor.dockerfile} does not exist at commit {sha[:12]}", path=base + DESCRIPTOR_PATH
-        )
-    if not dockerfile.is_relative_to(context):
-        raise DescriptorError("build.dockerfile", "must be inside the build context", path=base + DESCRIPTOR_PATH)
-    bases = {name: local_image_id(name) for name in base_images(dockerfile.read_text(errors="replace"))}
+    dockerfile_path = posixpath.normpath(posixpath.join(base, descriptor.dockerfile))
+    dockerfile_text = git.read_file(mirror, sha, dockerfile_path)
+    if dockerfile_text is None:
+        raise DescriptorError("build.dockerfile", f"{descriptor.dockerfile} does not exist at commit {sha[:12]}", path=descriptor_path)
+    bases = {name: local_image_id(name) for name in base_images(dockerfile_text.decode(errors="replace"))}
     inputs_key = _inputs_key(commit=sha, component=component, descriptor=descriptor.data, bases=bases)
 
     image = Image.objects.filter(component=component, commit=sha, inputs_key=inputs_key).order_by("-created_at").first()
@@ -215,6 +207,17 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: Watchdog, workspace: Pa
         writer.line(f"reusing {image.reference}: built earlier from the same commit and inputs")
         _record(build, descriptor.data, specs, image, reused=True)
         return
+
+    step("Prepare the build context")
+    shutil.rmtree(workspace, ignore_errors=True)  # left behind by a worker that crashed
+    git.checkout(mirror, sha, workspace)
+    component_dir = workspace / component.path
+    context = (component_dir / descriptor.context).resolve()
+    dockerfile = (component_dir / descriptor.dockerfile).resolve()
+    if not context.is_dir() or not context.is_relative_to(workspace.resolve()):
+        raise DescriptorError("build.context", f"{descriptor.context} is not a directory at commit {sha[:12]}", path=descriptor_path)
+    if not dockerfile.is_relative_to(context):
+        raise DescriptorError("build.dockerfile", "must be inside the build context", path=descriptor_path)
 
     step(f"Build image ({dockerfile.relative_to(context)}, SOURCE_DATE_EPOCH={info.timestamp})")
     for name, image_id in bases.items():

@@ -320,10 +320,25 @@ def _push_decide(component: Component, meta: dict, push: webhooks.Push) -> tuple
     if not component.auto_build_on_commit:
         return _event(component, **fields, outcome=PushEvent.IGNORED, reason="Auto Build on Commit is off"), 200
     event = _event(component, **fields, outcome=PushEvent.QUEUED, reason="queued")
-    from builds.jobs import push_event_process
+    if _needs_diff(component, event):
+        # Deciding needs a fetch and a diff: too slow for the Git host's ten seconds.
+        from builds import jobs
 
-    enqueue_after_commit(default_queue(), push_event_process, event.pk, job_id=f"push-event-{event.pk}", result_ttl=600)
+        enqueue_after_commit(default_queue(), jobs.push_event_process, event.pk, job_id=f"push-event-{event.pk}", result_ttl=600)
+    else:
+        event = push_event_process(event=event)
     return event, 202
+
+
+def _needs_diff(component: Component, event: PushEvent) -> bool:
+    """Whether the path filter must ask Git which paths the push changed."""
+    return (
+        component.build_on_path_changes_only
+        and component.path != "."
+        and event.paths is None
+        and bool(event.before)
+        and event.before != webhooks.ZERO_SHA
+    )
 
 
 def push_event_process(*, event: PushEvent) -> PushEvent:
@@ -331,13 +346,13 @@ def push_event_process(*, event: PushEvent) -> PushEvent:
     component's path or that commit is already built or building (events coalesce)."""
     component = event.component
     now = timezone.now()
-    if PushEvent.objects.filter(pk=event.pk, outcome=PushEvent.QUEUED).update(processed_at=now) != 1:
+    if PushEvent.objects.filter(pk=event.pk, outcome=PushEvent.QUEUED, processed_at__isnull=True).update(processed_at=now) != 1:
         return event  # another worker processed it
     outcome, reason, build = PushEvent.IGNORED, "", None
     try:
         if component.build_on_path_changes_only and component.path != ".":
             paths = event.paths
-            if paths is None and event.before and event.before != webhooks.ZERO_SHA:
+            if _needs_diff(component, event):
                 paths = git.changed_paths(git.sync(component.repository), event.before, event.after)
             if paths is not None and not webhooks.touches(paths, component.path):
                 reason = f"no change under {component.path}/"

@@ -13,7 +13,8 @@ from django.http import JsonResponse
 from rest_framework import serializers
 
 WAIT_LIMIT = 300.0
-WAIT_POLL = 0.25
+# Poll often at first (a reused image is ready in a tenth of a second), then back off.
+WAIT_POLL_FIRST, WAIT_POLL_MAX = 0.02, 0.5
 
 
 class StrictSerializer(serializers.Serializer):
@@ -56,8 +57,10 @@ def waitable(fetch: Callable[[int], tuple[dict, bool]]):
             ident = response.data["id"]
             deadline = time.monotonic() + WAIT_LIMIT
             data, final = await database_sync_to_async(fetch)(ident)
+            pause = WAIT_POLL_FIRST
             while not final and time.monotonic() < deadline:
-                await asyncio.sleep(WAIT_POLL)
+                await asyncio.sleep(pause)
+                pause = min(pause * 1.5, WAIT_POLL_MAX)
                 data, final = await database_sync_to_async(fetch)(ident)
             return JsonResponse(data, status=200 if final else 202)
 
