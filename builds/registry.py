@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 from dxf import DXF
+from dxf.exceptions import DXFAuthInsecureError, DXFError
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 
@@ -40,7 +41,14 @@ def _auth(dxf: DXF, response) -> None:
 def _client(repository: str) -> DXF:
     parts = urlsplit(settings.REGISTRY_URL)
     auth = _auth if settings.REGISTRY_USERNAME else None
-    return DXF(parts.netloc, repository, auth=auth, insecure=parts.scheme == "http", timeout=120)
+    verify = settings.REGISTRY_CA_FILE or True
+    return DXF(parts.netloc, repository, auth=auth, insecure=parts.scheme == "http", tlsverify=verify, timeout=120)
+
+
+def _failure(action: str, exc: Exception) -> RegistryError:
+    if isinstance(exc, DXFAuthInsecureError):
+        return RegistryError(f"{action} failed: credentials are only sent over HTTPS; use an https:// REGISTRY_URL")
+    return RegistryError(f"{action} failed: {exc}")
 
 
 @dataclass(frozen=True)
@@ -63,8 +71,8 @@ def push_image(repository: str, *, config: Blob, layers: list[Blob], manifest: b
         dxf.set_manifest(digest, manifest.decode())
         if tag:
             dxf.set_manifest(tag, manifest.decode())
-    except requests.RequestException as exc:
-        raise RegistryError(f"pushing to {settings.REGISTRY_URL} failed: {exc}") from None
+    except (requests.RequestException, DXFError) as exc:
+        raise _failure(f"pushing to {settings.REGISTRY_URL}", exc) from None
     return digest
 
 
@@ -76,14 +84,14 @@ def blob_available(repository: str, digest: str, *, source_repository: str | Non
         return True
     except requests.HTTPError:
         pass
-    except requests.RequestException:
+    except (requests.RequestException, DXFError):
         return False
     if source_repository and source_repository != repository:
         try:
             dxf.mount_blob(source_repository, digest)
             dxf.blob_size(digest)
             return True
-        except requests.RequestException:
+        except (requests.RequestException, DXFError):
             return False
     return False
 
@@ -96,8 +104,8 @@ def manifest_exists(repository: str, digest: str) -> bool:
         if exc.response is not None and exc.response.status_code == 404:
             return False
         raise RegistryError(f"registry {settings.REGISTRY_URL} answered {exc}") from None
-    except requests.RequestException as exc:
-        raise RegistryError(f"registry {settings.REGISTRY_URL} is not reachable: {exc}") from None
+    except (requests.RequestException, DXFError) as exc:
+        raise _failure(f"reading {repository}@{digest} from {settings.REGISTRY_URL}", exc) from None
 
 
 def delete_manifest(repository: str, digest: str) -> None:
@@ -107,6 +115,8 @@ def delete_manifest(repository: str, digest: str) -> None:
     except requests.HTTPError as exc:
         if exc.response is None or exc.response.status_code != 404:
             raise RegistryError(f"deleting {repository}@{digest} failed: {exc}") from None
+    except (requests.RequestException, DXFError) as exc:
+        raise _failure(f"deleting {repository}@{digest}", exc) from None
 
 
 def list_tags(repository: str) -> list[str]:
@@ -120,7 +130,7 @@ def list_tags(repository: str) -> list[str]:
 
 def is_up(timeout: float = 2.0) -> bool:
     try:
-        response = requests.get(settings.REGISTRY_URL.rstrip("/") + "/v2/", timeout=timeout)
+        response = requests.get(settings.REGISTRY_URL.rstrip("/") + "/v2/", timeout=timeout, verify=settings.REGISTRY_CA_FILE or True)
     except requests.RequestException:
         return False
     return response.status_code in (200, 401)

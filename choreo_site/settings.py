@@ -49,6 +49,8 @@ REGISTRY_EMBEDDED = not REGISTRY_URL
 REGISTRY_URL = REGISTRY_URL or f"http://127.0.0.1:{REGISTRY_PORT}"
 REGISTRY_USERNAME = env.str("REGISTRY_USERNAME", default="")
 REGISTRY_PASSWORD = env.str("REGISTRY_PASSWORD", default="")
+# A CA bundle for an external registry whose certificate is not from a public CA.
+REGISTRY_CA_FILE = env.str("REGISTRY_CA_FILE", default="")
 
 # Builds
 BUILD_CONCURRENCY = env.int("BUILD_CONCURRENCY", default=2)

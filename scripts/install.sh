@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 mode=${1:-run}
 packages=(git docker.io docker-registry debootstrap busybox-static)
-[ "$mode" = test ] && packages+=(chromium postgresql-client)
+[ "$mode" = test ] && packages+=(chromium postgresql-client apache2-utils)
 
 missing=()
 for pkg in "${packages[@]}"; do
