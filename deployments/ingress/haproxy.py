@@ -1,0 +1,217 @@
+"""The ingress: HAProxy, run by the platform and changed only through its runtime API.
+
+HAProxy is never reloaded, because a reload closes idle keep-alive connections and a
+client that does not retry sees errors. Its configuration is written once with a fixed
+pool of empty backends ("slots"); at runtime the platform
+- maps a host name to a slot (`add map`/`set map` on the hosts map), and
+- adds, drains and deletes servers in a slot (dynamic servers).
+A new server takes traffic only after it is up; an old one is drained (no new requests,
+in-flight ones finish) before it is deleted. So switching versions loses no request.
+Only this module talks to HAProxy.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,60}$")
+HOST_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,250}[a-z0-9])?$")
+
+
+class IngressError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ServerState:
+    name: str
+    address: str
+    operational: str  # HAProxy's srv_op_state: 0 stopped, 1 starting, 2 running, 3 stopping
+    admin: str  # srv_admin_state bit field: 0 ready, 1/… maintenance, 8 drain
+    check_status: str
+    sessions: int
+
+    @property
+    def up(self) -> bool:
+        return self.operational == "2"
+
+
+def slot_name(index: int) -> str:
+    return f"slot{index}"
+
+
+def config_text(*, bind: str, port: int, socket_name: str, map_file: Path, slots: int) -> str:
+    """The whole HAProxy configuration: written once, never reloaded."""
+    backends = "\n".join(
+        f"""backend {slot_name(i)}
+    balance roundrobin
+    option redispatch
+    retries 3
+    retry-on conn-failure empty-response response-timeout
+"""
+        for i in range(slots)
+    )
+    return f"""# Written by the platform at start; changed only through the runtime API.
+global
+    stats socket abns@{socket_name} level admin
+    stats timeout 1m
+    maxconn 4000
+
+defaults
+    mode http
+    option http-keep-alive
+    timeout connect 3s
+    timeout client 120s
+    timeout server 120s
+    timeout http-keep-alive 120s
+    timeout http-request 30s
+    timeout queue 30s
+
+frontend ingress
+    bind {bind}:{port}
+    http-request set-var(txn.route) req.hdr(host),field(1,:),lower,map({map_file})
+    use_backend %[var(txn.route)] if {{ var(txn.route) -m found }}
+    default_backend no_route
+
+backend no_route
+    http-request return status 404 content-type text/plain string "No component is served at this host.\\n"
+
+{backends}"""
+
+
+class HAProxyIngress:
+    """A running HAProxy, addressed by its runtime API socket."""
+
+    def __init__(self, socket_name: str, map_file: Path):
+        self.socket_name = socket_name
+        self.map_file = map_file
+
+    def command(self, line: str, timeout: float = 5.0) -> str:
+        if "\n" in line or ";" in line:
+            raise IngressError(f"refusing a runtime command with a separator: {line!r}")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            try:
+                # HAProxy's abstract socket names fill the whole sun_path, zero padded.
+                sock.connect(("\0" + self.socket_name).ljust(108, "\0"))
+            except OSError as exc:
+                raise IngressError(f"the ingress is not running (runtime API abns@{self.socket_name}: {exc})") from None
+            sock.sendall(line.encode() + b"\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode(errors="replace").strip()
+
+    def is_up(self) -> bool:
+        try:
+            return "Name: HAProxy" in self.command("show info")
+        except (IngressError, OSError):
+            return False
+
+    # Routes -------------------------------------------------------------------------
+
+    def routes(self) -> dict[str, str]:
+        out = self.command(f"show map {self.map_file}")
+        routes = {}
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 3:
+                routes[parts[1]] = parts[2]
+        return routes
+
+    def route_set(self, host: str, slot: str) -> None:
+        if not HOST_RE.match(host):
+            raise IngressError(f"not a host name: {host!r}")
+        current = self.routes()
+        if current.get(host) == slot:
+            return
+        verb = "set" if host in current else "add"
+        self._expect_empty(f"{verb} map {self.map_file} {host} {slot}")
+
+    def route_delete(self, host: str) -> None:
+        if host in self.routes():
+            self._expect_empty(f"del map {self.map_file} {host}")
+
+    # Servers ------------------------------------------------------------------------
+
+    def servers(self, slot: str) -> list[ServerState]:
+        out = self.command(f"show servers state {slot}")
+        lines = [line for line in out.splitlines() if line and not line.startswith("#") and not line.startswith("1")]
+        # "show servers state" rows: be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state ...
+        sessions = self._sessions(slot)
+        states = []
+        for line in lines:
+            f = line.split()
+            if len(f) < 7 or f[1] != slot:
+                continue
+            states.append(ServerState(f[3], f[4], f[5], f[6], "", sessions.get(f[3], 0)))
+        return states
+
+    def _sessions(self, slot: str) -> dict[str, int]:
+        out = self.command("show stat -1 4 -1")  # servers only, CSV
+        header, *rows = [line for line in out.splitlines() if line]
+        columns = header.lstrip("# ").split(",")
+        pxname, svname, scur = columns.index("pxname"), columns.index("svname"), columns.index("scur")
+        result = {}
+        for row in rows:
+            f = row.split(",")
+            if len(f) > scur and f[pxname] == slot:
+                result[f[svname]] = int(f[scur] or 0)
+        return result
+
+    def server_add(self, slot: str, name: str, address: str, port: int, *, check: bool = True) -> None:
+        """Add a server and let it take traffic once HAProxy's own check sees it up."""
+        if not SERVER_NAME_RE.match(name):
+            raise IngressError(f"not a server name: {name!r}")
+        socket.inet_aton(address)  # an IPv4 address, not a name to resolve
+        # Dynamic servers do not inherit default-server: the check is spelled out here.
+        options = " check inter 1s fall 2 rise 1" if check else ""
+        self._expect(f"add server {slot}/{name} {address}:{port}{options}", "New server registered.")
+        self._expect_empty(f"enable server {slot}/{name}")
+        if check:
+            self._expect_empty(f"enable health {slot}/{name}")
+
+    def wait_up(self, slot: str, name: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = next((s for s in self.servers(slot) if s.name == name), None)
+            if state is not None and state.up:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def server_drain(self, slot: str, name: str) -> None:
+        """No new requests go to the server; those in flight finish."""
+        self._expect_empty(f"set server {slot}/{name} state drain")
+
+    def wait_drained(self, slot: str, name: str, deadline: float) -> bool:
+        """Wait until the server has no session left, or until `deadline` (monotonic)."""
+        while time.monotonic() < deadline:
+            if self._sessions(slot).get(name, 0) == 0:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def server_delete(self, slot: str, name: str) -> None:
+        self._expect_empty(f"set server {slot}/{name} state maint")
+        self.command(f"shutdown sessions server {slot}/{name}")
+        for _ in range(50):
+            out = self.command(f"del server {slot}/{name}")
+            if out == "Server deleted." or "No such server" in out:
+                return
+            time.sleep(0.1)  # idle connections are still being released
+        raise IngressError(f"could not delete {slot}/{name}: {out}")
+
+    def _expect_empty(self, line: str) -> None:
+        out = self.command(line)
+        if out:
+            raise IngressError(f"{line!r} answered: {out}")
+
+    def _expect(self, line: str, answer: str) -> None:
+        out = self.command(line)
+        if out != answer:
+            raise IngressError(f"{line!r} answered: {out}")

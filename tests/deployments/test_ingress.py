@@ -1,0 +1,149 @@
+"""The ingress (real HAProxy) switching a route between real containers while a client
+that keeps its connections alive and never retries sends requests: nothing may fail."""
+
+import http.client
+import subprocess
+import threading
+import time
+import uuid
+
+import docker
+import pytest
+
+from deployments.ingress.haproxy import HAProxyIngress, IngressError, config_text, slot_name
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.usefixtures("base_images")
+HOST = "web.development.shop.localhost"
+
+
+@pytest.fixture(scope="module")
+def ingress(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ingress")
+    port = free_port()
+    socket_name = f"choreo-test-ingress-{uuid.uuid4().hex[:8]}"
+    (tmp / "hosts.map").write_text("")
+    (tmp / "haproxy.cfg").write_text(config_text(bind="127.0.0.1", port=port, socket_name=socket_name, map_file=tmp / "hosts.map", slots=4))
+    proc = subprocess.Popen(["haproxy", "-W", "-db", "-f", str(tmp / "haproxy.cfg")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ingress = HAProxyIngress(socket_name, tmp / "hosts.map")
+    deadline = time.monotonic() + 10
+    while not ingress.is_up():
+        assert time.monotonic() < deadline and proc.poll() is None, "HAProxy did not start"
+        time.sleep(0.1)
+    ingress.port = port
+    yield ingress
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def network():
+    client = docker.from_env()
+    net = client.networks.create(f"choreo-test-{uuid.uuid4().hex[:8]}", labels={"io.choreo.test": "1"})
+    containers = []
+
+    def replica(body: str):
+        container = client.containers.run(
+            "choreo/busybox:1",
+            ["sh", "-c", f"mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 8080 -h /www"],
+            detach=True,
+            network=net.name,
+            labels={"io.choreo.test": "1"},
+        )
+        containers.append(container)
+        container.reload()
+        return container, container.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"]
+
+    yield replica
+    for container in containers:
+        container.remove(force=True)
+    net.remove()
+
+
+class KeepAliveLoad:
+    """Clients that keep one connection alive each and never retry a request."""
+
+    def __init__(self, port: int, host: str, clients: int = 4):
+        self.port, self.host = port, host
+        self.ok = self.bad = self.errors = 0
+        self.bodies: set[str] = set()
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+
+    def __enter__(self):
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+
+    def _run(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        while not self._stop.is_set():
+            try:
+                conn.request("GET", "/", headers={"Host": self.host})
+                response = conn.getresponse()
+                body = response.read().decode().strip()
+                with self._lock:
+                    if 200 <= response.status < 300:
+                        self.ok += 1
+                        self.bodies.add(body)
+                    else:
+                        self.bad += 1
+                        self.failures.append(f"{response.status} {body[:80]}")
+            except (OSError, http.client.HTTPException) as exc:
+                with self._lock:
+                    self.errors += 1
+                    self.failures.append(repr(exc))
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn.close()
+
+
+def switch(ingress: HAProxyIngress, slot: str, old: str | None, new: str, address: str) -> None:
+    """The rollout's ingress steps: add the new server, wait until it is up, drain the old
+    one, wait until it has no session, delete it."""
+    ingress.server_add(slot, new, address, 8080)
+    assert ingress.wait_up(slot, new, timeout=10)
+    if old:
+        ingress.server_drain(slot, old)
+        assert ingress.wait_drained(slot, old, deadline=time.monotonic() + 10)
+        ingress.server_delete(slot, old)
+
+
+def test_switching_versions_under_keep_alive_load_fails_no_request(ingress, network):
+    slot = slot_name(0)
+    ingress.route_set(HOST, slot)
+    _, address = network("v0")
+    switch(ingress, slot, None, "r0", address)
+    with KeepAliveLoad(ingress.port, HOST) as load:
+        for version in range(1, 11):
+            time.sleep(0.3)
+            _, address = network(f"v{version}")
+            switch(ingress, slot, f"r{version - 1}", f"r{version}", address)
+        time.sleep(0.5)
+    assert load.failures == []
+    assert load.errors == 0 and load.bad == 0
+    assert load.ok > 200
+    assert {f"v{i}" for i in range(11)} <= load.bodies | {"v0"}
+    assert [s.name for s in ingress.servers(slot)] == ["r10"]
+    print(f"{load.ok} requests over 10 switches, 0 failed")
+
+
+def test_unknown_host_gets_404_and_bad_names_are_refused(ingress):
+    conn = http.client.HTTPConnection("127.0.0.1", ingress.port, timeout=5)
+    conn.request("GET", "/", headers={"Host": "nothing.here.localhost"})
+    response = conn.getresponse()
+    assert response.status == 404
+    assert b"No component is served" in response.read()
+    with pytest.raises(IngressError):
+        ingress.route_set("Bad Host; del map", slot_name(1))
+    with pytest.raises(IngressError):
+        ingress.server_add(slot_name(1), "bad name", "127.0.0.1", 80)
+    with pytest.raises(OSError):
+        ingress.server_add(slot_name(1), "ok", "not-an-ip", 80)
