@@ -1,0 +1,44 @@
+"""Where replicas run. `Runtime` is the small interface the rollout uses; the Docker
+runtime implements it today, a Kubernetes one (a Deployment with readiness probes and
+maxUnavailable 0, a Service, a NetworkPolicy per environment namespace) can later.
+Nothing outside a runtime module knows which one is in use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    """One replica to start: what image, where, with what settings and labels."""
+
+    project: str
+    environment: str
+    component: str
+    image: str  # a full reference by digest
+    name: str
+    environment_variables: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Replica:
+    id: str
+    name: str
+    address: str  # reachable from the ingress
+    labels: dict[str, str]
+
+
+class Runtime(Protocol):
+    def environment_ensure(self, *, project: str, environment: str) -> str: ...
+
+    def environment_remove(self, *, project: str, environment: str, grace: float = 10) -> None: ...
+
+    def replica_start(self, spec: ReplicaSpec) -> Replica: ...
+
+    def replica_healthy(self, replica: Replica, health: dict | None, *, port: int | None) -> bool: ...
+
+    def replica_stop(self, replica: Replica, *, grace: float) -> None: ...
+
+    def replicas(self, **labels: str) -> list[Replica]: ...

@@ -1,0 +1,136 @@
+"""The Docker runtime, through the Docker SDK for Python.
+
+Each project environment gets its own bridge network: Docker isolates bridge networks from
+each other, so nothing in one environment can open a connection to another, while the
+host (where the ingress runs) reaches every replica. Inside a network, each replica
+answers to its component's name. Everything the platform starts carries labels with
+the instance namespace, so reconciliation and teardown find exactly what is ours.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import docker
+import requests
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+
+from deployments.runtimes import Replica, ReplicaSpec
+
+LABEL = "io.choreo"
+
+
+class RuntimeFailure(Exception):
+    pass
+
+
+class DockerRuntime:
+    def __init__(self, namespace: str):
+        self.namespace = namespace
+        self.client = docker.from_env(timeout=120)
+
+    def _labels(self, **extra: str) -> dict[str, str]:
+        return {f"{LABEL}.instance": self.namespace, **{f"{LABEL}.{k}": v for k, v in extra.items()}}
+
+    def network_name(self, project: str, environment: str) -> str:
+        return f"{self.namespace}-{project}-{environment}"
+
+    def environment_ensure(self, *, project: str, environment: str) -> str:
+        name = self.network_name(project, environment)
+        try:
+            return self.client.networks.get(name).name
+        except NotFound:
+            pass
+        try:
+            return self.client.networks.create(name, driver="bridge", labels=self._labels(project=project, environment=environment)).name
+        except DockerException as exc:
+            raise RuntimeFailure(f"could not create the network of {project}/{environment}: {exc}") from None
+
+    def environment_remove(self, *, project: str, environment: str, grace: float = 10) -> None:
+        for replica in self.replicas(project=project, environment=environment):
+            self.replica_stop(replica, grace=grace)
+        try:
+            self.client.networks.get(self.network_name(project, environment)).remove()
+        except NotFound:
+            pass
+
+    def replica_start(self, spec: ReplicaSpec) -> Replica:
+        network = self.environment_ensure(project=spec.project, environment=spec.environment)
+        try:
+            try:
+                self.client.images.get(spec.image)
+            except ImageNotFound:
+                self.client.images.pull(spec.image)
+            container = self.client.containers.create(
+                spec.image,
+                name=spec.name,
+                detach=True,
+                environment=spec.environment_variables,
+                labels=self._labels(project=spec.project, environment=spec.environment, component=spec.component, **spec.labels),
+                network=network,
+                restart_policy={"Name": "unless-stopped"},
+            )
+            # The component's name resolves to its replicas inside the environment.
+            self.client.networks.get(network).disconnect(container)
+            self.client.networks.get(network).connect(container, aliases=[spec.component])
+            container.start()
+            container.reload()
+        except DockerException as exc:
+            raise RuntimeFailure(f"could not start {spec.name}: {exc}") from None
+        return self._replica(container)
+
+    def _replica(self, container) -> Replica:
+        networks = container.attrs["NetworkSettings"]["Networks"]
+        address = next(iter(networks.values()))["IPAddress"] if networks else ""
+        return Replica(container.id, container.name, address, container.labels)
+
+    def replica_healthy(self, replica: Replica, health: dict | None, *, port: int | None) -> bool:
+        """One probe, as the descriptor says: http, tcp or exec; without a health check,
+        the first endpoint's port accepting connections."""
+        timeout = (health or {}).get("timeout", 1.0)
+        try:
+            container = self.client.containers.get(replica.id)
+        except NotFound:
+            return False
+        if container.status not in ("running", "created"):
+            return False
+        if health and "exec" in health:
+            try:
+                return container.exec_run(health["exec"]["command"]).exit_code == 0
+            except APIError:
+                return False
+        if health and "http" in health:
+            url = f"http://{replica.address}:{health['http']['port']}{health['http']['path']}"
+            try:
+                return 200 <= requests.get(url, timeout=timeout).status_code < 400
+            except requests.RequestException:
+                return False
+        probe_port = health["tcp"]["port"] if health and "tcp" in health else port
+        if probe_port is None:
+            return container.status == "running"
+        try:
+            with socket.create_connection((replica.address, probe_port), timeout=timeout):
+                return True
+        except OSError:
+            return False
+
+    def replica_stop(self, replica: Replica, *, grace: float) -> None:
+        """SIGTERM, up to `grace` seconds, then SIGKILL; then remove the container."""
+        try:
+            container = self.client.containers.get(replica.id)
+            container.stop(timeout=int(max(grace, 1)))
+            container.remove(force=True)
+        except NotFound:
+            pass
+
+    def replicas(self, **labels: str) -> list[Replica]:
+        filters = [f"{k}={v}" for k, v in self._labels(**labels).items()]
+        return [self._replica(c) for c in self.client.containers.list(all=True, filters={"label": filters})]
+
+    def logs(self, replica: Replica, *, since: float | None = None) -> list[tuple[str, str]]:
+        """(timestamp, line) pairs of the replica's output."""
+        try:
+            raw = self.client.containers.get(replica.id).logs(timestamps=True, since=since).decode(errors="replace")
+        except NotFound:
+            return []
+        return [tuple(line.split(" ", 1)) if " " in line else (line, "") for line in raw.splitlines()]
