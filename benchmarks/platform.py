@@ -43,6 +43,7 @@ def running_platform(prefix: str, **settings: str):
         "DATA_DIR": str(tmp / "data"),
         "WEB_PORT": str(web),
         "REGISTRY_PORT": str(free_port()),
+        "INGRESS_PORT": str(free_port()),
         "DATABASE_URL": f"sqlite:///{tmp}/data/db.sqlite3",
         "ADMIN_PASSWORD": PASSWORD,
         "DEMO": "0",

@@ -1,4 +1,5 @@
-"""`GET /healthz`: 200 once web, workers, ingress and registry are up; 503 naming what is not."""
+"""`GET /healthz`: 200 once web, workers, ingress and registry are up; 503 naming what is not.
+Like the URLs, it looks at every app's parts."""
 
 import django_rq
 from django.conf import settings
@@ -7,6 +8,7 @@ from django.http import JsonResponse
 from rq import Worker
 
 from builds import registry
+from deployments.ingress import ingress
 
 
 def _checks() -> dict[str, str]:
@@ -28,6 +30,7 @@ def _checks() -> dict[str, str]:
     except Exception as exc:
         checks["redis"] = checks["workers"] = f"down: {exc}"
     checks["registry"] = "ok" if registry.is_up() else f"not answering at {settings.REGISTRY_URL}"
+    checks["ingress"] = "ok" if ingress().is_up() else "HAProxy's runtime API is not answering"
     return checks
 
 

@@ -38,6 +38,10 @@ WEB_HOST = env.str("WEB_HOST", default="127.0.0.1")
 WEB_PORT = env.int("WEB_PORT", default=8000)
 INGRESS_PORT = env.int("INGRESS_PORT", default=8080)
 INGRESS_DOMAIN = env.str("INGRESS_DOMAIN", default="localhost")
+INGRESS_BIND = env.str("INGRESS_BIND", default="127.0.0.1")
+# HAProxy is never reloaded: it starts with this many empty backends, one per routed
+# component and environment.
+INGRESS_SLOTS = env.int("INGRESS_SLOTS", default=64)
 POLL_INTERVAL = env.int("POLL_INTERVAL", default=60)
 PUBLIC_URL = env.str("PUBLIC_URL", default=f"http://{WEB_HOST}:{WEB_PORT}")
 

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=${1:-run}
-packages=(git docker.io docker-registry debootstrap busybox-static)
+packages=(git docker.io docker-registry haproxy debootstrap busybox-static)
 [ "$mode" = test ] && packages+=(chromium postgresql-client apache2-utils)
 
 missing=()

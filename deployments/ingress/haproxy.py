@@ -151,17 +151,20 @@ class HAProxyIngress:
             states.append(ServerState(f[3], f[4], f[5], f[6], "", sessions.get(f[3], 0)))
         return states
 
-    def _sessions(self, slot: str) -> dict[str, int]:
+    def _stats(self, slot: str) -> dict[str, dict[str, str]]:
+        """HAProxy's statistics of the slot's servers, by server name."""
         out = self.command("show stat -1 4 -1")  # servers only, CSV
         header, *rows = [line for line in out.splitlines() if line]
         columns = header.lstrip("# ").split(",")
-        pxname, svname, scur = columns.index("pxname"), columns.index("svname"), columns.index("scur")
         result = {}
         for row in rows:
-            f = row.split(",")
-            if len(f) > scur and f[pxname] == slot:
-                result[f[svname]] = int(f[scur] or 0)
+            values = dict(zip(columns, row.split(","), strict=False))
+            if values.get("pxname") == slot:
+                result[values["svname"]] = values
         return result
+
+    def _sessions(self, slot: str) -> dict[str, int]:
+        return {name: int(values.get("scur") or 0) for name, values in self._stats(slot).items()}
 
     def server_add(self, slot: str, name: str, address: str, port: int, *, check: bool = True) -> None:
         """Add a server and let it take traffic once HAProxy's own check sees it up."""
@@ -176,12 +179,14 @@ class HAProxyIngress:
             self._expect_empty(f"enable health {slot}/{name}")
 
     def wait_up(self, slot: str, name: str, timeout: float) -> bool:
+        """Wait until HAProxy's own check of the server has passed (not merely its
+        initial state), so no request goes to a server HAProxy has not reached."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            state = next((s for s in self.servers(slot) if s.name == name), None)
-            if state is not None and state.up:
+            stats = self._stats(slot).get(name, {})
+            if stats.get("status") == "UP" and stats.get("check_status", "").startswith(("L4OK", "L6OK", "L7OK")):
                 return True
-            time.sleep(0.1)
+            time.sleep(0.05)
         return False
 
     def server_drain(self, slot: str, name: str) -> None:

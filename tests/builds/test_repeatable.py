@@ -26,6 +26,7 @@ def instance_b(tmp_path):
         "DATA_DIR": str(data),
         "WEB_PORT": str(web),
         "REGISTRY_PORT": str(reg),
+        "INGRESS_PORT": str(free_port()),
         "DATABASE_URL": f"sqlite:///{data}/db.sqlite3",
         "ADMIN_PASSWORD": "instance-b-password",
         "BUILD_USE_CACHE": "0",

@@ -2,6 +2,7 @@
 that keeps its connections alive and never retries sends requests: nothing may fail."""
 
 import http.client
+import socket
 import subprocess
 import threading
 import time
@@ -52,7 +53,17 @@ def network():
         )
         containers.append(container)
         container.reload()
-        return container, container.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"]
+        address = container.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"]
+        # The rollout's health gate: the new replica answers before the ingress sees it.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection((address, 8080), timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the replica never listened"
+                time.sleep(0.05)
+        return container, address
 
     yield replica
     for container in containers:
@@ -147,3 +158,13 @@ def test_unknown_host_gets_404_and_bad_names_are_refused(ingress):
         ingress.server_add(slot_name(1), "bad name", "127.0.0.1", 80)
     with pytest.raises(OSError):
         ingress.server_add(slot_name(1), "ok", "not-an-ip", 80)
+
+
+@pytest.mark.django_db
+def test_healthz_names_what_is_down(client):
+    response = client.get("/healthz")
+    assert response.status_code == 503  # no worker, no ingress of this instance running in the test
+    checks = response.json()["checks"]
+    assert checks["database"] == "ok" and checks["redis"] == "ok"
+    assert checks["ingress"] == "HAProxy's runtime API is not answering"
+    assert checks["workers"].startswith("no worker on")

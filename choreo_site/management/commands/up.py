@@ -1,6 +1,6 @@
 """`manage.py up`: migrate, make sure `admin` exists, then run the whole platform in the
-foreground: the registry, web (ASGI: HTTP and WebSockets), build and default workers and
-the scheduler. Unless DEMO=0, run the main job once on the sample in `examples/`.
+foreground: the registry, the ingress (HAProxy), web (ASGI: HTTP and WebSockets), build
+and default workers and the scheduler. Unless DEMO=0, run the main job once on the sample in `examples/`.
 
 Ctrl-C or SIGTERM stops the platform's own processes (never the Docker Engine). A
 process that dies is started again, with a back-off.
@@ -23,6 +23,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from builds import registry
 from builds.dockerbuild import BuildStepError, engine_version
+from deployments.ingress import write_config as write_ingress_config
 
 HEALTH_TIMEOUT = 90
 
@@ -31,6 +32,7 @@ HEALTH_TIMEOUT = 90
 class Child:
     name: str
     argv: list[str]
+    log: str | None = None  # a file in DATA_DIR for chatty children, else the console
     proc: subprocess.Popen | None = None
     restarts: int = 0
     next_start: float = 0.0
@@ -87,7 +89,12 @@ class Command(BaseCommand):
             if binary is None:
                 raise CommandError("The registry is not installed: apt-get install docker-registry (or set REGISTRY_URL).")
             config = registry.embedded_config(settings.DATA_DIR, settings.REGISTRY_PORT)
-            children.append(Child("registry", [binary, "serve", str(config)]))
+            # The registry logs every 404 of a blob probe as an error: keep that in a file.
+            children.append(Child("registry", [binary, "serve", str(config)], log="registry.log"))
+        haproxy = shutil.which("haproxy")
+        if haproxy is None:
+            raise CommandError("The ingress is not installed: apt-get install haproxy")
+        children.append(Child("ingress", [haproxy, "-W", "-db", "-f", str(write_ingress_config())], log="ingress.log"))
         daphne = [
             *(sys.executable, "-m", "daphne", "-b", settings.WEB_HOST, "-p", str(settings.WEB_PORT)),
             *("--access-log", str(settings.DATA_DIR / "access.log"), "choreo_site.asgi:application"),
@@ -100,8 +107,7 @@ class Command(BaseCommand):
         return children
 
     def _start(self, child: Child) -> None:
-        # The registry logs every 404 of a blob probe as an error: keep that in a file.
-        output = open(settings.DATA_DIR / "registry.log", "ab") if child.name == "registry" else None
+        output = open(settings.DATA_DIR / child.log, "ab") if child.log else None
         child.proc = subprocess.Popen(child.argv, cwd=settings.BASE_DIR, start_new_session=True, stdout=output, stderr=output)
         child.started_at = time.monotonic()
         self.stdout.write(f"started {child.name} (pid {child.proc.pid})")
