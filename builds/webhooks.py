@@ -124,7 +124,7 @@ def _load(body: bytes) -> dict:
     return data
 
 
-def _sha(value, what: str, *, allow_zero: bool = True) -> str:
+def _sha(value, what: str) -> str:
     if not isinstance(value, str) or len(value) != 40 or not COMMIT_RE.match(value.lower()):
         raise WebhookError(400, f"malformed payload: {what} is not a 40-digit commit id")
     return value.lower()

@@ -144,6 +144,9 @@ CHANNEL_LAYERS = {
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# Git hosts send push payloads of several MiB; the webhook refuses more than 10 MiB itself.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 11 * 1024 * 1024
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "projects"
 LOGOUT_REDIRECT_URL = "login"

@@ -346,3 +346,14 @@ def test_events_are_listed_by_the_api_and_on_the_build_page(api, remote, compone
     browser.force_login(admin_user)
     html = browser.get("/projects/shop/components/web/build/").content.decode()
     assert "/hooks/shop/web/" in html and "delivery-42" in html and "Bitbucket Cloud" in html
+
+
+def test_large_and_oversized_payloads(remote, component):
+    before, after, changes = remote.push({"README": "big\n"})
+    payload = github_push(before, after, changes)
+    payload["padding"] = "x" * (4 * 1024 * 1024)  # Git hosts send several MiB for big pushes
+    assert _deliver("github", payload).status_code == 202
+    payload["padding"] = "x" * (11 * 1024 * 1024)
+    response = _deliver("github", payload)
+    assert response.status_code == 413
+    assert "larger than 10 MiB" in response.json()["detail"]
