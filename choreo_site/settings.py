@@ -66,6 +66,11 @@ BUILD_HEARTBEAT_INTERVAL = env.int("BUILD_HEARTBEAT_INTERVAL", default=5)
 BUILD_HEARTBEAT_TIMEOUT = env.int("BUILD_HEARTBEAT_TIMEOUT", default=60)
 WORKSPACE_DIR = DATA_DIR / "workspaces"
 
+# Rollouts: how long old replicas may finish in-flight requests, and how long they get
+# between SIGTERM and SIGKILL.
+ROLLOUT_DRAIN_TIMEOUT = env.int("ROLLOUT_DRAIN_TIMEOUT", default=30)
+ROLLOUT_STOP_GRACE = env.int("ROLLOUT_STOP_GRACE", default=10)
+
 INSTALLED_APPS = [
     "daphne",
     "choreo_site",  # before django_rq: its rqworker command does start-up housekeeping

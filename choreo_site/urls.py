@@ -11,6 +11,7 @@ api = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("", include("environments.api_urls")),
     path("", include("builds.api_urls")),
+    path("", include("deployments.api_urls")),
 ]
 
 urlpatterns = [

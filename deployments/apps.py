@@ -3,3 +3,23 @@ from django.apps import AppConfig
 
 class DeploymentsConfig(AppConfig):
     name = "deployments"
+
+    def ready(self) -> None:
+        from builds.pipeline import register_success_hook
+        from choreo_site import housekeeping, logstream
+        from deployments.models import Deployment
+        from deployments.rollout import ingress_reconcile
+        from deployments.services import auto_deploy, project_teardown
+        from environments.services import register_project_teardown
+
+        register_success_hook(auto_deploy)
+        register_project_teardown(project_teardown)
+        housekeeping.register(ingress_reconcile)
+
+        def rollout_final_status(deployment_id: int) -> str | None:
+            status = Deployment.objects.filter(pk=deployment_id).values_list("status", flat=True).first()
+            if status is None:
+                raise LookupError(deployment_id)
+            return status if status in Deployment.FINAL else None
+
+        logstream.register_stream_kind("rollout", rollout_final_status)

@@ -199,3 +199,24 @@ def run_default_jobs() -> None:
     """Run every job on the default queue (push events, polls) in this process."""
     worker = django_rq.get_worker(settings.DEFAULT_QUEUE, worker_class="rq.SimpleWorker")
     worker.work(burst=True)
+
+
+@pytest.fixture(scope="session")
+def platform_ingress():
+    """This test instance's ingress (HAProxy on INGRESS_PORT), as `make up` runs it."""
+    from deployments.ingress import ingress, write_config
+
+    ing = ingress()
+    if ing.is_up():
+        yield ing
+        return
+    proc = subprocess.Popen(
+        [shutil.which("haproxy"), "-W", "-db", "-f", str(write_config())], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 10
+    while not ing.is_up():
+        assert time.monotonic() < deadline and proc.poll() is None, "HAProxy did not start"
+        time.sleep(0.1)
+    yield ing
+    proc.terminate()
+    proc.wait(10)

@@ -1,0 +1,124 @@
+import re
+import time
+
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from builds.models import Build
+from builds.services import component_get
+from choreo_site.api import waitable
+from choreo_site.errors import PlatformError
+from choreo_site.logstream import Redactor, platform_secrets, read_text
+from deployments import rollout, services
+from deployments.serializers import DeploymentSerializer, DeploySerializer, PromoteSerializer, RollbackSerializer
+from environments.services import environment_get, project_get
+
+WAIT = OpenApiParameter("wait", OpenApiTypes.BOOL, description="Block until the deployment is final (at most 300 s).")
+ENVIRONMENT = OpenApiParameter("environment", OpenApiTypes.STR)
+
+
+def _component(project: str, component: str):
+    return component_get(project=project_get(name=project), name=component)
+
+
+def _deployment_state(deployment_id: int) -> tuple[dict, bool]:
+    deployment = services.deployment_get(pk=deployment_id)
+    return DeploymentSerializer(deployment).data, deployment.is_final
+
+
+def _created(deployment) -> Response:
+    return Response(DeploymentSerializer(services.deployment_get(pk=deployment.pk)).data, status=status.HTTP_201_CREATED)
+
+
+class Deploy(APIView):
+    @extend_schema(request=DeploySerializer, parameters=[WAIT], responses={201: DeploymentSerializer})
+    def post(self, request, project, component):
+        component = _component(project, component)
+        data = DeploySerializer.validated(request.data)
+        environment = environment_get(project=component.project, name=data["environment"]) if data.get("environment") else None
+        build = None
+        if data.get("build") is not None:
+            build = Build.objects.filter(pk=data["build"], component=component).first()
+            if build is None:
+                raise PlatformError(f"Build {data['build']} is not a build of {component.name}.", errors={"build": ["Unknown build."]})
+        return _created(services.deployment_deploy(component=component, environment=environment, build=build))
+
+
+class Promote(APIView):
+    @extend_schema(request=PromoteSerializer, parameters=[WAIT], responses={201: DeploymentSerializer, 200: OpenApiTypes.OBJECT})
+    def post(self, request, project, component):
+        component = _component(project, component)
+        data = PromoteSerializer.validated(request.data)
+        source = environment_get(project=component.project, name=data["from"])
+        target = environment_get(project=component.project, name=data["to"])
+        if data["dry_run"]:
+            return Response(services.promotion_preview(component=component, source=source, target=target))
+        return _created(services.deployment_promote(component=component, source=source, target=target))
+
+
+class Rollback(APIView):
+    @extend_schema(request=RollbackSerializer, parameters=[WAIT], responses={201: DeploymentSerializer})
+    def post(self, request, project, component):
+        component = _component(project, component)
+        data = RollbackSerializer.validated(request.data)
+        environment = environment_get(project=component.project, name=data["environment"])
+        return _created(services.deployment_rollback(component=component, environment=environment, to=data.get("to")))
+
+
+class DeploymentList(APIView):
+    @extend_schema(parameters=[ENVIRONMENT], responses=DeploymentSerializer(many=True))
+    def get(self, request, project, component):
+        component = _component(project, component)
+        deployments = component.deployments.select_related("component__project", "environment", "release")
+        if request.GET.get("environment"):
+            deployments = deployments.filter(environment=environment_get(project=component.project, name=request.GET["environment"]))
+        return Response(DeploymentSerializer(deployments[:100], many=True).data)
+
+
+class DeploymentDetail(APIView):
+    @extend_schema(responses=DeploymentSerializer)
+    def get(self, request, deployment_id):
+        return Response(DeploymentSerializer(services.deployment_get(pk=deployment_id)).data)
+
+
+class DeploymentLogs(APIView):
+    @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR})
+    def get(self, request, deployment_id):
+        """The rollout's progress log."""
+        deployment = services.deployment_get(pk=deployment_id)
+        return HttpResponse(read_text(deployment.log_stream), content_type="text/plain; charset=utf-8")
+
+
+_SINCE = re.compile(r"^(\d{1,7})([smh])$")
+
+
+class RuntimeLogs(APIView):
+    @extend_schema(parameters=[ENVIRONMENT, OpenApiParameter("since", OpenApiTypes.STR)], responses={(200, "text/plain"): OpenApiTypes.STR})
+    def get(self, request, project, component):
+        """Logs of the active replicas in an environment: time, replica, line; redacted."""
+        component = _component(project, component)
+        name = request.GET.get("environment") or component.project.environments.order_by("position").first().name
+        environment = environment_get(project=component.project, name=name)
+        since = None
+        if request.GET.get("since"):
+            match = _SINCE.match(request.GET["since"])
+            if not match:
+                raise PlatformError("since must look like 30s, 5m or 2h.", errors={"since": ["Use a number and s, m or h."]})
+            since = time.time() - int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
+        active = services.deployment_active(component=component, environment=environment)
+        if active is None:
+            raise PlatformError(
+                f"Nothing is deployed in {environment.name}.", errors={"environment": ["No active deployment."]}, status_code=404
+            )
+        redact = Redactor(platform_secrets())
+        text = "".join(redact(line) + "\n" for line in rollout.runtime_logs(deployment=active, since=since))
+        return HttpResponse(text, content_type="text/plain; charset=utf-8")
+
+
+deploy = waitable(_deployment_state)(Deploy.as_view())
+promote = waitable(_deployment_state)(Promote.as_view())
+rollback = waitable(_deployment_state)(Rollback.as_view())

@@ -1,0 +1,248 @@
+"""The zero-downtime rollout of one deployment, as SPEC says:
+
+1. start the new replicas;
+2. wait until each passes its health check (a timeout aborts the rollout);
+3. add them to the ingress pool (each taking traffic once HAProxy's check passes);
+4. take the old replicas out of the pool (drain: no new requests);
+5. let their in-flight requests finish, up to a deadline;
+6. stop them gracefully (SIGTERM, grace period, SIGKILL).
+
+If anything fails before step 4, the new replicas are removed and the old version keeps
+serving; the deployment is `failed` with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+from django.utils import timezone
+
+from builds.services import worker_identity
+from choreo_site.logstream import LogWriter
+from deployments.ingress import ingress
+from deployments.ingress.haproxy import IngressError, slot_name
+from deployments.models import Deployment, Route
+from deployments.runtimes import Replica, ReplicaSpec
+from deployments.runtimes.docker import DockerRuntime, RuntimeFailure
+from deployments.services import mark_final, route_ensure
+
+log = logging.getLogger(__name__)
+
+
+class RolloutFailed(Exception):
+    pass
+
+
+def runtime() -> DockerRuntime:
+    return DockerRuntime(settings.INSTANCE_NAMESPACE)
+
+
+def server_name(deployment_id: int, index: int) -> str:
+    return f"d{deployment_id}r{index}"
+
+
+def _public_endpoint(descriptor: dict) -> dict | None:
+    return next((e for e in descriptor.get("endpoints", []) if e["visibility"] == "public"), None)
+
+
+def _replicas_of(deployment: Deployment) -> list[Replica]:
+    return [Replica(r["id"], r["name"], r["address"], {}) for r in deployment.replicas]
+
+
+def run(deployment_id: int) -> str:
+    now = timezone.now()
+    claimed = Deployment.objects.filter(pk=deployment_id, status=Deployment.PENDING).update(
+        status=Deployment.ROLLING_OUT, started_at=now, worker=worker_identity()
+    )
+    if claimed != 1:
+        return Deployment.objects.filter(pk=deployment_id).values_list("status", flat=True).first() or "missing"
+    deployment = Deployment.objects.select_related("component__project", "environment", "release", "replaces").get(pk=deployment_id)
+    writer = LogWriter(deployment.log_stream)
+    rt = runtime()
+    started: list[Replica] = []
+    added: list[tuple[str, str]] = []
+    try:
+        _roll_out(deployment, writer, rt, started, added)
+    except (RolloutFailed, RuntimeFailure, IngressError) as exc:
+        writer.line(f"==> FAILED: {exc}")
+        _undo(rt, started, added, writer)
+        mark_final(deployment, Deployment.FAILED, str(exc))
+        writer.end(Deployment.FAILED)
+        return Deployment.FAILED
+    except Exception as exc:
+        log.exception("rollout of deployment %s failed unexpectedly", deployment_id)
+        writer.line(f"==> FAILED: internal error: {exc}")
+        _undo(rt, started, added, writer)
+        mark_final(deployment, Deployment.FAILED, f"Internal error: {exc.__class__.__name__}: {exc}")
+        writer.end(Deployment.FAILED)
+        return Deployment.FAILED
+    writer.end(Deployment.ACTIVE)
+    return Deployment.ACTIVE
+
+
+def _undo(rt: DockerRuntime, started: list[Replica], added: list[tuple[str, str]], writer: LogWriter) -> None:
+    ing = ingress()
+    for slot, name in added:
+        try:
+            ing.server_delete(slot, name)
+        except IngressError as exc:
+            writer.line(f"could not remove {slot}/{name} from the ingress: {exc}")
+    for replica in started:
+        rt.replica_stop(replica, grace=1)
+    if started:
+        writer.line("the new replicas were removed; the active version keeps serving")
+
+
+def _roll_out(deployment: Deployment, writer: LogWriter, rt: DockerRuntime, started: list[Replica], added: list[tuple[str, str]]) -> None:
+    component, environment, release = deployment.component, deployment.environment, deployment.release
+    descriptor = release.descriptor
+    project = component.project.name
+    old = deployment.replaces
+    count = descriptor.get("replicas", 1)
+    health = descriptor.get("health")
+    endpoint = _public_endpoint(descriptor)
+    any_port = (descriptor.get("endpoints") or [{}])[0].get("port")
+    writer.line(f"==> Deploying {release.image_reference} to {environment.name} ({deployment.kind}, {count} replica(s))")
+
+    writer.line("==> Start the new replicas")
+    for i in range(count):
+        spec = ReplicaSpec(
+            project=project,
+            environment=environment.name,
+            component=component.name,
+            image=release.image_reference,
+            name=f"{settings.INSTANCE_NAMESPACE}-{project}-{environment.name}-{component.name}-d{deployment.pk}-r{i}",
+            environment_variables={**release.config, **deployment.config},
+            labels={"deployment": str(deployment.pk)},
+        )
+        replica = rt.replica_start(spec)
+        started.append(replica)
+        writer.line(f"started {replica.name} at {replica.address}")
+    Deployment.objects.filter(pk=deployment.pk).update(replicas=[{"id": r.id, "name": r.name, "address": r.address} for r in started])
+
+    startup = (health or {}).get("startupTimeout", 60.0)
+    interval = (health or {}).get("interval", 1.0)
+    what = _describe_health(health, any_port)
+    writer.line(f"==> Health check: {what}, within {startup:g}s")
+    deadline = time.monotonic() + startup
+    pending = list(started)
+    while pending:
+        pending = [r for r in pending if not rt.replica_healthy(r, health, port=any_port)]
+        if not pending:
+            break
+        if time.monotonic() > deadline:
+            tail = "; ".join(line for _, line in rt.logs(pending[0])[-3:])
+            raise RolloutFailed(
+                f"{pending[0].name} did not pass its health check ({what}) within {startup:g}s"
+                + (f"; its last output: {tail}" if tail else "")
+            )
+        time.sleep(min(interval, 1.0))
+    writer.line(f"all {count} replica(s) healthy")
+
+    if endpoint is not None:
+        route = route_ensure(component=component, environment=environment)
+        slot = slot_name(route.slot)
+        ing = ingress()
+        writer.line(f"==> Add to the ingress pool ({route.host} → {slot})")
+        for i, replica in enumerate(started):
+            name = server_name(deployment.pk, i)
+            ing.server_add(slot, name, replica.address, endpoint["port"])
+            added.append((slot, name))
+            if not ing.wait_up(slot, name, timeout=max(startup, 10)):
+                raise RolloutFailed(f"the ingress could not reach {replica.name} on port {endpoint['port']}")
+        ing.route_set(route.host, slot)
+        writer.line(f"serving at http://{route.host}:{settings.INGRESS_PORT}{endpoint['basePath']}")
+        if old is not None:
+            _drain(ing, slot, old, writer)
+    elif old is not None:
+        writer.line("no public endpoint: nothing to change in the ingress")
+
+    # From here the new version serves: the switch cannot be undone by a failure below.
+    added.clear()
+    started_ids = [r.id for r in started]
+    started.clear()
+    final_old = Deployment.ROLLED_BACK if deployment.kind == Deployment.ROLLBACK else Deployment.SUPERSEDED
+    if old is not None:
+        Deployment.objects.filter(pk=old.pk, status=Deployment.ACTIVE).update(status=final_old)
+    if not mark_final(deployment, Deployment.ACTIVE):
+        writer.line("the deployment was changed by someone else while rolling out")
+    if old is not None:
+        writer.line(f"==> Stop the old replicas (SIGTERM, {settings.ROLLOUT_STOP_GRACE}s grace)")
+        for replica in _replicas_of(old):
+            if replica.id not in started_ids:
+                rt.replica_stop(replica, grace=settings.ROLLOUT_STOP_GRACE)
+        Deployment.objects.filter(pk=old.pk).update(replicas=[])
+    writer.line(f"==> Deployment {deployment.pk} is active")
+
+
+def _drain(ing, slot: str, old: Deployment, writer) -> None:
+    names = [server_name(old.pk, i) for i in range(len(old.replicas))]
+    present = {s.name for s in ing.servers(slot)}
+    names = [n for n in names if n in present]
+    if not names:
+        return
+    writer.line(f"==> Drain the old replicas ({', '.join(names)}), at most {settings.ROLLOUT_DRAIN_TIMEOUT}s")
+    for name in names:
+        ing.server_drain(slot, name)
+    deadline = time.monotonic() + settings.ROLLOUT_DRAIN_TIMEOUT
+    for name in names:
+        if not ing.wait_drained(slot, name, deadline):
+            writer.line(f"{name} still had requests in flight at the deadline")
+        ing.server_delete(slot, name)
+
+
+def _describe_health(health: dict | None, port: int | None) -> str:
+    if not health:
+        return f"TCP connect to port {port}" if port else "container running"
+    if "http" in health:
+        return f"HTTP GET {health['http']['path']} on port {health['http']['port']}"
+    if "tcp" in health:
+        return f"TCP connect to port {health['tcp']['port']}"
+    return f"exec {' '.join(health['exec']['command'])}"
+
+
+def ingress_reconcile() -> None:
+    """Make the ingress route every active deployment's replicas, e.g. after HAProxy
+    restarted with an empty map. Touches no container and no healthy route."""
+    ing = ingress()
+    if not ing.is_up():
+        return
+    routes = ing.routes()
+    for route in Route.objects.select_related("component", "environment"):
+        active = route.component.deployments.filter(environment=route.environment, status=Deployment.ACTIVE).first()
+        if active is None:
+            continue
+        endpoint = _public_endpoint(active.release.descriptor)
+        if endpoint is None:
+            continue
+        slot = slot_name(route.slot)
+        present = {s.name for s in ing.servers(slot)}
+        for i, replica in enumerate(_replicas_of(active)):
+            name = server_name(active.pk, i)
+            if name not in present:
+                ing.server_add(slot, name, replica.address, endpoint["port"])
+        if routes.get(route.host) != slot:
+            ing.route_set(route.host, slot)
+
+
+def project_remove(*, project) -> None:
+    rt = runtime()
+    ing = ingress()
+    for route in Route.objects.filter(component__project=project):
+        if ing.is_up():
+            ing.route_delete(route.host)
+            for server in ing.servers(slot_name(route.slot)):
+                ing.server_delete(slot_name(route.slot), server.name)
+    for environment in project.environments.all():
+        rt.environment_remove(project=project.name, environment=environment.name, grace=settings.ROLLOUT_STOP_GRACE)
+
+
+def runtime_logs(*, deployment: Deployment, since: float | None) -> list[str]:
+    rt = runtime()
+    lines = []
+    for replica in _replicas_of(deployment):
+        for stamp, line in rt.logs(replica, since=since):
+            lines.append(f"{stamp} {replica.name} {line}")
+    return sorted(lines)

@@ -1,0 +1,273 @@
+"""State changes of releases and deployments: deploy, promote, roll back, tear down.
+Pages, the API, auto deploy and commands call these; the rollout itself runs as an RQ job
+(`deployments.jobs.deployment_rollout`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from builds.models import Build, Component
+from choreo_site.errors import Conflict, NotFound, PlatformError
+from choreo_site.queues import default_queue, enqueue_after_commit
+from deployments.models import Deployment, Release, Route
+from environments.models import Environment, Project
+from environments.services import environment_get
+
+DEPLOYABLE_TYPES = ("service", "web-app")
+
+
+def _config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def _environment_independent_config(component: Component) -> dict:
+    """The component's environment-independent configuration, as a snapshot.
+    (Configuration and secrets land with their own issue; until then it is empty.)"""
+    return {}
+
+
+def _environment_config(component: Component, environment: Environment) -> dict:
+    return {}
+
+
+def host_for(component: Component, environment: Environment) -> str:
+    return f"{component.name}.{environment.name}.{component.project.name}.{settings.INGRESS_DOMAIN}"
+
+
+def urls_for(deployment: Deployment) -> list[str]:
+    public = [e for e in deployment.release.descriptor.get("endpoints", []) if e["visibility"] == "public"]
+    if not public:
+        return []
+    port = "" if settings.INGRESS_PORT == 80 else f":{settings.INGRESS_PORT}"
+    return [f"http://{host_for(deployment.component, deployment.environment)}{port}{public[0]['basePath']}"]
+
+
+def deployment_get(*, pk: int) -> Deployment:
+    try:
+        return Deployment.objects.select_related("component__project", "environment", "release").get(pk=pk)
+    except Deployment.DoesNotExist:
+        raise NotFound(f"Deployment {pk} does not exist.") from None
+
+
+def deployment_active(*, component: Component, environment: Environment) -> Deployment | None:
+    return component.deployments.filter(environment=environment, status=Deployment.ACTIVE).select_related("release").first()
+
+
+def _release_for(build: Build) -> Release:
+    config = _environment_independent_config(build.component)
+    release, _ = Release.objects.get_or_create(
+        build=build,
+        config_hash=_config_hash(config),
+        defaults={
+            "component": build.component,
+            "image": build.image,
+            "digest": build.digest,
+            "image_reference": build.image_reference,
+            "descriptor": build.descriptor,
+            "config": config,
+        },
+    )
+    return release
+
+
+def _check_deployable(component: Component, environment: Environment) -> None:
+    if environment.project_id != component.project_id:
+        raise PlatformError("The environment belongs to another project.", errors={"environment": ["Unknown environment."]})
+    if component.type and component.type not in DEPLOYABLE_TYPES:
+        raise PlatformError(
+            f"{component.name} is a {component.type}: tasks run from the Execute page, they are not deployed as services.",
+            errors={"component": ["Not a service or web-app."]},
+        )
+    busy = component.deployments.filter(environment=environment, status__in=(Deployment.PENDING, Deployment.ROLLING_OUT)).first()
+    if busy is not None:
+        raise Conflict(
+            f"Deployment {busy.pk} to {environment.name} is still {busy.status}; wait for it to finish.", errors={"environment": ["Busy."]}
+        )
+
+
+def _create(*, component, environment, release, config, kind, rollback_of=None) -> Deployment:
+    deployment = Deployment.objects.create(
+        component=component,
+        environment=environment,
+        release=release,
+        config=config,
+        kind=kind,
+        replaces=deployment_active(component=component, environment=environment),
+        rollback_of=rollback_of,
+    )
+    from deployments import jobs
+
+    enqueue_after_commit(default_queue(), jobs.deployment_rollout, deployment.pk, job_id=f"rollout-{deployment.pk}", job_timeout=1800)
+    return deployment
+
+
+@transaction.atomic
+def deployment_deploy(
+    *, component: Component, environment: Environment | None = None, build: Build | None = None, kind: str = Deployment.DEPLOY
+) -> Deployment:
+    """Deploy a build (default: the newest succeeded) to an environment (default: the first).
+
+    Without a build and with a deployment active there, redeploys the active release's
+    image with the current configuration. Enqueues the rollout after commit.
+    """
+    Component.objects.select_for_update().filter(pk=component.pk).first()
+    environment = environment or component.project.environments.order_by("position").first()
+    _check_deployable(component, environment)
+    if build is None:
+        active = deployment_active(component=component, environment=environment)
+        build = active.release.build if active else component.builds.filter(status=Build.SUCCEEDED).order_by("-created_at").first()
+        if build is None:
+            raise PlatformError(
+                f"{component.name} has no successful build to deploy: build it first.", errors={"build": ["No successful build."]}
+            )
+    if build.component_id != component.pk:
+        raise PlatformError(f"Build {build.pk} is not a build of {component.name}.", errors={"build": ["Another component's build."]})
+    if build.status != Build.SUCCEEDED or build.image_id is None:
+        raise PlatformError(
+            f"Build {build.pk} is {build.status}: only a succeeded build can be deployed.", errors={"build": [f"Build is {build.status}."]}
+        )
+    if build.descriptor and build.descriptor.get("type") not in DEPLOYABLE_TYPES:
+        raise PlatformError(f"Build {build.pk} is of a {build.descriptor.get('type')}: only services and web-apps are deployed.")
+    release = _release_for(build)
+    return _create(
+        component=component, environment=environment, release=release, config=_environment_config(component, environment), kind=kind
+    )
+
+
+def _promotion_target(component: Component, source: Environment, target: Environment) -> Deployment:
+    if target.position <= source.position:
+        raise PlatformError(
+            f"Cannot promote from {source.name} to {target.name}: promotion goes up the order "
+            f"({', '.join(e.name for e in component.project.environments.order_by('position'))}).",
+            errors={"to": ["Not a higher environment."]},
+        )
+    active = deployment_active(component=component, environment=source)
+    if active is None:
+        raise PlatformError(f"Nothing is deployed in {source.name} to promote.", errors={"from": ["No active deployment."]})
+    return active
+
+
+def promotion_preview(*, component: Component, source: Environment, target: Environment) -> dict:
+    """What a promotion would change in the target: digest, configuration keys, and the
+    configurables the target would be missing."""
+    active = _promotion_target(component, source, target)
+    current = deployment_active(component=component, environment=target)
+    new_config = _environment_config(component, target)
+    old_config = current.config if current else {}
+    return {
+        "from": source.name,
+        "to": target.name,
+        "digest": {"current": current.release.digest if current else None, "promoted": active.release.digest},
+        "changes_image": not current or current.release.digest != active.release.digest,
+        "configuration": {
+            "added": sorted(set(new_config) - set(old_config)),
+            "removed": sorted(set(old_config) - set(new_config)),
+            "changed": sorted(k for k in set(new_config) & set(old_config) if new_config[k] != old_config[k]),
+        },
+        "missing_configurables": [],
+    }
+
+
+@transaction.atomic
+def deployment_promote(*, component: Component, source: Environment, target: Environment) -> Deployment:
+    """Deploy the release active in `source` to the higher `target`: same digest, same
+    environment-independent configuration, the target's own configuration. Never rebuilds."""
+    Component.objects.select_for_update().filter(pk=component.pk).first()
+    active = _promotion_target(component, source, target)
+    _check_deployable(component, target)
+    return _create(
+        component=component,
+        environment=target,
+        release=active.release,
+        config=_environment_config(component, target),
+        kind=Deployment.PROMOTE,
+    )
+
+
+@transaction.atomic
+def deployment_rollback(*, component: Component, environment: Environment, to: int | None = None) -> Deployment:
+    """Repeat an earlier deployment exactly (release and configuration snapshot). Default:
+    the deployment that was active before the current one."""
+    Component.objects.select_for_update().filter(pk=component.pk).first()
+    active = deployment_active(component=component, environment=environment)
+    if active is None:
+        raise PlatformError(f"Nothing is deployed in {environment.name} to roll back.", errors={"environment": ["No active deployment."]})
+    earlier = component.deployments.filter(environment=environment, status__in=(Deployment.SUPERSEDED, Deployment.ROLLED_BACK))
+    if to is not None:
+        target = earlier.filter(pk=to).first()
+        if target is None:
+            raise PlatformError(
+                f"Deployment {to} is not an earlier deployment of {component.name} in {environment.name}.",
+                errors={"to": ["Not an earlier deployment here."]},
+            )
+    else:
+        target = earlier.filter(created_at__lt=active.created_at).order_by("-created_at").first()
+        if target is None:
+            raise PlatformError(
+                f"There is no earlier deployment in {environment.name} to roll back to.", errors={"environment": ["No history."]}
+            )
+    _check_deployable(component, environment)
+    return _create(
+        component=component,
+        environment=environment,
+        release=target.release,
+        config=target.config,
+        kind=Deployment.ROLLBACK,
+        rollback_of=target,
+    )
+
+
+def route_ensure(*, component: Component, environment: Environment) -> Route:
+    """The ingress slot of a component in an environment, taking a free one if needed."""
+    with transaction.atomic():
+        route = Route.objects.select_for_update().filter(component=component, environment=environment).first()
+        if route is not None:
+            return route
+        used = set(Route.objects.values_list("slot", flat=True))
+        free = next((i for i in range(settings.INGRESS_SLOTS) if i not in used), None)
+        if free is None:
+            raise PlatformError(
+                f"The ingress has no free slot (INGRESS_SLOTS={settings.INGRESS_SLOTS}): raise it and restart the platform."
+            )
+        return Route.objects.create(component=component, environment=environment, host=host_for(component, environment), slot=free)
+
+
+def auto_deploy(*, build_id: int) -> Deployment | None:
+    """After a successful automatic build: deploy it to the first environment when the
+    component has Auto Deploy on Build on."""
+    build = Build.objects.select_related("component__project").get(pk=build_id)
+    component = build.component
+    if build.trigger == Build.MANUAL or not (component.auto_build_on_commit and component.auto_deploy_on_build):
+        return None
+    try:
+        return deployment_deploy(component=component, build=build, kind=Deployment.AUTO)
+    except PlatformError as exc:
+        from choreo_site.logstream import LogWriter
+
+        LogWriter(build.log_stream).line(f"==> Auto deploy refused: {exc.detail}")
+        return None
+
+
+def project_teardown(*, project: Project) -> None:
+    """Stop and remove every replica, network and route the project has."""
+    from deployments import rollout
+
+    rollout.project_remove(project=project)
+
+
+def environment_for(project: Project, name: str | None) -> Environment | None:
+    return environment_get(project=project, name=name) if name else None
+
+
+def mark_final(deployment: Deployment, status: str, error: str = "") -> bool:
+    return (
+        Deployment.objects.filter(pk=deployment.pk, status=Deployment.ROLLING_OUT).update(
+            status=status, error=error, finished_at=timezone.now()
+        )
+        == 1
+    )
