@@ -23,4 +23,5 @@ urlpatterns = [
     path("hooks/", include("builds.hook_urls")),
     path("", include("environments.urls")),
     path("", include("builds.urls")),
+    path("", include("deployments.urls")),
 ]

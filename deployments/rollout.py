@@ -14,6 +14,7 @@ serving; the deployment is `failed` with the reason.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 
 from django.conf import settings
@@ -113,7 +114,8 @@ def _roll_out(deployment: Deployment, writer: LogWriter, rt: DockerRuntime, star
             environment=environment.name,
             component=component.name,
             image=release.image_reference,
-            name=f"{settings.INSTANCE_NAMESPACE}-{project}-{environment.name}-{component.name}-d{deployment.pk}-r{i}",
+            # The suffix keeps names unique even against leftovers of a database reset.
+            name=f"{settings.INSTANCE_NAMESPACE}-{project}-{environment.name}-{component.name}-d{deployment.pk}-r{i}-{secrets.token_hex(3)}",
             environment_variables={**release.config, **deployment.config},
             labels={"deployment": str(deployment.pk)},
         )

@@ -4,7 +4,7 @@
   const pre = document.getElementById("log");
   if (!pre) return;
   const state = document.getElementById("log-state");
-  const statusBadge = document.getElementById("build-status");
+  const statusBadge = document.getElementById("stream-status");
   let next = 0;
   let ended = false;
   let delay = 500;

@@ -46,6 +46,19 @@ def _clean_redis():
     django_rq.get_connection(settings.BUILDS_QUEUE).flushdb()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _clean_docker():
+    """Remove what an interrupted earlier run of this test instance left running."""
+    import docker
+
+    client = docker.from_env()
+    label = {"label": [f"io.choreo.instance={settings.INSTANCE_NAMESPACE}"]}
+    for container in client.containers.list(all=True, filters=label):
+        container.remove(force=True)
+    for network in client.networks.list(filters=label):
+        network.remove()
+
+
 @pytest.fixture(scope="session")
 def base_images():
     subprocess.run([str(ROOT / "scripts" / "base-images.sh"), "busybox"], check=True)

@@ -35,7 +35,7 @@ def platform(platform_env, tmp_path):
     port = free_port()
     env = {**platform_env, "WEB_PORT": str(port)}
     web = start_process(_daphne(port), env, tmp_path / "web.log")
-    worker = start_process([*MANAGE, "rqworker", "builds"], env, tmp_path / "worker.log")
+    worker = start_process([*MANAGE, "rqworker"], env, tmp_path / "worker.log")  # builds and default queues
     try:
         wait_http(f"http://127.0.0.1:{port}/login/", proc=web)
         yield f"http://127.0.0.1:{port}"
@@ -74,8 +74,92 @@ def test_build_latest_shows_log_lines_live(page, platform, admin_user, make_repo
     expect(page.locator("#log-state")).to_have_text("Live")
     expect(log).to_contain_text("tick 8", timeout=60_000)
     expect(page.locator("#log-state")).to_have_text("Finished: succeeded", timeout=60_000)
-    expect(page.locator("#build-status")).to_have_text("succeeded", timeout=10_000)
+    expect(page.locator("#stream-status")).to_have_text("succeeded", timeout=10_000)
     page.screenshot(path=str(os.environ.get("SCREENSHOT_DIR", "/tmp")) + "/build-detail.png", full_page=True)
 
     page.goto(f"{platform}/projects/shop/components/web/build/")
     expect(page.locator("#build-rows")).to_contain_text("succeeded")
+
+
+DEPLOY_DESCRIPTOR = """\
+schemaVersion: 1
+type: service
+endpoints:
+  - name: web
+    port: 8080
+health:
+  http: { path: /, port: 8080 }
+  interval: 200ms
+replicas: 1
+"""
+SERVING = 'FROM choreo/busybox:1\nCOPY index.html /www/index.html\nCMD ["httpd", "-f", "-p", "8080", "-h", "/www"]\n'
+
+
+@pytest.mark.usefixtures("platform_ingress")
+def test_deploy_promote_and_roll_back_from_the_deploy_page(page, platform, admin_user, make_repo, settings):
+    import http.client
+    import time
+
+    from builds.models import Build
+    from builds.services import build_start
+
+    settings.ROLLOUT_STOP_GRACE = 1
+    repo = make_repo({".choreo/component.yaml": DEPLOY_DESCRIPTOR, "Dockerfile": SERVING, "index.html": "v1\n"})
+    component = component_create(project=project_create(name="shop"), name="web", repository=str(repo.path))
+    builds = [build_start(component=component)]
+    repo.commit({"index.html": "v2\n"}, "second")
+    builds.append(build_start(component=component))
+    deadline = time.monotonic() + 120
+    while Build.objects.filter(status=Build.SUCCEEDED).count() < 2:
+        assert time.monotonic() < deadline, list(Build.objects.values_list("status", "error"))
+        time.sleep(0.3)
+
+    def served(environment: str) -> str:
+        conn = http.client.HTTPConnection("127.0.0.1", settings.INGRESS_PORT, timeout=5)
+        conn.request("GET", "/", headers={"Host": f"web.{environment}.shop.localhost"})
+        return conn.getresponse().read().decode().strip()
+
+    def wait_active():
+        from deployments.models import Deployment
+
+        expect(page).to_have_url(re.compile(r"/deployments/\d+/$"))
+        expect(page.locator("#log-state")).to_have_text(re.compile("Finished: "), timeout=60_000)
+        assert page.locator("#log-state").inner_text() == "Finished: active", list(Deployment.objects.values_list("pk", "status", "error"))
+
+    page.goto(f"{platform}/login/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", "admin-password-for-tests")
+    page.click("button[type=submit]")
+    deploy_page = f"{platform}/projects/shop/components/web/deploy/"
+
+    page.goto(deploy_page)
+    page.select_option("#setup-build", str(builds[0].pk))
+    page.click("#deploy-button")
+    wait_active()
+    expect(page.locator("#log")).to_contain_text("is active")
+    assert served("development") == "v1"
+
+    page.goto(deploy_page)
+    page.click("#env-development .promote")
+    wait_active()
+    assert served("production") == "v1"
+
+    page.goto(deploy_page)
+    page.select_option("#setup-build", str(builds[1].pk))
+    page.click("#deploy-button")
+    wait_active()
+    assert served("development") == "v2"
+
+    page.goto(deploy_page)
+    expect(page.locator("#env-development .preview")).to_contain_text("production gets")
+    page.click("#env-development .rollback")
+    wait_active()
+    assert served("development") == "v1"
+
+    page.goto(deploy_page)
+    expect(page.locator("#env-development .url")).to_have_text(f"http://web.development.shop.localhost:{settings.INGRESS_PORT}/")
+    page.screenshot(path=str(os.environ.get("SCREENSHOT_DIR", "/tmp")) + "/deploy-page.png", full_page=True)
+    from environments.models import Project
+    from environments.services import project_delete
+
+    project_delete(project=Project.objects.get(name="shop"))

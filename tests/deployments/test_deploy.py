@@ -190,7 +190,7 @@ def test_the_deployment_api(api, component):
     assert logs.status_code == 200
     lines = logs.content.decode().splitlines()
     assert len(lines) == 2 and all(line.endswith("serving on 8080") for line in lines)
-    assert {line.split()[1].rsplit("-", 1)[1] for line in lines} == {"r0", "r1"}
+    assert {line.split()[1].split(f"d{body['id']}-")[1][:2] for line in lines} == {"r0", "r1"}
     assert api.get("/api/projects/shop/components/web/logs/?environment=development&since=soon").status_code == 400
     assert api.get("/api/projects/shop/components/web/logs/?environment=production").status_code == 404
 

@@ -118,8 +118,8 @@ def test_unknown_host_gets_404_and_bad_names_are_refused(ingress):
 @pytest.mark.django_db
 def test_healthz_names_what_is_down(client):
     response = client.get("/healthz")
-    assert response.status_code == 503  # no worker, no ingress of this instance running in the test
+    assert response.status_code == 503  # no worker of this test instance is running
     checks = response.json()["checks"]
     assert checks["database"] == "ok" and checks["redis"] == "ok"
-    assert checks["ingress"] == "HAProxy's runtime API is not answering"
+    assert checks["ingress"] in ("ok", "HAProxy's runtime API is not answering")
     assert checks["workers"].startswith("no worker on")

@@ -1,0 +1,16 @@
+from django.urls import path
+
+from deployments import views
+
+urlpatterns = [
+    path("projects/<str:project>/components/<str:component>/deploy/", views.deploy_page, name="deploy-page"),
+    path("projects/<str:project>/components/<str:component>/deploy/start", views.deploy, name="deploy-start"),
+    path("projects/<str:project>/components/<str:component>/deploy/promote", views.promote, name="deploy-promote"),
+    path("projects/<str:project>/components/<str:component>/deploy/rollback", views.rollback, name="deploy-rollback"),
+    path("projects/<str:project>/components/<str:component>/deploy/auto", views.auto_deploy_toggle, name="auto-deploy-toggle"),
+    path(
+        "projects/<str:project>/components/<str:component>/deployments/<int:deployment_id>/",
+        views.deployment_detail,
+        name="deployment-detail",
+    ),
+]

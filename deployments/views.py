@@ -1,0 +1,132 @@
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from builds.models import Build
+from builds.services import component_get, component_update
+from choreo_site.errors import PlatformError
+from choreo_site.pages import page_action
+from deployments import services
+from environments.services import environment_get, project_get
+
+
+def _component(project: str, component: str):
+    return component_get(project=project_get(name=project), name=component)
+
+
+@login_required
+def deploy_page(request, project, component):
+    component = _component(project, component)
+    environments = list(component.project.environments.order_by("position"))
+    cards = []
+    for i, environment in enumerate(environments):
+        active = services.deployment_active(component=component, environment=environment)
+        following = environments[i + 1] if i + 1 < len(environments) else None
+        preview = None
+        if active and following:
+            try:
+                preview = services.promotion_preview(component=component, source=environment, target=following)
+            except PlatformError:
+                preview = None
+        cards.append(
+            {
+                "environment": environment,
+                "active": active,
+                "urls": services.urls_for(active) if active else [],
+                "next": following,
+                "preview": preview,
+                "history": component.deployments.filter(environment=environment).select_related("release")[:10],
+            }
+        )
+    context = {
+        "project": component.project,
+        "component": component,
+        "cards": cards,
+        "builds": component.builds.filter(status=Build.SUCCEEDED)[:20],
+        "first": environments[0] if environments else None,
+        "ingress_port": settings.INGRESS_PORT,
+    }
+    return render(request, "deployments/deploy_page.html", context)
+
+
+def _back(project, component):
+    return redirect("deploy-page", project, component)
+
+
+@login_required
+@require_POST
+def deploy(request, project, component):
+    component_obj = _component(project, component)
+    build_id = request.POST.get("build") or None
+    build = component_obj.builds.filter(pk=build_id).first() if build_id and build_id.isdigit() else None
+    if build_id and build is None:
+        messages.error(request, f"Build {build_id} is not a build of {component}.")
+        return _back(project, component)
+    environment = None
+    if request.POST.get("environment"):
+        environment = page_action(request, lambda: environment_get(project=component_obj.project, name=request.POST["environment"]))
+        if environment is None:
+            return _back(project, component)
+    deployment = page_action(
+        request,
+        lambda: services.deployment_deploy(component=component_obj, environment=environment, build=build),
+        success=lambda d: f"Deployment {d.pk} to {d.environment.name} started.",
+    )
+    return redirect("deployment-detail", project, component, deployment.pk) if deployment else _back(project, component)
+
+
+@login_required
+@require_POST
+def promote(request, project, component):
+    component_obj = _component(project, component)
+
+    def action():
+        source = environment_get(project=component_obj.project, name=request.POST.get("from", ""))
+        target = environment_get(project=component_obj.project, name=request.POST.get("to", ""))
+        return services.deployment_promote(component=component_obj, source=source, target=target)
+
+    deployment = page_action(request, action, success=lambda d: f"Promotion to {d.environment.name} started (deployment {d.pk}).")
+    return redirect("deployment-detail", project, component, deployment.pk) if deployment else _back(project, component)
+
+
+@login_required
+@require_POST
+def rollback(request, project, component):
+    component_obj = _component(project, component)
+    to = request.POST.get("to")
+
+    def action():
+        environment = environment_get(project=component_obj.project, name=request.POST.get("environment", ""))
+        return services.deployment_rollback(component=component_obj, environment=environment, to=int(to) if to and to.isdigit() else None)
+
+    deployment = page_action(request, action, success=lambda d: f"Rollback in {d.environment.name} started (deployment {d.pk}).")
+    return redirect("deployment-detail", project, component, deployment.pk) if deployment else _back(project, component)
+
+
+@login_required
+@require_POST
+def auto_deploy_toggle(request, project, component):
+    component_obj = _component(project, component)
+    enabled = request.POST.get("enabled") == "on"
+    page_action(
+        request,
+        lambda: component_update(component=component_obj, auto_deploy_on_build=enabled),
+        success=f"Auto Deploy on Build is {'on' if enabled else 'off'}.",
+    )
+    return _back(project, component)
+
+
+@login_required
+def deployment_detail(request, project, component, deployment_id):
+    component_obj = _component(project, component)
+    deployment = services.deployment_get(pk=deployment_id)
+    if deployment.component_id != component_obj.pk:
+        raise Http404("No such deployment of this component.")
+    return render(
+        request,
+        "deployments/deployment_detail.html",
+        {"project": component_obj.project, "component": component_obj, "deployment": deployment, "urls": services.urls_for(deployment)},
+    )
