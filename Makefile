@@ -17,3 +17,4 @@ bench:
 	scripts/install.sh test
 	.venv/bin/python -m benchmarks.build_overhead
 	.venv/bin/python -m benchmarks.webhook_latency
+	.venv/bin/python -m benchmarks.rollout

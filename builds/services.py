@@ -186,7 +186,8 @@ def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _process_gone(worker: str) -> bool:
+def process_gone(worker: str) -> bool:
+    """Whether the worker process `host:pid` is gone (checked only on this host)."""
     host, _, pid = worker.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
@@ -207,7 +208,7 @@ def build_reap_orphans() -> list[int]:
     stale = now - timedelta(seconds=settings.BUILD_HEARTBEAT_TIMEOUT)
     reaped = []
     for build in Build.objects.filter(status=Build.RUNNING):
-        gone = _process_gone(build.worker)
+        gone = process_gone(build.worker)
         if not gone and (build.heartbeat_at is None or build.heartbeat_at > stale):
             continue
         reason = (

@@ -20,7 +20,7 @@ import time
 from django.conf import settings
 from django.utils import timezone
 
-from builds.services import worker_identity
+from builds.services import process_gone, worker_identity
 from choreo_site.logstream import LogWriter
 from deployments.ingress import ingress
 from deployments.ingress.haproxy import IngressError, slot_name
@@ -248,3 +248,56 @@ def runtime_logs(*, deployment: Deployment, since: float | None) -> list[str]:
         for stamp, line in rt.logs(replica, since=since):
             lines.append(f"{stamp} {replica.name} {line}")
     return sorted(lines)
+
+
+def reap_orphans() -> list[int]:
+    """Finish rollouts whose worker died: resume or cleanly fail each, and enqueue again a
+    pending deployment whose job Redis lost.
+
+    If the new replicas already serve (their servers are in the ingress and the old ones
+    are gone), the switch happened: the deployment becomes active. Otherwise its replicas
+    and servers are removed, and it fails with the reason; the old version keeps serving.
+    """
+    from datetime import timedelta
+
+    from rq.job import Job
+
+    from choreo_site.queues import default_queue
+    from deployments import jobs
+
+    reaped = []
+    for deployment in Deployment.objects.filter(status=Deployment.ROLLING_OUT).select_related("component", "environment", "replaces"):
+        if not process_gone(deployment.worker):
+            continue
+        writer = LogWriter(deployment.log_stream)
+        route = Route.objects.filter(component=deployment.component, environment=deployment.environment).first()
+        ing = ingress()
+        servers = {s.name for s in ing.servers(slot_name(route.slot))} if route is not None and ing.is_up() else set()
+        mine = {n for n in servers if n.startswith(f"d{deployment.pk}r")}
+        old = deployment.replaces
+        old_serving = old is not None and any(n.startswith(f"d{old.pk}r") for n in servers)
+        if mine and not old_serving:
+            if mark_final(deployment, Deployment.ACTIVE):
+                if old is not None:
+                    Deployment.objects.filter(pk=old.pk, status=Deployment.ACTIVE).update(status=Deployment.SUPERSEDED)
+                    for replica in _replicas_of(old):
+                        runtime().replica_stop(replica, grace=settings.ROLLOUT_STOP_GRACE)
+                writer.line("==> The worker stopped after the switch; the new version serves: deployment resumed as active")
+                writer.end(Deployment.ACTIVE)
+        else:
+            reason = f"The worker running this rollout ({deployment.worker}) stopped: it was killed or crashed."
+            if route is not None:
+                for name in mine:
+                    ing.server_delete(slot_name(route.slot), name)
+            for replica in runtime().replicas(deployment=str(deployment.pk)):
+                runtime().replica_stop(replica, grace=1)
+            if mark_final(deployment, Deployment.FAILED, reason):
+                writer.line(f"==> FAILED: {reason} Its replicas were removed; the active version keeps serving.")
+                writer.end(Deployment.FAILED)
+        reaped.append(deployment.pk)
+    connection = default_queue().connection
+    stale = timezone.now() - timedelta(seconds=30)
+    for deployment in Deployment.objects.filter(status=Deployment.PENDING, created_at__lt=stale):
+        if not Job.exists(f"rollout-{deployment.pk}", connection=connection):
+            default_queue().enqueue(jobs.deployment_rollout, deployment.pk, job_id=f"rollout-{deployment.pk}", job_timeout=1800)
+    return reaped

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 mode=${1:-run}
 packages=(git docker.io docker-registry haproxy debootstrap busybox-static)
-[ "$mode" = test ] && packages+=(chromium postgresql-client apache2-utils)
+[ "$mode" = test ] && packages+=(chromium postgresql-client apache2-utils wrk)
 
 missing=()
 for pkg in "${packages[@]}"; do

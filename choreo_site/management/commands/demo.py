@@ -2,8 +2,9 @@
 HTTP API of a running platform. `make up` runs it once the platform is healthy.
 
 It makes a Git repository of examples/hello-service in $DATA_DIR/demo/hello.git,
-creates project `demo` and component `hello`, builds the head commit with ?wait=1, and
-prints the image reference and where to look.
+creates project `demo` and component `hello`, builds the head commit, deploys it to
+development, promotes it to production (each with ?wait=1), and prints the URLs and where
+to look.
 """
 
 from __future__ import annotations
@@ -70,16 +71,23 @@ class Command(BaseCommand):
         page = f"{settings.PUBLIC_URL}/projects/demo/components/hello/build/"
         if build["status"] != "succeeded":
             raise CommandError(f"demo: build {build['id']} {build['status']}: {build['error']}\nlogs: {page}")
-        self.stdout.write(
-            self.style.SUCCESS(
-                "\n".join(
-                    [
-                        f"demo: build {build['id']} succeeded for commit {build['commit'][:12]}",
-                        f"  image:      {build['image']}",
-                        f"  pull it:    docker pull {build['image']}",
-                        f"  Build page: {page}",
-                        f"  API:        curl -H 'Authorization: Token {token.key}' {api}/builds/{build['id']}/",
-                    ]
-                )
-            )
-        )
+        self.stdout.write(f"demo: build {build['id']} succeeded for commit {build['commit'][:12]}: {build['image']}")
+        self.stdout.write("demo: deploying to development (POST .../deploy/?wait=1) …")
+        dev = call("POST", "/projects/demo/components/hello/deploy/?wait=1", json={"build": build["id"]}).json()
+        if dev["status"] != "active":
+            raise CommandError(f"demo: deployment {dev['id']} {dev['status']}: {dev['error']}")
+        self.stdout.write("demo: promoting to production (POST .../promote/?wait=1) …")
+        prod = call("POST", "/projects/demo/components/hello/promote/?wait=1", json={"from": "development", "to": "production"}).json()
+        if prod["status"] != "active":
+            raise CommandError(f"demo: deployment {prod['id']} {prod['status']}: {prod['error']}")
+        lines = [
+            f"demo: done. One image, built once, runs in both environments: {build['digest']}",
+            f"  development: {dev['urls'][0]}",
+            f"  production:  {prod['urls'][0]}",
+            f"  try:         curl -H 'Host: {prod['urls'][0].split('/')[2].split(':')[0]}' http://127.0.0.1:{settings.INGRESS_PORT}/",
+            f"  pull it:     docker pull {build['image']}",
+            f"  Build page:  {page}",
+            f"  Deploy page: {settings.PUBLIC_URL}/projects/demo/components/hello/deploy/",
+            f"  API:         curl -H 'Authorization: Token {token.key}' {api}/projects/demo/components/hello/deployments/",
+        ]
+        self.stdout.write(self.style.SUCCESS("\n".join(lines)))
