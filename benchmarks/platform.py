@@ -68,7 +68,11 @@ def running_platform(prefix: str, **settings: str):
         token = requests.post(f"{base}/api/auth/token/", json={"username": "admin", "password": PASSWORD}, timeout=10).json()["token"]
         session = requests.Session()
         session.headers["Authorization"] = f"Token {token}"
-        yield tmp, base, session
+        try:
+            yield tmp, base, session
+        finally:  # stop the replicas it deployed: they would outlive the platform
+            for project in session.get(f"{base}/api/projects/", timeout=30).json():
+                session.delete(f"{base}/api/projects/{project['name']}/", timeout=120)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
