@@ -16,6 +16,7 @@ from builds.serializers import (
     ComponentUpdateSerializer,
     PushEventSerializer,
 )
+from builds.services import component_by_names
 from choreo_site.api import waitable
 from choreo_site.logstream import read_text
 from environments.services import project_get
@@ -24,7 +25,7 @@ WAIT = OpenApiParameter("wait", OpenApiTypes.BOOL, description="Block until the 
 
 
 def _component(project: str, component: str):
-    return services.component_get(project=project_get(name=project), name=component)
+    return component_by_names(project=project, component=component)
 
 
 class ComponentList(APIView):

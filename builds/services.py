@@ -34,6 +34,13 @@ def component_get(*, project: Project, name: str) -> Component:
         raise NotFound(f"Component {name!r} does not exist in project {project.name!r}.") from None
 
 
+def component_by_names(*, project: str, component: str) -> Component:
+    """The component addressed as in URLs: 404 naming the project or the component."""
+    from environments.services import project_get
+
+    return component_get(project=project_get(name=project), name=component)
+
+
 def _normal_path(path: str) -> str:
     path = (path or ".").strip().strip("/") or "."
     parts = [p for p in path.split("/") if p not in ("", ".")]

@@ -8,12 +8,13 @@ from django.views.decorators.http import require_POST
 
 from builds import git, services, webhooks
 from builds.models import Build, PushEvent
+from builds.services import component_by_names
 from choreo_site.pages import page_action
 from environments.services import project_get
 
 
 def _component(project: str, component: str):
-    return services.component_get(project=project_get(name=project), name=component)
+    return component_by_names(project=project, component=component)
 
 
 @login_required

@@ -9,20 +9,20 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from builds.models import Build
-from builds.services import component_get
+from builds.services import component_by_names
 from choreo_site.api import waitable
 from choreo_site.errors import PlatformError
 from choreo_site.logstream import Redactor, platform_secrets, read_text
 from deployments import rollout, services
 from deployments.serializers import DeploymentSerializer, DeploySerializer, PromoteSerializer, RollbackSerializer
-from environments.services import environment_get, project_get
+from environments.services import environment_get
 
 WAIT = OpenApiParameter("wait", OpenApiTypes.BOOL, description="Block until the deployment is final (at most 300 s).")
 ENVIRONMENT = OpenApiParameter("environment", OpenApiTypes.STR)
 
 
 def _component(project: str, component: str):
-    return component_get(project=project_get(name=project), name=component)
+    return component_by_names(project=project, component=component)
 
 
 def _deployment_state(deployment_id: int) -> tuple[dict, bool]:

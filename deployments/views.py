@@ -6,15 +6,15 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from builds.models import Build
-from builds.services import component_get, component_update
+from builds.services import component_by_names, component_update
 from choreo_site.errors import PlatformError
 from choreo_site.pages import page_action
 from deployments import services
-from environments.services import environment_get, project_get
+from environments.services import environment_get
 
 
 def _component(project: str, component: str):
-    return component_get(project=project_get(name=project), name=component)
+    return component_by_names(project=project, component=component)
 
 
 @login_required

@@ -178,6 +178,21 @@ def admin_user(django_user_model):
 
 
 @pytest.fixture
+def browser(admin_user):
+    """A logged-in client for the server-rendered pages."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(admin_user)
+    return client
+
+
+def messages_of(response) -> list[str]:
+    """The messages a page shows (a refused action's reason, a success)."""
+    return [str(m) for m in response.context["messages"]]
+
+
+@pytest.fixture
 def api(admin_user) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=admin_user).key}")

@@ -81,20 +81,6 @@ def test_build_latest_shows_log_lines_live(page, platform, admin_user, make_repo
     expect(page.locator("#build-rows")).to_contain_text("succeeded")
 
 
-DEPLOY_DESCRIPTOR = """\
-schemaVersion: 1
-type: service
-endpoints:
-  - name: web
-    port: 8080
-health:
-  http: { path: /, port: 8080 }
-  interval: 200ms
-replicas: 1
-"""
-SERVING = 'FROM choreo/busybox:1\nCOPY index.html /www/index.html\nCMD ["httpd", "-f", "-p", "8080", "-h", "/www"]\n'
-
-
 @pytest.mark.usefixtures("platform_ingress")
 def test_deploy_promote_and_roll_back_from_the_deploy_page(page, platform, admin_user, make_repo, settings):
     import http.client
@@ -104,7 +90,10 @@ def test_deploy_promote_and_roll_back_from_the_deploy_page(page, platform, admin
     from builds.services import build_start
 
     settings.ROLLOUT_STOP_GRACE = 1
-    repo = make_repo({".choreo/component.yaml": DEPLOY_DESCRIPTOR, "Dockerfile": SERVING, "index.html": "v1\n"})
+    from tests.deployments.test_deploy import DESCRIPTOR, SERVING
+
+    descriptor = DESCRIPTOR.replace("STARTUP", "20s").replace("replicas: 2", "replicas: 1")
+    repo = make_repo({".choreo/component.yaml": descriptor, "Dockerfile": SERVING, "index.html": "v1\n"})
     component = component_create(project=project_create(name="shop"), name="web", repository=str(repo.path))
     builds = [build_start(component=component)]
     repo.commit({"index.html": "v2\n"}, "second")

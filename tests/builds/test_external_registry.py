@@ -69,16 +69,20 @@ def _registry(tmp_path, *, tls: bool):
         proc.wait(10)
 
 
-def test_build_pushes_to_an_external_registry_with_credentials(authed_registry, settings, make_repo):
-    url, ca = authed_registry
+def build_with(settings, make_repo, *, url: str, ca: str = "", password: str = PASSWORD) -> Build:
+    """Build the sample component with the registry at `url` and these credentials."""
     settings.REGISTRY_URL, settings.REGISTRY_CA_FILE = url, ca
-    settings.REGISTRY_USERNAME = USER
-    settings.REGISTRY_PASSWORD = PASSWORD
+    settings.REGISTRY_USERNAME, settings.REGISTRY_PASSWORD = USER, password
     repo = make_repo()
     component = component_create(project=project_create(name="shop"), name="web", repository=str(repo.path))
     build_start(component=component)
     run_build_jobs()
-    build = Build.objects.get()
+    return Build.objects.get()
+
+
+def test_build_pushes_to_an_external_registry_with_credentials(authed_registry, settings, make_repo):
+    url, ca = authed_registry
+    build = build_with(settings, make_repo, url=url, ca=ca)
     assert build.status == Build.SUCCEEDED, build.error
     host = url.removeprefix("https://")
     assert build.image_reference == f"{host}/shop/web@{build.digest}"
@@ -91,27 +95,14 @@ def test_build_pushes_to_an_external_registry_with_credentials(authed_registry, 
 
 def test_wrong_registry_credentials_fail_the_build_with_the_reason(authed_registry, settings, make_repo):
     url, ca = authed_registry
-    settings.REGISTRY_URL, settings.REGISTRY_CA_FILE = url, ca
-    settings.REGISTRY_USERNAME = USER
-    settings.REGISTRY_PASSWORD = "not-the-password"
-    repo = make_repo()
-    component = component_create(project=project_create(name="shop"), name="web", repository=str(repo.path))
-    build_start(component=component)
-    run_build_jobs()
-    build = Build.objects.get()
+    build = build_with(settings, make_repo, url=url, ca=ca, password="not-the-password")
     assert build.status == Build.FAILED
     assert "401" in build.error or "nauthorized" in build.error
     assert build.digest == ""
 
 
 def test_credentials_over_plain_http_are_refused_with_the_reason(plain_http_registry, settings, make_repo):
-    settings.REGISTRY_URL, _ = plain_http_registry
-    settings.REGISTRY_USERNAME = USER
-    settings.REGISTRY_PASSWORD = PASSWORD
-    repo = make_repo()
-    component = component_create(project=project_create(name="shop"), name="web", repository=str(repo.path))
-    build_start(component=component)
-    run_build_jobs()
-    build = Build.objects.get()
+    url, _ = plain_http_registry
+    build = build_with(settings, make_repo, url=url)
     assert build.status == Build.FAILED
     assert "only sent over HTTPS" in build.error

@@ -5,15 +5,9 @@ import pytest
 from django.test import Client
 
 from builds.models import Build, Component
+from tests.conftest import messages_of
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def browser(admin_user):
-    client = Client()
-    client.force_login(admin_user)
-    return client
 
 
 @pytest.fixture
@@ -24,10 +18,6 @@ def component(api, make_repo):
     component = Component.objects.get()
     component.repo = repo
     return component
-
-
-def messages_of(response):
-    return [str(m) for m in response.context["messages"]]
 
 
 def test_pages_need_login():

@@ -2,31 +2,20 @@
 as the API, with refusals shown on the page."""
 
 import pytest
-from django.test import Client
 
 from builds.models import Build
 from builds.services import component_create, component_update
 from deployments.models import Deployment
 from environments.services import project_create
+from tests.conftest import messages_of
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def browser(admin_user):
-    client = Client()
-    client.force_login(admin_user)
-    return client
 
 
 @pytest.fixture
 def component(make_repo):
     repo = make_repo()
     return component_create(project=project_create(name="shop"), name="web", repository=str(repo.path))
-
-
-def messages_of(response):
-    return [str(m) for m in response.context["messages"]]
 
 
 def test_deploy_page_shows_cards_in_order_and_explains_auto_deploy(browser, component):
