@@ -42,6 +42,8 @@ INGRESS_BIND = env.str("INGRESS_BIND", default="127.0.0.1")
 # HAProxy is never reloaded: it starts with this many empty backends, one per routed
 # component and environment.
 INGRESS_SLOTS = env.int("INGRESS_SLOTS", default=64)
+# Servers in each slot's pool: enough for the old and the new replicas during a rollout.
+INGRESS_SERVERS_PER_SLOT = env.int("INGRESS_SERVERS_PER_SLOT", default=16)
 POLL_INTERVAL = env.int("POLL_INTERVAL", default=60)
 PUBLIC_URL = env.str("PUBLIC_URL", default=f"http://{WEB_HOST}:{WEB_PORT}")
 

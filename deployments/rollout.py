@@ -40,10 +40,6 @@ def runtime() -> DockerRuntime:
     return DockerRuntime(settings.INSTANCE_NAMESPACE)
 
 
-def server_name(deployment_id: int, index: int) -> str:
-    return f"d{deployment_id}r{index}"
-
-
 def _public_endpoint(descriptor: dict) -> dict | None:
     return next((e for e in descriptor.get("endpoints", []) if e["visibility"] == "public"), None)
 
@@ -148,10 +144,15 @@ def _roll_out(deployment: Deployment, writer: LogWriter, rt: DockerRuntime, star
         slot = slot_name(route.slot)
         ing = ingress()
         writer.line(f"==> Add to the ingress pool ({route.host} → {slot})")
-        for i, replica in enumerate(started):
-            name = server_name(deployment.pk, i)
+        records = []
+        for replica in started:
+            name = ing.server_free(slot)
             ing.server_add(slot, name, replica.address, endpoint["port"])
             added.append((slot, name))
+            records.append({"id": replica.id, "name": replica.name, "address": replica.address, "server": name})
+            Deployment.objects.filter(pk=deployment.pk).update(
+                replicas=records + [{"id": r.id, "name": r.name, "address": r.address} for r in started[len(records) :]]
+            )
             if not ing.wait_up(slot, name, timeout=max(startup, 10)):
                 raise RolloutFailed(f"the ingress could not reach {replica.name} on port {endpoint['port']}")
         ing.route_set(route.host, slot)
@@ -179,8 +180,12 @@ def _roll_out(deployment: Deployment, writer: LogWriter, rt: DockerRuntime, star
     writer.line(f"==> Deployment {deployment.pk} is active")
 
 
+def _servers_of(deployment: Deployment) -> list[str]:
+    return [r["server"] for r in deployment.replicas if r.get("server")]
+
+
 def _drain(ing, slot: str, old: Deployment, writer) -> None:
-    names = [server_name(old.pk, i) for i in range(len(old.replicas))]
+    names = _servers_of(old)
     present = {s.name for s in ing.servers(slot)}
     names = [n for n in names if n in present]
     if not names:
@@ -220,11 +225,18 @@ def ingress_reconcile() -> None:
         if endpoint is None:
             continue
         slot = slot_name(route.slot)
-        present = {s.name for s in ing.servers(slot)}
-        for i, replica in enumerate(_replicas_of(active)):
-            name = server_name(active.pk, i)
-            if name not in present:
-                ing.server_add(slot, name, replica.address, endpoint["port"])
+        present = {s.name: s.address for s in ing.servers(slot)}
+        records, changed = [], False
+        for record in active.replicas:
+            name = record.get("server")
+            if name is None or present.get(name) != record["address"]:
+                if name is None or name in present:  # never recorded, or its server now serves another replica
+                    name = ing.server_free(slot)
+                ing.server_add(slot, name, record["address"], endpoint["port"])
+                changed = changed or name != record.get("server")
+            records.append({**record, "server": name})
+        if changed:
+            Deployment.objects.filter(pk=active.pk).update(replicas=records)
         if routes.get(route.host) != slot:
             ing.route_set(route.host, slot)
 
@@ -273,9 +285,9 @@ def reap_orphans() -> list[int]:
         route = Route.objects.filter(component=deployment.component, environment=deployment.environment).first()
         ing = ingress()
         servers = {s.name for s in ing.servers(slot_name(route.slot))} if route is not None and ing.is_up() else set()
-        mine = {n for n in servers if n.startswith(f"d{deployment.pk}r")}
+        mine = set(_servers_of(deployment)) & servers
         old = deployment.replaces
-        old_serving = old is not None and any(n.startswith(f"d{old.pk}r") for n in servers)
+        old_serving = old is not None and bool(set(_servers_of(old)) & servers)
         if mine and not old_serving:
             if mark_final(deployment, Deployment.ACTIVE):
                 if old is not None:

@@ -31,6 +31,7 @@ def write_config() -> Path:
             socket_name=f"{settings.INSTANCE_NAMESPACE}-ingress",
             map_file=map_file,
             slots=settings.INGRESS_SLOTS,
+            servers_per_slot=settings.INGRESS_SERVERS_PER_SLOT,
         )
     )
     return path

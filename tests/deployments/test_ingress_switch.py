@@ -24,7 +24,9 @@ def ingress(tmp_path_factory):
     port = free_port()
     socket_name = f"choreo-test-ingress-{uuid.uuid4().hex[:8]}"
     (tmp / "hosts.map").write_text("")
-    (tmp / "haproxy.cfg").write_text(config_text(bind="127.0.0.1", port=port, socket_name=socket_name, map_file=tmp / "hosts.map", slots=4))
+    (tmp / "haproxy.cfg").write_text(
+        config_text(bind="127.0.0.1", port=port, socket_name=socket_name, map_file=tmp / "hosts.map", slots=4, servers_per_slot=3)
+    )
     proc = subprocess.Popen(["haproxy", "-W", "-db", "-f", str(tmp / "haproxy.cfg")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ingress = HAProxyIngress(socket_name, tmp / "hosts.map")
     deadline = time.monotonic() + 10
@@ -71,33 +73,35 @@ def network():
     net.remove()
 
 
-def switch(ingress: HAProxyIngress, slot: str, old: str | None, new: str, address: str) -> None:
-    """The rollout's ingress steps: add the new server, wait until it is up, drain the old
-    one, wait until it has no session, delete it."""
+def switch(ingress: HAProxyIngress, slot: str, old: str | None, address: str) -> str:
+    """The rollout's ingress steps: point a free server at the new replica, wait until it
+    is up, drain the old one, wait until it has no session, free it. Returns the new one."""
+    new = ingress.server_free(slot)
     ingress.server_add(slot, new, address, 8080)
     assert ingress.wait_up(slot, new, timeout=10)
     if old:
         ingress.server_drain(slot, old)
         assert ingress.wait_drained(slot, old, deadline=time.monotonic() + 10)
         ingress.server_delete(slot, old)
+    return new
 
 
 def test_switching_versions_under_keep_alive_load_fails_no_request(ingress, network):
     slot = slot_name(0)
     ingress.route_set(HOST, slot)
     _, address = network("v0")
-    switch(ingress, slot, None, "r0", address)
+    current = switch(ingress, slot, None, address)
     with KeepAliveLoad(ingress.port, HOST) as load:
-        for version in range(1, 11):
+        for version in range(1, 11):  # a pool of 3 servers: freed servers are reused
             time.sleep(0.3)
             _, address = network(f"v{version}")
-            switch(ingress, slot, f"r{version - 1}", f"r{version}", address)
+            current = switch(ingress, slot, current, address)
         time.sleep(0.5)
     assert load.failures == []
     assert load.errors == 0 and load.bad == 0
     assert load.ok > 200
     assert {f"v{i}" for i in range(11)} <= load.bodies | {"v0"}
-    assert [s.name for s in ingress.servers(slot)] == ["r10"]
+    assert [(s.name, s.address) for s in ingress.servers(slot)] == [(current, address)]
     print(f"{load.ok} requests over 10 switches, 0 failed")
 
 
