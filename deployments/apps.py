@@ -8,13 +8,14 @@ class DeploymentsConfig(AppConfig):
         from builds.pipeline import register_success_hook
         from choreo_site import housekeeping, logstream
         from deployments.models import Deployment
-        from deployments.rollout import ingress_reconcile, reap_orphans
+        from deployments.rollout import ingress_reconcile, reap_orphans, replicas_reconcile
         from deployments.services import auto_deploy, project_teardown
         from environments.services import register_project_teardown
 
         register_success_hook(auto_deploy)
         register_project_teardown(project_teardown)
         housekeeping.register(reap_orphans)
+        housekeeping.register(replicas_reconcile)
         housekeeping.register(ingress_reconcile)
 
         def rollout_final_status(deployment_id: int) -> str | None:

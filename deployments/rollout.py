@@ -40,6 +40,22 @@ def runtime() -> DockerRuntime:
     return DockerRuntime(settings.INSTANCE_NAMESPACE)
 
 
+def replica_spec(deployment: Deployment, index: int) -> ReplicaSpec:
+    """What replica `index` of a deployment runs: its release's image and configuration."""
+    component, environment, release = deployment.component, deployment.environment, deployment.release
+    project = component.project.name
+    return ReplicaSpec(
+        project=project,
+        environment=environment.name,
+        component=component.name,
+        image=release.image_reference,
+        # The suffix keeps names unique even against leftovers of a database reset.
+        name=f"{settings.INSTANCE_NAMESPACE}-{project}-{environment.name}-{component.name}-d{deployment.pk}-r{index}-{secrets.token_hex(3)}",
+        environment_variables={**release.config, **deployment.config},
+        labels={"deployment": str(deployment.pk)},
+    )
+
+
 def _public_endpoint(descriptor: dict) -> dict | None:
     return next((e for e in descriptor.get("endpoints", []) if e["visibility"] == "public"), None)
 
@@ -95,7 +111,6 @@ def _undo(rt: DockerRuntime, started: list[Replica], added: list[tuple[str, str]
 def _roll_out(deployment: Deployment, writer: LogWriter, rt: DockerRuntime, started: list[Replica], added: list[tuple[str, str]]) -> None:
     component, environment, release = deployment.component, deployment.environment, deployment.release
     descriptor = release.descriptor
-    project = component.project.name
     old = deployment.replaces
     count = descriptor.get("replicas", 1)
     health = descriptor.get("health")
@@ -105,17 +120,7 @@ def _roll_out(deployment: Deployment, writer: LogWriter, rt: DockerRuntime, star
 
     writer.line("==> Start the new replicas")
     for i in range(count):
-        spec = ReplicaSpec(
-            project=project,
-            environment=environment.name,
-            component=component.name,
-            image=release.image_reference,
-            # The suffix keeps names unique even against leftovers of a database reset.
-            name=f"{settings.INSTANCE_NAMESPACE}-{project}-{environment.name}-{component.name}-d{deployment.pk}-r{i}-{secrets.token_hex(3)}",
-            environment_variables={**release.config, **deployment.config},
-            labels={"deployment": str(deployment.pk)},
-        )
-        replica = rt.replica_start(spec)
+        replica = rt.replica_start(replica_spec(deployment, i))
         started.append(replica)
         writer.line(f"started {replica.name} at {replica.address}")
     Deployment.objects.filter(pk=deployment.pk).update(replicas=[{"id": r.id, "name": r.name, "address": r.address} for r in started])
@@ -210,6 +215,28 @@ def _describe_health(health: dict | None, port: int | None) -> str:
     return f"exec {' '.join(health['exec']['command'])}"
 
 
+def replicas_reconcile() -> list[str]:
+    """Start a replacement for each replica of an active deployment whose container is
+    gone (removed by hand, or lost with the host). Running containers are not touched."""
+    rt = runtime()
+    replaced = []
+    for deployment in Deployment.objects.filter(status=Deployment.ACTIVE).select_related("component__project", "environment", "release"):
+        running = {r.id for r in rt.replicas(deployment=str(deployment.pk))}
+        records, changed = [], False
+        for index, record in enumerate(deployment.replicas):
+            if record["id"] in running:
+                records.append(record)
+                continue
+            replica = rt.replica_start(replica_spec(deployment, index))
+            records.append({"id": replica.id, "name": replica.name, "address": replica.address, "server": record.get("server")})
+            replaced.append(replica.name)
+            changed = True
+            LogWriter(deployment.log_stream).line(f"replica {record['name']} was gone; started {replica.name} in its place")
+        if changed:
+            Deployment.objects.filter(pk=deployment.pk).update(replicas=records)
+    return replaced
+
+
 def ingress_reconcile() -> None:
     """Make the ingress route every active deployment's replicas, e.g. after HAProxy
     restarted with an empty map. Touches no container and no healthy route."""
@@ -242,6 +269,8 @@ def ingress_reconcile() -> None:
 
 
 def project_remove(*, project) -> None:
+    # First, so that reconciliation never starts a replacement for what is being removed.
+    Deployment.objects.filter(component__project=project, status=Deployment.ACTIVE).update(status=Deployment.SUPERSEDED)
     rt = runtime()
     ing = ingress()
     for route in Route.objects.filter(component__project=project):

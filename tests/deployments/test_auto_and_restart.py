@@ -160,3 +160,48 @@ def test_a_rollout_whose_worker_dies_fails_cleanly_and_the_old_version_serves(co
     first.refresh_from_db()
     assert first.status == Deployment.ACTIVE
     assert get(HOST) == (200, "v1")
+
+
+def test_a_replica_that_disappeared_is_replaced_and_served(component, platform_ingress):
+    from builds.services import build_start
+    from deployments.rollout import replicas_reconcile
+
+    build_start(component=component)
+    run_build_jobs()
+    deployment = services.deployment_deploy(component=component)
+    run_default_jobs()
+    deployment.refresh_from_db()
+    client = docker.from_env()
+    gone, kept = deployment.replicas
+    client.containers.get(gone["id"]).remove(force=True)
+    assert replicas_reconcile() != []
+    ingress_reconcile()
+    deployment.refresh_from_db()
+    assert deployment.replicas[1] == kept  # the healthy one is untouched
+    assert deployment.replicas[0]["id"] != gone["id"] and deployment.replicas[0]["server"] == gone["server"]
+    slot = slot_name(Route.objects.get().slot)
+    assert platform_ingress.wait_up(slot, gone["server"], timeout=15)
+    addresses = {s.address for s in platform_ingress.servers(slot)}
+    assert addresses == {deployment.replicas[0]["address"], kept["address"]}
+    assert replicas_reconcile() == []  # nothing more to do
+    assert get(HOST) == (200, "v1")
+
+
+def test_project_visible_endpoints_are_not_exposed(make_repo):
+    from builds.services import build_start
+
+    descriptor = DESCRIPTOR.replace("STARTUP", "20s").replace("    port: 8080\n", "    port: 8080\n    visibility: project\n", 1)
+    repo = make_repo({".choreo/component.yaml": descriptor, "Dockerfile": SERVING, "index.html": "internal\n"})
+    component = component_create(project=project_create(name="inner"), name="api", repository=str(repo.path))
+    try:
+        build_start(component=component)
+        run_build_jobs()
+        deployment = services.deployment_deploy(component=component)
+        run_default_jobs()
+        deployment.refresh_from_db()
+        assert deployment.status == Deployment.ACTIVE, deployment.error
+        assert services.urls_for(deployment) == []
+        assert not Route.objects.exists()
+        assert get("api.development.inner.localhost")[0] == 404
+    finally:
+        project_delete(project=component.project)
