@@ -25,8 +25,8 @@ from choreo_site.logstream import LogWriter
 from deployments.ingress import ingress
 from deployments.ingress.haproxy import IngressError, slot_name
 from deployments.models import Deployment, Route
-from deployments.runtimes import Replica, ReplicaSpec
-from deployments.runtimes.docker import DockerRuntime, RuntimeFailure
+from deployments.runtimes import Replica, ReplicaSpec, Runtime, RuntimeFailure
+from deployments.runtimes.docker import DockerRuntime
 from deployments.services import mark_final, route_ensure
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,8 @@ class RolloutFailed(Exception):
     pass
 
 
-def runtime() -> DockerRuntime:
+def runtime() -> Runtime:
+    """The runtime replicas run on. Docker today; the rest of the app sees only `Runtime`."""
     return DockerRuntime(settings.INSTANCE_NAMESPACE)
 
 
@@ -95,7 +96,7 @@ def run(deployment_id: int) -> str:
     return Deployment.ACTIVE
 
 
-def _undo(rt: DockerRuntime, started: list[Replica], added: list[tuple[str, str]], writer: LogWriter) -> None:
+def _undo(rt: Runtime, started: list[Replica], added: list[tuple[str, str]], writer: LogWriter) -> None:
     ing = ingress()
     for slot, name in added:
         try:
@@ -108,7 +109,7 @@ def _undo(rt: DockerRuntime, started: list[Replica], added: list[tuple[str, str]
         writer.line("the new replicas were removed; the active version keeps serving")
 
 
-def _roll_out(deployment: Deployment, writer: LogWriter, rt: DockerRuntime, started: list[Replica], added: list[tuple[str, str]]) -> None:
+def _roll_out(deployment: Deployment, writer: LogWriter, rt: Runtime, started: list[Replica], added: list[tuple[str, str]]) -> None:
     component, environment, release = deployment.component, deployment.environment, deployment.release
     descriptor = release.descriptor
     old = deployment.replaces
@@ -280,6 +281,19 @@ def project_remove(*, project) -> None:
                 ing.server_delete(slot_name(route.slot), server.name)
     for environment in project.environments.all():
         rt.environment_remove(project=project.name, environment=environment.name, grace=settings.ROLLOUT_STOP_GRACE)
+
+
+def health(deployment: Deployment) -> str:
+    """How many of the deployment's replicas the ingress (or, without a public endpoint,
+    the runtime) sees up, for the Deploy page."""
+    total = len(deployment.replicas)
+    route = Route.objects.filter(component=deployment.component, environment=deployment.environment).first()
+    ing = ingress()
+    if route is not None and _public_endpoint(deployment.release.descriptor) and ing.is_up():
+        up = {s.name for s in ing.servers(slot_name(route.slot)) if s.up}
+        return f"{len(set(_servers_of(deployment)) & up)}/{total} replicas up in the ingress"
+    running = {r.id for r in runtime().replicas(deployment=str(deployment.pk))}
+    return f"{sum(1 for r in deployment.replicas if r['id'] in running)}/{total} replicas running"
 
 
 def runtime_logs(*, deployment: Deployment, since: float | None) -> list[str]:

@@ -9,7 +9,7 @@ from builds.models import Build
 from builds.services import component_by_names, component_update
 from choreo_site.errors import PlatformError
 from choreo_site.pages import page_action
-from deployments import services
+from deployments import rollout, services
 from environments.services import environment_get
 
 
@@ -35,6 +35,7 @@ def deploy_page(request, project, component):
             {
                 "environment": environment,
                 "active": active,
+                "health": rollout.health(active) if active else "",
                 "urls": services.urls_for(active) if active else [],
                 "next": following,
                 "preview": preview,

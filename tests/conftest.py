@@ -178,7 +178,7 @@ def admin_user(django_user_model):
 
 
 @pytest.fixture
-def browser(admin_user):
+def logged_in(admin_user):
     """A logged-in client for the server-rendered pages."""
     from django.test import Client
 

@@ -147,6 +147,7 @@ def test_deploy_promote_and_roll_back_from_the_deploy_page(page, platform, admin
 
     page.goto(deploy_page)
     expect(page.locator("#env-development .url")).to_have_text(f"http://web.development.shop.localhost:{settings.INGRESS_PORT}/")
+    expect(page.locator("#env-development .health")).to_have_text("1/1 replicas up in the ingress")
     page.screenshot(path=str(os.environ.get("SCREENSHOT_DIR", "/tmp")) + "/deploy-page.png", full_page=True)
     from environments.models import Project
     from environments.services import project_delete

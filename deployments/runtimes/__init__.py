@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 
+class RuntimeFailure(Exception):
+    """A runtime could not do what was asked (start a replica, make a network)."""
+
+
 @dataclass(frozen=True)
 class ReplicaSpec:
     """One replica to start: what image, where, with what settings and labels."""
@@ -42,3 +46,5 @@ class Runtime(Protocol):
     def replica_stop(self, replica: Replica, *, grace: float) -> None: ...
 
     def replicas(self, **labels: str) -> list[Replica]: ...
+
+    def logs(self, replica: Replica, *, since: float | None = None) -> list[tuple[str, str]]: ...

@@ -15,13 +15,9 @@ import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from deployments.runtimes import Replica, ReplicaSpec
+from deployments.runtimes import Replica, ReplicaSpec, RuntimeFailure
 
 LABEL = "io.choreo"
-
-
-class RuntimeFailure(Exception):
-    pass
 
 
 class DockerRuntime:

@@ -37,48 +37,48 @@ def test_login_with_the_form(admin_user):
     assert good.status_code == 302
 
 
-def test_create_project_from_the_page_and_refusal_shows_reason(browser):
-    response = browser.post("/projects/new", {"name": "Not Valid"}, follow=True)
+def test_create_project_from_the_page_and_refusal_shows_reason(logged_in):
+    response = logged_in.post("/projects/new", {"name": "Not Valid"}, follow=True)
     assert any("not a valid name" in m for m in messages_of(response))
-    response = browser.post("/projects/new", {"name": "shop"}, follow=True)
+    response = logged_in.post("/projects/new", {"name": "shop"}, follow=True)
     assert response.request["PATH_INFO"] == "/projects/shop/"
     assert "development" in response.content.decode()
 
 
-def test_create_component_refusal_names_the_problem(browser, api):
+def test_create_component_refusal_names_the_problem(logged_in, api):
     api.post("/api/projects/", {"name": "shop"}, format="json")
-    response = browser.post("/projects/shop/components/new", {"name": "web", "repository": "/nope", "branch": "main"}, follow=True)
+    response = logged_in.post("/projects/shop/components/new", {"name": "web", "repository": "/nope", "branch": "main"}, follow=True)
     assert any("cannot be read" in m for m in messages_of(response))
     assert not Component.objects.exists()
 
 
-def test_build_page_lists_commits_and_starts_builds(browser, component, django_capture_on_commit_callbacks):
+def test_build_page_lists_commits_and_starts_builds(logged_in, component, django_capture_on_commit_callbacks):
     second = component.repo.commit({"index.html": "v2\n"}, "second change")
-    page = browser.get("/projects/shop/components/web/build/")
+    page = logged_in.get("/projects/shop/components/web/build/")
     html = page.content.decode()
     assert "Build Latest" in html and "Auto Build on Commit" in html
     assert "second change" in html and second[:12] in html
     with django_capture_on_commit_callbacks(execute=False):
-        response = browser.post("/projects/shop/components/web/build/start", {"commit": second}, follow=True)
+        response = logged_in.post("/projects/shop/components/web/build/start", {"commit": second}, follow=True)
     build = Build.objects.get()
     assert build.commit == second
     assert response.request["PATH_INFO"] == f"/projects/shop/components/web/builds/{build.pk}/"
     assert f"Build {build.pk} of {second[:12]} queued." in messages_of(response)
     assert "build-" in response.content.decode()  # the live log element names its stream
-    rows = browser.get("/projects/shop/components/web/build/rows").content.decode()
+    rows = logged_in.get("/projects/shop/components/web/build/rows").content.decode()
     assert f"#{build.pk}" in rows and "queued" in rows
 
 
-def test_build_of_unknown_commit_shows_reason_on_the_page(browser, component):
-    response = browser.post("/projects/shop/components/web/build/start", {"commit": "abcdef12"}, follow=True)
+def test_build_of_unknown_commit_shows_reason_on_the_page(logged_in, component):
+    response = logged_in.post("/projects/shop/components/web/build/start", {"commit": "abcdef12"}, follow=True)
     assert any("commit abcdef12 does not exist" in m for m in messages_of(response))
     assert not Build.objects.exists()
 
 
-def test_auto_build_toggle(browser, component):
-    browser.post("/projects/shop/components/web/build/auto", {"enabled": "on"})
+def test_auto_build_toggle(logged_in, component):
+    logged_in.post("/projects/shop/components/web/build/auto", {"enabled": "on"})
     assert Component.objects.get().auto_build_on_commit is True
-    browser.post("/projects/shop/components/web/build/auto", {})
+    logged_in.post("/projects/shop/components/web/build/auto", {})
     assert Component.objects.get().auto_build_on_commit is False
 
 
@@ -89,7 +89,7 @@ def test_forms_are_csrf_protected(admin_user, component):
     assert not Build.objects.exists()
 
 
-def test_unknown_objects_are_404_on_pages(browser, component):
-    assert browser.get("/projects/nope/").status_code == 404
-    assert browser.get("/projects/shop/components/nope/build/").status_code == 404
-    assert browser.get("/projects/shop/components/web/builds/999/").status_code == 404
+def test_unknown_objects_are_404_on_pages(logged_in, component):
+    assert logged_in.get("/projects/nope/").status_code == 404
+    assert logged_in.get("/projects/shop/components/nope/build/").status_code == 404
+    assert logged_in.get("/projects/shop/components/web/builds/999/").status_code == 404
