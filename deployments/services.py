@@ -16,7 +16,6 @@ from choreo_site.errors import Conflict, NotFound, PlatformError
 from choreo_site.queues import default_queue, enqueue_after_commit
 from deployments.models import Deployment, Release, Route
 from environments.models import Environment, Project
-from environments.services import environment_get
 
 DEPLOYABLE_TYPES = ("service", "web-app")
 
@@ -258,10 +257,6 @@ def project_teardown(*, project: Project) -> None:
     from deployments import rollout
 
     rollout.project_remove(project=project)
-
-
-def environment_for(project: Project, name: str | None) -> Environment | None:
-    return environment_get(project=project, name=name) if name else None
 
 
 def mark_final(deployment: Deployment, status: str, error: str = "") -> bool:
