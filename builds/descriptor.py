@@ -19,6 +19,7 @@ import yaml
 from cronsim import CronSim, CronSimError
 
 from choreo_site.errors import PlatformError
+from environments.values import CONFIG_TYPES, ENV_NAME_RE, FILE_NAME_RE, coerce_config_value
 
 DESCRIPTOR_PATH = ".choreo/component.yaml"
 MAX_DESCRIPTOR_BYTES = 256 * 1024
@@ -26,15 +27,12 @@ MAX_DESCRIPTOR_BYTES = 256 * 1024
 COMPONENT_TYPES = ("service", "web-app", "scheduled-task", "manual-task")
 ENDPOINT_TYPES = ("REST", "GraphQL", "gRPC", "TCP", "WS")
 VISIBILITIES = ("public", "project")
-CONFIG_TYPES = ("string", "integer", "number", "boolean", "file")
 MAX_REPLICAS = 20
 
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 _EVERY_RE = re.compile(r"^@every\s+(\S+)$")
 _ENDPOINT_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?$")
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_FILE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 class DescriptorError(PlatformError):
@@ -334,12 +332,12 @@ def _validate_configurations(items: Any, c: _Checker) -> list[dict[str, Any]]:
         c.mapping(key, item, {"name", "type", "required", "secret", "default", "mountPath", "description"}, {"name"})
         ctype = c.choice(_join(key, "type"), item.get("type", "string"), CONFIG_TYPES)
         if ctype == "file":
-            name = c.string(_join(key, "name"), item["name"], pattern=_FILE_NAME_RE, hint="use letters, digits, '.', '_' and '-'")
+            name = c.string(_join(key, "name"), item["name"], pattern=FILE_NAME_RE, hint="use letters, digits, '.', '_' and '-'")
         else:
             name = c.string(
                 _join(key, "name"),
                 item["name"],
-                pattern=_ENV_NAME_RE,
+                pattern=ENV_NAME_RE,
                 hint="it becomes an environment variable: letters, digits and '_', not starting with a digit",
             )
         if name in names:
@@ -378,38 +376,3 @@ def _validate_configurations(items: Any, c: _Checker) -> list[dict[str, Any]]:
                 c.fail(_join(key, "default"), str(exc))
         result.append(entry)
     return result
-
-
-def coerce_config_value(ctype: str, value: Any) -> str:
-    """Check `value` against a configurable's type; return it as the string the container gets.
-
-    Raises ValueError with the reason. Strings from forms and the API are accepted for
-    every type when they read as one (`"10"` for an integer, `"true"` for a boolean).
-    """
-    if ctype == "string" or ctype == "file":
-        if isinstance(value, (dict, list)) or value is None:
-            raise ValueError(f"must be a {ctype}, got {_kind(value)}")
-        return value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
-    if ctype == "boolean":
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-            return value.strip().lower()
-        raise ValueError(f"must be true or false, got {value!r}")
-    if ctype == "integer":
-        if isinstance(value, bool):
-            raise ValueError(f"must be an integer, got {value!r}")
-        if isinstance(value, int):
-            return str(value)
-        if isinstance(value, str) and re.fullmatch(r"[+-]?\d{1,30}", value.strip()):
-            return str(int(value.strip()))
-        raise ValueError(f"must be an integer, got {value!r}")
-    if ctype == "number":
-        if isinstance(value, bool):
-            raise ValueError(f"must be a number, got {value!r}")
-        if isinstance(value, (int, float)) and value == value and value not in (float("inf"), float("-inf")):
-            return repr(value) if isinstance(value, float) else str(value)
-        if isinstance(value, str) and re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", value.strip()):
-            return value.strip()
-        raise ValueError(f"must be a number, got {value!r}")
-    raise ValueError(f"unknown type {ctype!r}")

@@ -1,6 +1,6 @@
 from django.db import models
-from django_cryptography.fields import encrypt
 
+from environments.keyring import sealed
 from environments.models import Project
 from environments.names import validate_name
 
@@ -18,7 +18,7 @@ class Component(models.Model):
     auto_build_on_commit = models.BooleanField(default=False)
     auto_deploy_on_build = models.BooleanField(default=False)
     # Write-only: verifies webhook signatures. Encrypted at rest, never shown again.
-    webhook_secret = encrypt(models.CharField(max_length=200, blank=True, default=""))
+    webhook_secret = sealed(models.CharField(max_length=200, blank=True, default=""))
     # Auto build triggers: polling for remotes that cannot send webhooks, and skipping
     # pushes that change nothing under `path` (for monorepos).
     poll_enabled = models.BooleanField(default=True)
@@ -94,6 +94,8 @@ class Build(models.Model):
     descriptor = models.JSONField(null=True, blank=True)
     endpoints = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
+    # Why Auto Deploy on Build did not deploy this build (a missing configurable, say).
+    auto_deploy_error = models.TextField(blank=True)
     reused = models.BooleanField(default=False, help_text="The image of an earlier build with the same inputs was reused.")
     cancel_requested = models.BooleanField(default=False)
     worker = models.CharField(max_length=200, blank=True)

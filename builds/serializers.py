@@ -73,6 +73,7 @@ class BuildSerializer(serializers.ModelSerializer):
             "reused",
             "endpoints",
             "error",
+            "auto_deploy_error",
             "created_at",
             "started_at",
             "finished_at",

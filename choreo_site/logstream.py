@@ -8,11 +8,9 @@ live lines, so a reload or a reconnect never loses or repeats a line.
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 from collections.abc import Iterable
-from urllib.parse import quote, quote_plus
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -20,49 +18,13 @@ from django.conf import settings
 from django.db.models import Max
 
 from choreo_site.models import LogLine
+from choreo_site.redaction import Redactor, platform_secrets
 
 log = logging.getLogger(__name__)
-
-MASK = "***"
-# Secrets shorter than this would mask ordinary words in every log line.
-MIN_SECRET_LENGTH = 4
 
 
 def group_name(stream: str) -> str:
     return f"{settings.INSTANCE_NAMESPACE}.logs.{stream}"
-
-
-class Redactor:
-    """Replaces each secret value, and its base64 and URL-encoded forms, with `***`."""
-
-    def __init__(self, secrets: Iterable[str] = ()):
-        forms: set[str] = set()
-        for value in secrets:
-            if not value or len(value) < MIN_SECRET_LENGTH:
-                continue
-            raw = value.encode()
-            forms.update(
-                {
-                    value,
-                    base64.b64encode(raw).decode().rstrip("="),
-                    base64.urlsafe_b64encode(raw).decode().rstrip("="),
-                    quote(value, safe=""),
-                    quote_plus(value),
-                }
-            )
-        # Longest first, so a secret that contains another is masked whole.
-        self._forms = sorted((f for f in forms if len(f) >= MIN_SECRET_LENGTH), key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for form in self._forms:
-            if form in text:
-                text = text.replace(form, MASK)
-        return text
-
-
-def platform_secrets() -> list[str]:
-    """Every secret the platform itself holds that could reach a log."""
-    return [s for s in (settings.REGISTRY_PASSWORD,) if s]
 
 
 class LogWriter:

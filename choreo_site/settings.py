@@ -17,16 +17,31 @@ DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "data"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 
-def _secret_file(name: str) -> str:
-    """A random secret kept in DATA_DIR with mode 0600, made on first use."""
-    path = DATA_DIR / name
+def _secret_file(path: Path) -> str:
+    """A random secret kept in a file with mode 0600, made on first use."""
     if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 
-SECRET_KEY = env.str("SECRET_KEY", default="") or _secret_file("secret-key")
+SECRET_KEY = env.str("SECRET_KEY", default="") or _secret_file(DATA_DIR / "secret-key")
+
+# The keys that encrypt secrets at rest (environments.keyring): CONFIG_ENCRYPTION_KEYS
+# (comma-separated, the first one encrypts), or else the key file, made here on first
+# use with mode 0600. `manage.py rotate_config_key` replaces it.
+CONFIG_ENCRYPTION_KEYS = env.list("CONFIG_ENCRYPTION_KEYS", default=[])
+CONFIG_KEY_FILE = Path(env.str("CONFIG_KEY_FILE", default=str(DATA_DIR / "config-key")))
+if not CONFIG_ENCRYPTION_KEYS:
+    _secret_file(CONFIG_KEY_FILE)
+# Largest configuration value: an environment variable, and a file.
+CONFIG_VALUE_MAX_BYTES = env.int("CONFIG_VALUE_MAX_BYTES", default=32 * 1024)
+CONFIG_FILE_MAX_BYTES = env.int("CONFIG_FILE_MAX_BYTES", default=1024 * 1024)
+# Uploads stay in memory: a secret file must never be spooled to a temporary file on disk.
+# The config API refuses larger requests before they are read.
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler"]
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * CONFIG_FILE_MAX_BYTES
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 
@@ -190,7 +205,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact": {"()": "choreo_site.redaction.RedactingFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.channels.server": {"level": "WARNING"},

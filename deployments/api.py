@@ -1,10 +1,12 @@
 import re
 import time
 
+from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -12,9 +14,18 @@ from builds.models import Build
 from builds.services import component_by_names
 from choreo_site.api import waitable
 from choreo_site.errors import PlatformError
-from choreo_site.logstream import Redactor, platform_secrets, read_text
+from choreo_site.logstream import read_text
+from choreo_site.redaction import Redactor, platform_secrets
 from deployments import rollout, services
-from deployments.serializers import DeploymentSerializer, DeploySerializer, PromoteSerializer, RollbackSerializer
+from deployments.serializers import (
+    ConfigDeleteSerializer,
+    ConfigSetSerializer,
+    ConfigValueSerializer,
+    DeploymentSerializer,
+    DeploySerializer,
+    PromoteSerializer,
+    RollbackSerializer,
+)
 from environments.services import environment_get
 
 WAIT = OpenApiParameter("wait", OpenApiTypes.BOOL, description="Block until the deployment is final (at most 300 s).")
@@ -117,6 +128,62 @@ class RuntimeLogs(APIView):
         redact = Redactor(platform_secrets())
         text = "".join(redact(line) + "\n" for line in rollout.runtime_logs(deployment=active, since=since))
         return HttpResponse(text, content_type="text/plain; charset=utf-8")
+
+
+def _scope(component, request):
+    """The environment named by ?environment=, or None: the environment-independent scope."""
+    name = request.GET.get("environment")
+    return environment_get(project=component.project, name=name) if name else None
+
+
+class Config(APIView):
+    """A component's configuration. Without ?environment=, the environment-independent
+    values; with it, that environment's own. Secrets are write-only."""
+
+    parser_classes = [JSONParser, MultiPartParser]
+
+    @extend_schema(parameters=[ENVIRONMENT], responses=ConfigValueSerializer(many=True))
+    def get(self, request, project, component):
+        component = _component(project, component)
+        values = services.component_config(component=component, environment=_scope(component, request))
+        return Response(ConfigValueSerializer(values, many=True).data)
+
+    @extend_schema(parameters=[ENVIRONMENT], request=ConfigSetSerializer, responses=ConfigValueSerializer)
+    def put(self, request, project, component):
+        component = _component(project, component)
+        environment = _scope(component, request)
+        limit = 2 * settings.CONFIG_FILE_MAX_BYTES
+        if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
+            raise PlatformError(f"The request is larger than {limit} bytes.", errors={"file": ["Too large."]}, status_code=413)
+        is_multipart = request.content_type.startswith("multipart/")
+        data = ConfigSetSerializer.validated(request.data)
+        if is_multipart and "file" not in data:
+            raise PlatformError("A multipart request sets a file value: add the part 'file'.", errors={"file": ["No file was sent."]})
+        if "file" in data:
+            upload = data["file"]
+            value, is_file, filename = upload.read(settings.CONFIG_FILE_MAX_BYTES + 1), True, upload.name or ""
+        else:
+            value, is_file, filename = data["value"], False, ""
+        item = services.component_config_set(
+            component=component,
+            environment=environment,
+            key=data["key"],
+            value=value,
+            secret=data["secret"],
+            is_file=is_file,
+            filename=filename,
+        )
+        return Response(ConfigValueSerializer(item).data)
+
+    @extend_schema(
+        parameters=[ENVIRONMENT, OpenApiParameter("key", OpenApiTypes.STR)], request=ConfigDeleteSerializer, responses={204: None}
+    )
+    def delete(self, request, project, component):
+        component = _component(project, component)
+        environment = _scope(component, request)
+        key = request.GET.get("key") or ConfigDeleteSerializer.validated(request.data)["key"]
+        services.component_config_delete(component=component, environment=environment, key=key)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 deploy = waitable(_deployment_state)(Deploy.as_view())

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from builds.services import process_gone, worker_identity
 from choreo_site.logstream import LogWriter
+from deployments import configurables
 from deployments.ingress import ingress
 from deployments.ingress.haproxy import IngressError, slot_name
 from deployments.models import Deployment, Route
@@ -42,9 +43,11 @@ def runtime() -> Runtime:
 
 
 def replica_spec(deployment: Deployment, index: int) -> ReplicaSpec:
-    """What replica `index` of a deployment runs: its release's image and configuration."""
+    """What replica `index` of a deployment runs: its release's image, and the configuration
+    of its snapshots (decrypted here, in the worker; never passed through a job)."""
     component, environment, release = deployment.component, deployment.environment, deployment.release
     project = component.project.name
+    env, files = configurables.replica_configuration(release.descriptor, configurables.merged(release.config, deployment.config))
     return ReplicaSpec(
         project=project,
         environment=environment.name,
@@ -52,7 +55,8 @@ def replica_spec(deployment: Deployment, index: int) -> ReplicaSpec:
         image=release.image_reference,
         # The suffix keeps names unique even against leftovers of a database reset.
         name=f"{settings.INSTANCE_NAMESPACE}-{project}-{environment.name}-{component.name}-d{deployment.pk}-r{index}-{secrets.token_hex(3)}",
-        environment_variables={**release.config, **deployment.config},
+        environment_variables=env,
+        files=files,
         labels={"deployment": str(deployment.pk)},
     )
 
@@ -119,6 +123,10 @@ def _roll_out(deployment: Deployment, writer: LogWriter, rt: Runtime, started: l
     any_port = (descriptor.get("endpoints") or [{}])[0].get("port")
     writer.line(f"==> Deploying {release.image_reference} to {environment.name} ({deployment.kind}, {count} replica(s))")
 
+    values = configurables.merged(release.config, deployment.config)
+    if values:
+        listed = ", ".join(f"{k}{' (secret)' if v.secret else ''}{' (file)' if v.is_file else ''}" for k, v in sorted(values.items()))
+        writer.line(f"==> Configuration: {listed}")
     writer.line("==> Start the new replicas")
     for i in range(count):
         replica = rt.replica_start(replica_spec(deployment, i))

@@ -1,8 +1,7 @@
-import hashlib
-
 from rest_framework import serializers
 
 from choreo_site.api import StrictSerializer
+from deployments import configurables
 from deployments.models import Deployment
 from deployments.services import urls_for
 
@@ -47,9 +46,8 @@ class DeploymentSerializer(serializers.ModelSerializer):
         return urls_for(deployment) if deployment.status in (Deployment.ACTIVE, Deployment.ROLLING_OUT) else []
 
     def get_config_keys(self, deployment) -> list[dict]:
-        """Names and a hash of each value, never a value."""
-        merged = {**deployment.release.config, **deployment.config}
-        return [{"key": k, "hash": hashlib.sha256(str(v).encode()).hexdigest()[:16]} for k, v in sorted(merged.items())]
+        """Names and a fingerprint of each value, never a value."""
+        return configurables.config_keys(configurables.merged(deployment.release.config, deployment.config), deployment.config)
 
 
 class DeploySerializer(StrictSerializer):
@@ -69,3 +67,47 @@ PromoteSerializer._declared_fields["from"] = serializers.CharField()
 class RollbackSerializer(StrictSerializer):
     environment = serializers.CharField()
     to = serializers.IntegerField(required=False, allow_null=True)
+
+
+class ConfigValueSerializer(serializers.Serializer):
+    """One configuration value. A secret has no `value`, ever; a file shows its size."""
+
+    key = serializers.CharField()
+    secret = serializers.BooleanField()
+    file = serializers.BooleanField(source="is_file")
+    environment = serializers.SerializerMethodField()
+    size = serializers.IntegerField()
+    filename = serializers.CharField()
+    hash = serializers.SerializerMethodField()
+    version = serializers.IntegerField(source="pk")
+    updated_at = serializers.DateTimeField(source="created_at")
+
+    def get_environment(self, item) -> str | None:
+        return item.environment.name if item.environment_id else None
+
+    def get_hash(self, item) -> str:
+        return item.fingerprint[:16]
+
+    def to_representation(self, item):
+        data = super().to_representation(item)
+        if not item.secret and not item.is_file:
+            data["value"] = item.text
+        return data
+
+
+class ConfigSetSerializer(StrictSerializer):
+    key = serializers.CharField(max_length=200, trim_whitespace=False)
+    value = serializers.JSONField(required=False)
+    secret = serializers.BooleanField(required=False, default=False)
+    file = serializers.FileField(required=False, allow_empty_file=True)
+
+    def validate(self, data):
+        if "value" in data and "file" in data:
+            raise serializers.ValidationError({"file": ["Give a value or a file, not both."]})
+        if "value" not in data and "file" not in data:
+            raise serializers.ValidationError({"value": ["Give a value (JSON), or upload a file (multipart, field 'file')."]})
+        return data
+
+
+class ConfigDeleteSerializer(StrictSerializer):
+    key = serializers.CharField(max_length=200, trim_whitespace=False)

@@ -14,8 +14,10 @@ from django.utils import timezone
 from builds.models import Build, Component
 from choreo_site.errors import Conflict, NotFound, PlatformError
 from choreo_site.queues import default_queue, enqueue_after_commit
+from deployments import configurables
 from deployments.models import Deployment, Release, Route
-from environments.models import Environment, Project
+from environments.models import ConfigValue, Environment, Project
+from environments.services import config_delete, config_list, config_set, config_snapshot
 
 DEPLOYABLE_TYPES = ("service", "web-app")
 
@@ -24,14 +26,13 @@ def _config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
-def _environment_independent_config(component: Component) -> dict:
-    """The component's environment-independent configuration, as a snapshot.
-    (Configuration and secrets land with their own issue; until then it is empty.)"""
-    return {}
+def _independent_snapshot(component: Component) -> dict[str, int]:
+    """The component's environment-independent configuration now, as version ids."""
+    return config_snapshot(project=component.project, component=component.name)
 
 
-def _environment_config(component: Component, environment: Environment) -> dict:
-    return {}
+def _environment_snapshot(component: Component, environment: Environment) -> dict[str, int]:
+    return config_snapshot(project=component.project, component=component.name, environment=environment)
 
 
 def host_for(component: Component, environment: Environment) -> str:
@@ -58,7 +59,7 @@ def deployment_active(*, component: Component, environment: Environment) -> Depl
 
 
 def _release_for(build: Build) -> Release:
-    config = _environment_independent_config(build.component)
+    config = _independent_snapshot(build.component)
     release, _ = Release.objects.get_or_create(
         build=build,
         config_hash=_config_hash(config),
@@ -133,9 +134,14 @@ def deployment_deploy(
     if build.descriptor and build.descriptor.get("type") not in DEPLOYABLE_TYPES:
         raise PlatformError(f"Build {build.pk} is of a {build.descriptor.get('type')}: only services and web-apps are deployed.")
     release = _release_for(build)
-    return _create(
-        component=component, environment=environment, release=release, config=_environment_config(component, environment), kind=kind
+    config = _environment_snapshot(component, environment)
+    configurables.require(
+        release.descriptor,
+        configurables.merged(release.config, config),
+        action=f"deploy build {build.pk} to {environment.name}",
+        environment_name=environment.name,
     )
+    return _create(component=component, environment=environment, release=release, config=config, kind=kind)
 
 
 def _promotion_target(component: Component, source: Environment, target: Environment) -> Deployment:
@@ -152,23 +158,24 @@ def _promotion_target(component: Component, source: Environment, target: Environ
 
 
 def promotion_preview(*, component: Component, source: Environment, target: Environment) -> dict:
-    """What a promotion would change in the target: digest, configuration keys, and the
-    configurables the target would be missing."""
+    """What a promotion would change in the target: digest, configuration keys (by their
+    fingerprints, never values), and the configurables the target would be missing."""
     active = _promotion_target(component, source, target)
     current = deployment_active(component=component, environment=target)
-    new_config = _environment_config(component, target)
-    old_config = current.config if current else {}
+    new = configurables.merged(active.release.config, _environment_snapshot(component, target))
+    old = configurables.merged(current.release.config, current.config) if current else {}
+    missing = configurables.problems(active.release.descriptor, new)
     return {
         "from": source.name,
         "to": target.name,
         "digest": {"current": current.release.digest if current else None, "promoted": active.release.digest},
         "changes_image": not current or current.release.digest != active.release.digest,
         "configuration": {
-            "added": sorted(set(new_config) - set(old_config)),
-            "removed": sorted(set(old_config) - set(new_config)),
-            "changed": sorted(k for k in set(new_config) & set(old_config) if new_config[k] != old_config[k]),
+            "added": sorted(set(new) - set(old)),
+            "removed": sorted(set(old) - set(new)),
+            "changed": sorted(k for k in set(new) & set(old) if new[k].fingerprint != old[k].fingerprint),
         },
-        "missing_configurables": [],
+        "missing_configurables": [{"key": key, "reasons": reasons} for key, reasons in sorted(missing.items())],
     }
 
 
@@ -179,18 +186,20 @@ def deployment_promote(*, component: Component, source: Environment, target: Env
     Component.objects.select_for_update().filter(pk=component.pk).first()
     active = _promotion_target(component, source, target)
     _check_deployable(component, target)
-    return _create(
-        component=component,
-        environment=target,
-        release=active.release,
-        config=_environment_config(component, target),
-        kind=Deployment.PROMOTE,
+    config = _environment_snapshot(component, target)
+    configurables.require(
+        active.release.descriptor,
+        configurables.merged(active.release.config, config),
+        action=f"promote from {source.name} to {target.name}",
+        environment_name=target.name,
     )
+    return _create(component=component, environment=target, release=active.release, config=config, kind=Deployment.PROMOTE)
 
 
 @transaction.atomic
 def deployment_rollback(*, component: Component, environment: Environment, to: int | None = None) -> Deployment:
-    """Repeat an earlier deployment exactly (release and configuration snapshot). Default:
+    """Repeat an earlier deployment exactly: its release (image and environment-independent
+    configuration) and its environment's configuration, secret versions included. Default:
     the deployment that was active before the current one."""
     Component.objects.select_for_update().filter(pk=component.pk).first()
     active = deployment_active(component=component, environment=environment)
@@ -211,6 +220,12 @@ def deployment_rollback(*, component: Component, environment: Environment, to: i
                 f"There is no earlier deployment in {environment.name} to roll back to.", errors={"environment": ["No history."]}
             )
     _check_deployable(component, environment)
+    configurables.require(
+        target.release.descriptor,
+        configurables.merged(target.release.config, target.config),
+        action=f"roll back {environment.name} to deployment {target.pk}",
+        environment_name=environment.name,
+    )
     return _create(
         component=component,
         environment=environment,
@@ -248,6 +263,8 @@ def auto_deploy(*, build_id: int) -> Deployment | None:
     except PlatformError as exc:
         from choreo_site.logstream import LogWriter
 
+        # The pipeline stops here, before any rollout; the build keeps the reason.
+        Build.objects.filter(pk=build.pk).update(auto_deploy_error=exc.detail[:2000])
         LogWriter(build.log_stream).line(f"==> Auto deploy refused: {exc.detail}")
         return None
 
@@ -266,3 +283,39 @@ def mark_final(deployment: Deployment, status: str, error: str = "") -> bool:
         )
         == 1
     )
+
+
+def component_config_set(
+    *,
+    component: Component,
+    environment: Environment | None,
+    key: str,
+    value: str | int | float | bool | bytes,
+    secret: bool = False,
+    is_file: bool = False,
+    filename: str = "",
+) -> ConfigValue:
+    """Set a component's configuration value, environment-independent when `environment`
+    is None, checked against the configurable its newest build declares for `key`.
+    Running deployments keep their values; the next deployment gets this one."""
+    if environment is not None and environment.project_id != component.project_id:
+        raise PlatformError("The environment belongs to another project.", errors={"environment": ["Unknown environment."]})
+    return config_set(
+        project=component.project,
+        component=component.name,
+        environment=environment,
+        key=key,
+        value=value,
+        secret=secret,
+        is_file=is_file,
+        filename=filename,
+        declared=configurables.declared_for(component).get(key),
+    )
+
+
+def component_config_delete(*, component: Component, environment: Environment | None, key: str) -> None:
+    config_delete(project=component.project, component=component.name, environment=environment, key=key)
+
+
+def component_config(*, component: Component, environment: Environment | None) -> list[ConfigValue]:
+    return config_list(project=component.project, component=component.name, environment=environment)

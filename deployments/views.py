@@ -9,7 +9,7 @@ from builds.models import Build
 from builds.services import component_by_names, component_update
 from choreo_site.errors import PlatformError
 from choreo_site.pages import page_action
-from deployments import rollout, services
+from deployments import configurables, rollout, services
 from environments.services import environment_get
 
 
@@ -21,8 +21,11 @@ def _component(project: str, component: str):
 def deploy_page(request, project, component):
     component = _component(project, component)
     environments = list(component.project.environments.order_by("position"))
+    newest = component.builds.filter(status=Build.SUCCEEDED).exclude(descriptor=None).order_by("-created_at").first()
+    independent = services.component_config(component=component, environment=None)
     cards = []
     for i, environment in enumerate(environments):
+        config = services.component_config(component=component, environment=environment)
         active = services.deployment_active(component=component, environment=environment)
         following = environments[i + 1] if i + 1 < len(environments) else None
         preview = None
@@ -31,9 +34,17 @@ def deploy_page(request, project, component):
                 preview = services.promotion_preview(component=component, source=environment, target=following)
             except PlatformError:
                 preview = None
+        if i == 0:
+            values = {v.key: v for v in independent} | {v.key: v for v in config}
+            config_problems = configurables.problems(newest.descriptor, values) if newest else {}
+        else:
+            previous = cards[-1]["preview"]
+            config_problems = {m["key"]: m["reasons"] for m in previous["missing_configurables"]} if previous else {}
         cards.append(
             {
                 "environment": environment,
+                "config": config,
+                "config_problems": config_problems,
                 "active": active,
                 "health": rollout.health(active) if active else "",
                 "urls": services.urls_for(active) if active else [],
@@ -48,6 +59,8 @@ def deploy_page(request, project, component):
         "cards": cards,
         "builds": component.builds.filter(status=Build.SUCCEEDED)[:20],
         "first": environments[0] if environments else None,
+        "independent": independent,
+        "configurables": configurables.declared(newest.descriptor if newest else None).values(),
         "ingress_port": settings.INGRESS_PORT,
     }
     return render(request, "deployments/deploy_page.html", context)
@@ -131,3 +144,54 @@ def deployment_detail(request, project, component, deployment_id):
         "deployments/deployment_detail.html",
         {"project": component_obj.project, "component": component_obj, "deployment": deployment, "urls": services.urls_for(deployment)},
     )
+
+
+def _config_scope(request, component):
+    name = request.POST.get("environment", "")
+    return environment_get(project=component.project, name=name) if name else None
+
+
+@login_required
+@require_POST
+def config_set(request, project, component):
+    """Set a value from a card: text, or an uploaded file; a secret when the box is ticked."""
+    component_obj = _component(project, component)
+    upload = request.FILES.get("file")
+
+    def action():
+        environment = _config_scope(request, component_obj)
+        if upload is not None:
+            if upload.size > settings.CONFIG_FILE_MAX_BYTES:
+                raise PlatformError(f"{upload.name} is {upload.size} bytes; the largest allowed is {settings.CONFIG_FILE_MAX_BYTES} bytes.")
+            value, is_file = upload.read(), True
+        else:
+            value, is_file = request.POST.get("value", ""), False
+        return services.component_config_set(
+            component=component_obj,
+            environment=environment,
+            key=request.POST.get("key", "").strip(),
+            value=value,
+            secret=request.POST.get("secret") == "on",
+            is_file=is_file,
+            filename=upload.name if upload else "",
+        )
+
+    page_action(
+        request,
+        action,
+        success=lambda item: f"{item.key} is set{' (secret)' if item.secret else ''}; it reaches the replicas with the next deployment.",
+    )
+    return _back(project, component)
+
+
+@login_required
+@require_POST
+def config_delete(request, project, component):
+    component_obj = _component(project, component)
+    key = request.POST.get("key", "")
+    page_action(
+        request,
+        lambda: services.component_config_delete(component=component_obj, environment=_config_scope(request, component_obj), key=key),
+        success=f"{key} is removed; the replicas keep it until the next deployment.",
+    )
+    return _back(project, component)

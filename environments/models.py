@@ -1,5 +1,6 @@
 from django.db import models
 
+from environments.keyring import sealed
 from environments.names import validate_name
 
 
@@ -33,3 +34,45 @@ class Environment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project.name}/{self.name}"
+
+
+class ConfigValue(models.Model):
+    """One version of a configuration value of a component.
+
+    Versions are never changed: setting a key adds a version and makes it `current`;
+    deleting a key clears `current`. Releases and deployments keep the ids of the versions
+    they were made with, so a rollback gets exactly those values back, secrets included.
+    `environment` is empty for an environment-independent value. Components belong to
+    the builds app, so a value names its component instead of pointing at it.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="config_values")
+    component = models.CharField(max_length=40)
+    environment = models.ForeignKey(Environment, null=True, blank=True, on_delete=models.CASCADE, related_name="config_values")
+    key = models.CharField(max_length=200)
+    secret = models.BooleanField(default=False)
+    is_file = models.BooleanField(default=False)
+    filename = models.CharField(max_length=255, blank=True)
+    plain = models.BinaryField(null=True, blank=True)  # the value of a non-secret
+    sealed = sealed(models.BinaryField(null=True, blank=True))  # the value of a secret, encrypted
+    # An HMAC of the value: shows that a value changed without revealing it.
+    fingerprint = models.CharField(max_length=64)
+    size = models.PositiveIntegerField(default=0)
+    current = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["key", "-id"]
+        indexes = [models.Index(fields=["project", "component", "environment", "current"], name="config_current_idx")]
+
+    def __str__(self) -> str:
+        scope = self.environment.name if self.environment_id else "all environments"
+        return f"{self.project.name}/{self.component} {self.key} ({scope}, version {self.pk})"
+
+    @property
+    def value(self) -> bytes:
+        return bytes(self.sealed if self.secret else self.plain or b"")
+
+    @property
+    def text(self) -> str:
+        return self.value.decode("utf-8", errors="replace")

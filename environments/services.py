@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
+from django.utils.crypto import salted_hmac
 
 from choreo_site.errors import Conflict, NotFound, PlatformError
-from environments.models import Environment, Project
+from environments.models import ConfigValue, Environment, Project
 from environments.names import NAME_HELP, NAME_RE
+from environments.values import ENV_NAME_HELP, ENV_NAME_RE, FILE_NAME_HELP, FILE_NAME_RE, coerce_config_value
 
 DEFAULT_ENVIRONMENTS = ("development", "production")
 
@@ -89,3 +94,134 @@ def project_delete(*, project: Project) -> None:
     for teardown in reversed(_project_teardowns):
         teardown(project=project)
     project.delete()
+
+
+# Configuration. A component's values are kept per scope: environment-independent
+# (`environment=None`) or one environment's. Each set adds a version; deployments refer to
+# versions by id, so nothing here ever changes what a running deployment uses.
+
+
+def _current(*, project: Project, component: str, environment: Environment | None):
+    return ConfigValue.objects.filter(project=project, component=component, environment=environment, current=True)
+
+
+def config_list(*, project: Project, component: str, environment: Environment | None = None) -> list[ConfigValue]:
+    """The current values of one scope, by key."""
+    return list(_current(project=project, component=component, environment=environment).order_by("key"))
+
+
+def config_snapshot(*, project: Project, component: str, environment: Environment | None = None) -> dict[str, int]:
+    """The current values of one scope as {key: version id}: what a release or deployment keeps."""
+    return dict(_current(project=project, component=component, environment=environment).values_list("key", "pk"))
+
+
+def config_versions(ids: Iterable[int]) -> dict[int, ConfigValue]:
+    return ConfigValue.objects.in_bulk(list(ids))
+
+
+def _fingerprint(value: bytes) -> str:
+    return salted_hmac("choreo.config.fingerprint", value, algorithm="sha256").hexdigest()
+
+
+def _config_error(field: str, message: str, *, status_code: int | None = None) -> PlatformError:
+    return PlatformError(message, errors={field: [message]}, status_code=status_code)
+
+
+def _config_payload(key: str, value, *, is_file: bool, declared: dict | None) -> tuple[bytes, bool]:
+    """Check a value against the rules and the configurable declared for its key; answer
+    its bytes and whether it is a file."""
+    ctype = (declared or {}).get("type")
+    as_file = is_file or ctype == "file"
+    if as_file:
+        if not isinstance(key, str) or not FILE_NAME_RE.match(key):
+            raise _config_error("key", f"{key!r} is not a valid name for a file value: use {FILE_NAME_HELP}.")
+    elif not isinstance(key, str) or not ENV_NAME_RE.match(key):
+        raise _config_error("key", f"{key!r} is not a valid key: it becomes an environment variable, so use {ENV_NAME_HELP}.")
+    if is_file:
+        if ctype not in (None, "file"):
+            raise _config_error("file", f"{key} is declared as a {ctype}: set it as a value, not as a file.")
+        if not isinstance(value, bytes):
+            raise _config_error("file", f"{key}: a file value needs the file's content.")
+        data = value
+        limit = settings.CONFIG_FILE_MAX_BYTES
+    else:
+        if isinstance(value, bytes):
+            raise _config_error("value", f"{key}: a value must be text.")
+        try:
+            text = coerce_config_value(ctype or "string", value)
+        except ValueError as exc:
+            what = f"{key} is declared as {ctype}: it" if ctype else f"{key}"
+            raise _config_error("value", f"{what} {exc}.") from None
+        if "\x00" in text:
+            raise _config_error("value", f"{key} contains a NUL character, which an environment variable cannot hold.")
+        data = text.encode()
+        limit = settings.CONFIG_FILE_MAX_BYTES if as_file else settings.CONFIG_VALUE_MAX_BYTES
+    if len(data) > limit:
+        raise _config_error("file" if is_file else "value", f"{key} is {len(data)} bytes; the largest allowed is {limit} bytes.")
+    return data, as_file
+
+
+@transaction.atomic
+def config_set(
+    *,
+    project: Project,
+    component: str,
+    environment: Environment | None,
+    key: str,
+    value: str | int | float | bool | bytes,
+    secret: bool = False,
+    is_file: bool = False,
+    filename: str = "",
+    declared: dict | None = None,
+) -> ConfigValue:
+    """Set one configuration value: a new version that becomes the current one.
+
+    `declared` is the configurable of that name in the component's newest build, if any:
+    the value must have its type, and a declared secret is kept as a secret whatever
+    `secret` says. `is_file` means `value` is a file's bytes. Setting the value it already
+    has changes nothing. Running deployments are untouched: a value reaches replicas
+    through the next deployment.
+    """
+    data, as_file = _config_payload(key, value, is_file=is_file, declared=declared)
+    secret = bool(secret) or bool((declared or {}).get("secret"))
+    Project.objects.select_for_update().filter(pk=project.pk).first()
+    fingerprint = _fingerprint(data)
+    current = _current(project=project, component=component, environment=environment).filter(key=key).first()
+    if current is not None and (current.fingerprint, current.secret, current.is_file) == (fingerprint, secret, as_file):
+        return current
+    _current(project=project, component=component, environment=environment).filter(key=key).update(current=False)
+    return ConfigValue.objects.create(
+        project=project,
+        component=component,
+        environment=environment,
+        key=key,
+        secret=secret,
+        is_file=as_file,
+        filename=filename[:255] if as_file else "",
+        plain=None if secret else data,
+        sealed=data if secret else None,
+        fingerprint=fingerprint,
+        size=len(data),
+    )
+
+
+@transaction.atomic
+def config_delete(*, project: Project, component: str, environment: Environment | None, key: str) -> None:
+    """Remove a key from a scope. Its versions stay, for the deployments that used them."""
+    Project.objects.select_for_update().filter(pk=project.pk).first()
+    if not _current(project=project, component=component, environment=environment).filter(key=key).update(current=False):
+        scope = f"environment {environment.name}" if environment else "the environment-independent configuration"
+        raise NotFound(f"{key!r} is not set in {scope} of {component}.", errors={"key": ["Not set."]})
+
+
+def config_secret_values() -> list[str]:
+    """Every secret value ever set, current and past, as text: what logs must never show.
+
+    A secret file also contributes each of its lines, since logs are read line by line."""
+    values: set[str] = set()
+    for item in ConfigValue.objects.filter(secret=True).only("sealed", "secret", "is_file"):
+        text = item.text
+        values.add(text)
+        if item.is_file:
+            values.update(line.strip() for line in text.splitlines() if len(line.strip()) >= 8)
+    return sorted(values)

@@ -14,6 +14,17 @@ class RuntimeFailure(Exception):
 
 
 @dataclass(frozen=True)
+class ReplicaFile:
+    """A file a replica gets at `path`, read-only for the image's user (mode 0400), placed
+    before the replica starts. Its content never appears in the runtime's own description
+    of the replica (`docker inspect`), unlike environment variables."""
+
+    path: str
+    content: bytes = field(repr=False)
+    secret: bool = False
+
+
+@dataclass(frozen=True)
 class ReplicaSpec:
     """One replica to start: what image, where, with what settings and labels."""
 
@@ -22,7 +33,8 @@ class ReplicaSpec:
     component: str
     image: str  # a full reference by digest
     name: str
-    environment_variables: dict[str, str] = field(default_factory=dict)
+    environment_variables: dict[str, str] = field(default_factory=dict, repr=False)
+    files: tuple[ReplicaFile, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
 
 

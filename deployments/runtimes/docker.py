@@ -9,13 +9,17 @@ the instance namespace, so reconciliation and teardown find exactly what is ours
 
 from __future__ import annotations
 
+import io
+import posixpath
 import socket
+import tarfile
+import time
 
 import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from deployments.runtimes import Replica, ReplicaSpec, RuntimeFailure
+from deployments.runtimes import Replica, ReplicaFile, ReplicaSpec, RuntimeFailure
 
 LABEL = "io.choreo"
 
@@ -66,6 +70,8 @@ class DockerRuntime:
                 network=network,
                 restart_policy={"Name": "unless-stopped"},
             )
+            if spec.files:
+                _place_files(container, spec.files)
             # The component's name resolves to its replicas inside the environment.
             self.client.networks.get(network).disconnect(container)
             self.client.networks.get(network).connect(container, aliases=[spec.component])
@@ -130,3 +136,40 @@ class DockerRuntime:
         except NotFound:
             return []
         return [tuple(line.split(" ", 1)) if " " in line else (line, "") for line in raw.splitlines()]
+
+
+def _image_user(container) -> tuple[int, int]:
+    """The uid and gid the container runs as, so its files are readable to it alone.
+    A user given by name is looked up in the image's /etc/passwd."""
+    user = (container.attrs["Config"].get("User") or "").strip()
+    name, _, group = user.partition(":")
+    if not name or name == "root":
+        return 0, 0
+    if name.isdigit():
+        return int(name), int(group) if group.isdigit() else int(name)
+    try:
+        stream, _ = container.get_archive("/etc/passwd")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            passwd = tar.extractfile(tar.getmembers()[0]).read().decode(errors="replace")
+    except (DockerException, tarfile.TarError, IndexError, AttributeError):
+        raise RuntimeFailure(f"the image runs as user {name!r}, which its /etc/passwd does not name") from None
+    for line in passwd.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 4 and fields[0] == name and fields[2].isdigit() and fields[3].isdigit():
+            return int(fields[2]), int(group) if group.isdigit() else int(fields[3])
+    raise RuntimeFailure(f"the image runs as user {name!r}, which its /etc/passwd does not name")
+
+
+def _place_files(container, files: tuple[ReplicaFile, ...]) -> None:
+    """Copy files into the created, not yet started, container, mode 0400 and owned by its
+    user. They live in the container's own layer, never in an image, and the Engine's
+    description of the container (`docker inspect`) does not show them."""
+    uid, gid = _image_user(container)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for item in files:
+            info = tarfile.TarInfo(posixpath.normpath(item.path).lstrip("/"))
+            info.size, info.mode, info.uid, info.gid, info.mtime = len(item.content), 0o400, uid, gid, int(time.time())
+            tar.addfile(info, io.BytesIO(item.content))
+    if not container.put_archive("/", buffer.getvalue()):
+        raise RuntimeFailure("the Engine refused the configuration files")

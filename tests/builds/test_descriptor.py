@@ -3,7 +3,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from builds.descriptor import DescriptorError, coerce_config_value, parse_descriptor, validate_schedule
+from builds.descriptor import DescriptorError, parse_descriptor, validate_schedule
+from environments.values import coerce_config_value
 
 FULL = """\
 schemaVersion: 1

@@ -15,7 +15,8 @@ from django.contrib.auth.models import AnonymousUser
 from builds.models import Build
 from builds.services import component_create
 from choreo_site.consumers import LogConsumer
-from choreo_site.logstream import LogWriter, Redactor, read_text
+from choreo_site.logstream import LogWriter, read_text
+from choreo_site.redaction import Redactor
 from environments.services import project_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
