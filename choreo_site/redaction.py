@@ -4,6 +4,7 @@ before the apps are ready."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import threading
@@ -56,6 +57,16 @@ def register_secret_source(func) -> None:
         _secret_sources.append(func)
 
 
+# Bumped when this process changes a secret, so its log filters refresh at once; other
+# processes refresh within `RedactingFilter.refresh_every` seconds.
+_generation = 0
+
+
+def secrets_changed() -> None:
+    global _generation
+    _generation += 1
+
+
 def platform_secrets() -> list[str]:
     """Every secret the platform holds that could reach a log."""
     found = [s for s in (settings.REGISTRY_PASSWORD,) if s]
@@ -77,19 +88,50 @@ class RedactingFilter(logging.Filter):
         super().__init__(name)
         self._redactor = Redactor(())
         self._fetched_at = float("-inf")
+        self._generation = -1
         self._busy = threading.local()
+
+    def _fetch(self) -> list[str]:
+        self._busy.on = True  # the queries' own log records must not fetch again
+        try:
+            return platform_secrets()
+        finally:
+            self._busy.on = False
+
+    def _fetch_outside_event_loop(self) -> list[str]:
+        """Database access is refused inside an event loop (daphne's thread): fetch in a
+        short-lived thread, which closes its connection when done."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._fetch()
+        result: dict[str, list[str]] = {}
+
+        def run() -> None:
+            from django.db import connections
+
+            try:
+                result["found"] = self._fetch()
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        thread.join(5)
+        if "found" not in result:
+            raise RuntimeError("could not fetch the secrets")
+        return result["found"]
 
     def _current(self) -> Redactor:
         now = time.monotonic()
-        if now - self._fetched_at > self.refresh_every and not getattr(self._busy, "on", False):
-            self._busy.on = True
+        stale = now - self._fetched_at > self.refresh_every or self._generation != _generation
+        if stale:
+            generation = _generation
             try:
-                self._redactor = Redactor(platform_secrets())
-                self._fetched_at = now
-            except Exception:  # no database yet, or inside an event loop: keep the last set
+                self._redactor = Redactor(self._fetch_outside_event_loop())
+                self._fetched_at, self._generation = now, generation
+            except Exception:  # no database yet: keep the last set, try again soon
                 self._fetched_at = now - self.refresh_every + 0.5
-            finally:
-                self._busy.on = False
         return self._redactor
 
     def filter(self, record: logging.LogRecord) -> bool:

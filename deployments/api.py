@@ -155,10 +155,9 @@ class Config(APIView):
         limit = 2 * settings.CONFIG_FILE_MAX_BYTES
         if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
             raise PlatformError(f"The request is larger than {limit} bytes.", errors={"file": ["Too large."]}, status_code=413)
-        is_multipart = request.content_type.startswith("multipart/")
-        data = ConfigSetSerializer.validated(request.data)
-        if is_multipart and "file" not in data:
+        if request.content_type.startswith("multipart/") and "file" not in request.FILES:
             raise PlatformError("A multipart request sets a file value: add the part 'file'.", errors={"file": ["No file was sent."]})
+        data = ConfigSetSerializer.validated(request.data)
         if "file" in data:
             upload = data["file"]
             value, is_file, filename = upload.read(settings.CONFIG_FILE_MAX_BYTES + 1), True, upload.name or ""

@@ -98,14 +98,15 @@ def replica_configuration(descriptor: dict | None, values: dict[str, ConfigValue
     return env, tuple(files)
 
 
-def config_keys(values: dict[str, ConfigValue], specific: dict[str, int]) -> list[dict]:
-    """Names, scopes and a fingerprint per value: never a value."""
+def config_keys(deployment) -> list[dict]:
+    """A deployment's configuration as names, scopes and a fingerprint per value: never a value."""
+    values = merged(deployment.release.config, deployment.config)
     return [
         {
             "key": key,
             "secret": value.secret,
             "file": value.is_file,
-            "scope": "environment" if key in specific else "all environments",
+            "scope": "environment" if key in deployment.config else "all environments",
             "hash": value.fingerprint[:16],
         }
         for key, value in sorted(values.items())

@@ -47,7 +47,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
 
     def get_config_keys(self, deployment) -> list[dict]:
         """Names and a fingerprint of each value, never a value."""
-        return configurables.config_keys(configurables.merged(deployment.release.config, deployment.config), deployment.config)
+        return configurables.config_keys(deployment)
 
 
 class DeploySerializer(StrictSerializer):

@@ -142,7 +142,13 @@ def deployment_detail(request, project, component, deployment_id):
     return render(
         request,
         "deployments/deployment_detail.html",
-        {"project": component_obj.project, "component": component_obj, "deployment": deployment, "urls": services.urls_for(deployment)},
+        {
+            "project": component_obj.project,
+            "component": component_obj,
+            "deployment": deployment,
+            "urls": services.urls_for(deployment),
+            "config_keys": configurables.config_keys(deployment),
+        },
     )
 
 

@@ -158,7 +158,7 @@ def _stale(model, field) -> list:
     table, column, pk = model._meta.db_table, field.column, model._meta.pk.column
     with connection.cursor() as cursor:
         q = connection.ops.quote_name
-        cursor.execute(f"SELECT {q(pk)}, {q(column)} FROM {q(table)} WHERE {q(column)} IS NOT NULL")
+        cursor.execute(f"SELECT {q(pk)}, {q(column)} FROM {q(table)} WHERE {q(column)} IS NOT NULL")  # noqa: S608 (names from the models)
         return [ident for ident, raw in cursor.fetchall() if not KEYRING.is_current(bytes(raw))]
 
 

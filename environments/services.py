@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils.crypto import salted_hmac
 
+from choreo_site import redaction
 from choreo_site.errors import Conflict, NotFound, PlatformError
 from environments.models import ConfigValue, Environment, Project
 from environments.names import NAME_HELP, NAME_RE
@@ -190,7 +191,7 @@ def config_set(
     if current is not None and (current.fingerprint, current.secret, current.is_file) == (fingerprint, secret, as_file):
         return current
     _current(project=project, component=component, environment=environment).filter(key=key).update(current=False)
-    return ConfigValue.objects.create(
+    item = ConfigValue.objects.create(
         project=project,
         component=component,
         environment=environment,
@@ -203,6 +204,9 @@ def config_set(
         fingerprint=fingerprint,
         size=len(data),
     )
+    if secret:
+        redaction.secrets_changed()
+    return item
 
 
 @transaction.atomic

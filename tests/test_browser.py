@@ -153,3 +153,69 @@ def test_deploy_promote_and_roll_back_from_the_deploy_page(page, platform, admin
     from environments.services import project_delete
 
     project_delete(project=Project.objects.get(name="shop"))
+
+
+@pytest.mark.usefixtures("platform_ingress")
+def test_set_config_and_a_secret_on_the_deploy_page(page, platform, admin_user, make_repo, settings):
+    import secrets
+    import time
+
+    from builds.models import Build
+    from builds.services import build_start
+
+    settings.ROLLOUT_STOP_GRACE = 1
+    from tests.deployments.test_deploy import DESCRIPTOR, SERVING
+
+    descriptor = DESCRIPTOR.replace("STARTUP", "20s").replace("replicas: 2", "replicas: 1")
+    descriptor += "configurations:\n  - name: GREETING\n    required: true\n  - name: DB_PASSWORD\n    secret: true\n    required: true\n"
+    repo = make_repo({".choreo/component.yaml": descriptor, "Dockerfile": SERVING, "index.html": "v1\n"})
+    component = component_create(project=project_create(name="shop"), name="web", repository=str(repo.path))
+    build = build_start(component=component)
+    deadline = time.monotonic() + 120
+    while not Build.objects.filter(pk=build.pk, status=Build.SUCCEEDED).exists():
+        assert time.monotonic() < deadline, list(Build.objects.values_list("status", "error"))
+        time.sleep(0.3)
+
+    page.goto(f"{platform}/login/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", "admin-password-for-tests")
+    page.click("button[type=submit]")
+    deploy_page = f"{platform}/projects/shop/components/web/deploy/"
+    page.goto(deploy_page)
+    expect(page.locator("#env-development .missing-config")).to_contain_text("GREETING")
+
+    # Deploying without the required values is refused, naming each key.
+    page.click("#deploy-button")
+    expect(page.locator(".message.error").first).to_contain_text("GREETING")
+    expect(page.locator(".message.error").first).to_contain_text("DB_PASSWORD")
+
+    setup = page.locator("#setup .config-form")
+    setup.locator(".config-key").fill("GREETING")
+    setup.locator(".config-value").fill("hello")
+    setup.locator(".config-save").click()
+    expect(page.locator(".message.success")).to_contain_text("GREETING is set")
+    marker = "pw-" + secrets.token_hex(12)
+    setup = page.locator("#setup .config-form")
+    setup.locator(".config-key").fill("DB_PASSWORD")
+    setup.locator(".config-value").fill(marker)
+    setup.locator(".config-secret").check()
+    setup.locator(".config-save").click()
+    expect(page.locator(".message.success")).to_contain_text("DB_PASSWORD is set (secret)")
+
+    # The secret is listed, masked; its value is nowhere on the page.
+    row = page.locator('#setup tr[data-key="DB_PASSWORD"]')
+    expect(row).to_contain_text("secret")
+    expect(page.locator('#setup tr[data-key="GREETING"]')).to_contain_text("hello")
+    assert marker not in page.content()
+    expect(page.locator("#env-development .missing-config")).to_have_count(0)
+
+    page.click("#deploy-button")
+    expect(page).to_have_url(re.compile(r"/deployments/\d+/$"))
+    expect(page.locator("#log-state")).to_have_text("Finished: active", timeout=60_000)
+    expect(page.locator("#log")).to_contain_text("Configuration: DB_PASSWORD (secret), GREETING")
+    assert marker not in page.content()
+    page.screenshot(path=str(os.environ.get("SCREENSHOT_DIR", "/tmp")) + "/deploy-config.png", full_page=True)
+    from environments.models import Project
+    from environments.services import project_delete
+
+    project_delete(project=Project.objects.get(name="shop"))

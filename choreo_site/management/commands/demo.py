@@ -72,6 +72,12 @@ class Command(BaseCommand):
         if build["status"] != "succeeded":
             raise CommandError(f"demo: build {build['id']} {build['status']}: {build['error']}\nlogs: {page}")
         self.stdout.write(f"demo: build {build['id']} succeeded for commit {build['commit'][:12]}: {build['image']}")
+        self.stdout.write("demo: production gets its own GREETING (PUT .../config/?environment=production)")
+        call(
+            "PUT",
+            "/projects/demo/components/hello/config/?environment=production",
+            json={"key": "GREETING", "value": "Hello from production"},
+        )
         self.stdout.write("demo: deploying to development (POST .../deploy/?wait=1) …")
         dev = call("POST", "/projects/demo/components/hello/deploy/?wait=1", json={"build": build["id"]}).json()
         if dev["status"] != "active":

@@ -1,0 +1,78 @@
+"""Every log masks every configuration secret, current and past, in its plain, base64 and
+URL-encoded forms: stored logs, and the platform's own log output."""
+
+import base64
+import io
+import logging
+from urllib.parse import quote
+
+import pytest
+
+from choreo_site.logstream import LogWriter, read_text
+from choreo_site.redaction import RedactingFilter, platform_secrets
+from environments.services import config_set, project_create
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def project():
+    return project_create(name="shop")
+
+
+def test_stored_logs_mask_current_and_past_secrets(project):
+    config_set(project=project, component="web", environment=None, key="TOKEN", value="first-token-value", secret=True)
+    config_set(project=project, component="web", environment=None, key="TOKEN", value="second-token-value", secret=True)
+    dev = project.environments.get(name="development")
+    config_set(
+        project=project,
+        component="web",
+        environment=dev,
+        key="cert.pem",
+        value=b"-----BEGIN-----\nline-of-a-cert-file\n",
+        secret=True,
+        is_file=True,
+    )
+    config_set(project=project, component="web", environment=None, key="PLAIN", value="not-a-secret-at-all")
+    assert {"first-token-value", "second-token-value", "line-of-a-cert-file"} <= set(platform_secrets())
+
+    writer = LogWriter("build-901")
+    writer.line("old first-token-value new second-token-value")
+    writer.line(f"b64 {base64.b64encode(b'second-token-value').decode()} url {quote('first-token-value')}")
+    writer.line("cert: line-of-a-cert-file")
+    writer.line("plain: not-a-secret-at-all")
+    assert read_text("build-901") == "old *** new ***\nb64 *** url ***\ncert: ***\nplain: not-a-secret-at-all\n"
+
+
+def test_the_platform_own_log_output_is_masked(project):
+    config_set(project=project, component="web", environment=None, key="TOKEN", value="token-in-a-traceback", secret=True)
+    # The handler the settings configure for every process's output.
+    handler = next(h for h in logging.getLogger().handlers if any(isinstance(f, RedactingFilter) for f in h.filters))
+    stream, handler.stream = handler.stream, io.StringIO()
+    try:
+        log = logging.getLogger("deployments.rollout")
+        log.warning("connecting with %s", "token-in-a-traceback")
+        try:
+            raise RuntimeError("refused token-in-a-traceback")
+        except RuntimeError:
+            log.exception("failed")
+        out = handler.stream.getvalue()
+    finally:
+        handler.stream = stream
+    assert "token-in-a-traceback" not in out
+    assert "connecting with ***" in out and "RuntimeError: refused ***" in out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_filter_fetches_secrets_from_inside_an_event_loop():
+    import asyncio
+
+    project = project_create(name="loop")
+    config_set(project=project, component="web", environment=None, key="TOKEN", value="token-seen-by-daphne", secret=True)
+    record = logging.LogRecord("daphne", logging.WARNING, __file__, 1, "got %s", ("token-seen-by-daphne",), None)
+
+    async def log_in_the_loop():
+        RedactingFilter().filter(record)  # as in daphne's thread, where queries are refused
+
+    asyncio.run(log_in_the_loop())
+    assert record.getMessage() == "got ***"
