@@ -124,6 +124,9 @@ class DockerRuntime:
             container.remove(force=True)
         except NotFound:
             pass
+        except APIError as exc:
+            if exc.status_code != 409:  # 409: another remover got there first (teardown and reconcile)
+                raise
 
     def replicas(self, **labels: str) -> list[Replica]:
         filters = [f"{k}={v}" for k, v in self._labels(**labels).items()]
