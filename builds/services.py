@@ -189,6 +189,12 @@ def build_cancel(*, build: Build) -> Build:
     return build
 
 
+def build_auto_deploy_refused(*, build: Build, reason: str) -> None:
+    """Record why Auto Deploy on Build did not deploy a build: on the build, and in its log."""
+    Build.objects.filter(pk=build.pk).update(auto_deploy_error=reason[:2000])
+    LogWriter(build.log_stream).line(f"==> Auto deploy refused: {reason}")
+
+
 def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 

@@ -77,13 +77,23 @@ class LogWriter:
             log.warning("could not send live log lines of %s", self.stream, exc_info=True)
 
 
+# Lines are redacted when written, and again when read: a value that became a secret
+# after it was logged is masked too.
+
+
 def read_lines(stream: str, *, offset: int = 0, limit: int | None = None) -> list[LogLine]:
     lines = LogLine.objects.filter(stream=stream, seq__gte=offset).order_by("seq")
-    return list(lines[:limit] if limit else lines)
+    lines = list(lines[:limit] if limit else lines)
+    if lines:
+        redact = Redactor(platform_secrets())
+        for line in lines:
+            line.text = redact(line.text)
+    return lines
 
 
 def read_text(stream: str) -> str:
-    return "".join(text + "\n" for text in LogLine.objects.filter(stream=stream).order_by("seq").values_list("text", flat=True))
+    redact = Redactor(platform_secrets())
+    return "".join(redact(text) + "\n" for text in LogLine.objects.filter(stream=stream).order_by("seq").values_list("text", flat=True))
 
 
 # Each app that writes streams says how to tell whether one of its streams has ended:

@@ -4,7 +4,6 @@ before the apps are ready."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import threading
@@ -19,24 +18,36 @@ MASK = "***"
 MIN_SECRET_LENGTH = 4
 
 
+def _base64_forms(raw: bytes) -> set[str]:
+    """The base64 of `raw` wherever it starts in a longer encoded text (as in an HTTP Basic
+    header, `user:password`): for each of the three alignments, the part that depends on
+    `raw` alone."""
+    forms = set()
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        for shift in range(3):
+            encoded = encode(b"\0" * shift + raw).decode()
+            start = 4 if shift else 0  # the first group mixes in the bytes before
+            end = len(encoded) if (shift + len(raw)) % 3 == 0 else len(encoded) - 4  # the last mixes in those after
+            forms.add(encoded[start:end])
+        forms.add(encode(raw).decode().rstrip("="))
+    return forms
+
+
 class Redactor:
-    """Replaces each secret value, and its base64 and URL-encoded forms, with `***`."""
+    """Replaces each secret value, its lines, and its base64 and URL-encoded forms with `***`."""
 
     def __init__(self, secrets: Iterable[str] = ()):
-        forms: set[str] = set()
+        values: set[str] = set()
         for value in secrets:
-            if not value or len(value) < MIN_SECRET_LENGTH:
+            if value:
+                values.add(value)
+                # Logs are read line by line: a multi-line secret is masked line by line too.
+                values.update(line.strip() for line in value.splitlines() if len(line.strip()) >= 8)
+        forms: set[str] = set()
+        for value in values:
+            if len(value) < MIN_SECRET_LENGTH:
                 continue
-            raw = value.encode()
-            forms.update(
-                {
-                    value,
-                    base64.b64encode(raw).decode().rstrip("="),
-                    base64.urlsafe_b64encode(raw).decode().rstrip("="),
-                    quote(value, safe=""),
-                    quote_plus(value),
-                }
-            )
+            forms.update({value, quote(value, safe=""), quote_plus(value)} | _base64_forms(value.encode()))
         # Longest first, so a secret that contains another is masked whole.
         self._forms = sorted((f for f in forms if len(f) >= MIN_SECRET_LENGTH), key=len, reverse=True)
 
@@ -78,9 +89,9 @@ def platform_secrets() -> list[str]:
 class RedactingFilter(logging.Filter):
     """Masks secrets in the platform's own log records (what its processes print).
 
-    Asking the database on every record would be slow, and impossible inside an event
-    loop or a query's own logging; the secrets are fetched at most every few seconds,
-    and the last set is used when they cannot be fetched."""
+    Asking the database on every record would be slow; the secrets are fetched at most
+    every few seconds (at once after this process changes one), and the last set is used
+    when they cannot be fetched."""
 
     refresh_every = 5.0
 
@@ -92,30 +103,21 @@ class RedactingFilter(logging.Filter):
         self._busy = threading.local()
 
     def _fetch(self) -> list[str]:
-        self._busy.on = True  # the queries' own log records must not fetch again
-        try:
-            return platform_secrets()
-        finally:
-            self._busy.on = False
-
-    def _fetch_outside_event_loop(self) -> list[str]:
-        """Database access is refused inside an event loop (daphne's thread): fetch in a
-        short-lived thread, which closes its connection when done."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return self._fetch()
+        """Ask in a short-lived thread of its own: with its own database connection, a
+        failure cannot break the caller's transaction, and it works in daphne's event loop
+        too, where queries are refused."""
         result: dict[str, list[str]] = {}
 
         def run() -> None:
             from django.db import connections
 
+            self._busy.on = True  # the queries' own log records must not fetch again
             try:
-                result["found"] = self._fetch()
+                result["found"] = platform_secrets()
             finally:
                 connections.close_all()
 
-        thread = threading.Thread(target=run, daemon=True)
+        thread = threading.Thread(target=run, name="redaction-fetch", daemon=True)
         thread.start()
         thread.join(5)
         if "found" not in result:
@@ -128,7 +130,7 @@ class RedactingFilter(logging.Filter):
         if stale:
             generation = _generation
             try:
-                self._redactor = Redactor(self._fetch_outside_event_loop())
+                self._redactor = Redactor(self._fetch())
                 self._fetched_at, self._generation = now, generation
             except Exception:  # no database yet: keep the last set, try again soon
                 self._fetched_at = now - self.refresh_every + 0.5
@@ -138,8 +140,11 @@ class RedactingFilter(logging.Filter):
         if getattr(self._busy, "on", False):
             return True
         redact = self._current()
-        record.msg = redact(record.getMessage())
-        record.args = None
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: logging reports it when it formats the record
+            return True
+        record.msg, record.args = redact(message), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:

@@ -2,6 +2,7 @@
 and has a default that works with nothing set."""
 
 import hashlib
+import os
 import secrets
 from pathlib import Path
 
@@ -18,11 +19,20 @@ DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 
 def _secret_file(path: Path) -> str:
-    """A random secret kept in a file with mode 0600, made on first use."""
+    """A random secret kept in a file with mode 0600, made on first use. Made whole and
+    then linked into place, so processes starting together all read the same one."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(50))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(50))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
     return path.read_text().strip()
 
 

@@ -27,6 +27,7 @@ from deployments.serializers import (
     RollbackSerializer,
 )
 from environments.services import environment_get
+from environments.values import check_request_size
 
 WAIT = OpenApiParameter("wait", OpenApiTypes.BOOL, description="Block until the deployment is final (at most 300 s).")
 ENVIRONMENT = OpenApiParameter("environment", OpenApiTypes.STR)
@@ -152,9 +153,7 @@ class Config(APIView):
     def put(self, request, project, component):
         component = _component(project, component)
         environment = _scope(component, request)
-        limit = 2 * settings.CONFIG_FILE_MAX_BYTES
-        if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
-            raise PlatformError(f"The request is larger than {limit} bytes.", errors={"file": ["Too large."]}, status_code=413)
+        check_request_size(int(request.META.get("CONTENT_LENGTH") or 0))
         if request.content_type.startswith("multipart/") and "file" not in request.FILES:
             raise PlatformError("A multipart request sets a file value: add the part 'file'.", errors={"file": ["No file was sent."]})
         data = ConfigSetSerializer.validated(request.data)

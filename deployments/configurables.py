@@ -54,7 +54,7 @@ def problems(descriptor: dict | None, values: dict[str, ConfigValue]) -> dict[st
                 found[name] = [f"declared as {spec['type']}, but it was set as a file"]
                 continue
             try:
-                coerce_config_value(spec["type"], value.text)
+                coerce_config_value(spec["type"], value.text, reveal=not (value.secret or spec["secret"]))
             except ValueError as exc:
                 found[name] = [f"declared as {spec['type']}: it {exc}"]
                 continue

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from builds.models import Build, Component
+from builds.services import build_auto_deploy_refused
 from choreo_site.errors import Conflict, NotFound, PlatformError
 from choreo_site.queues import default_queue, enqueue_after_commit
 from deployments import configurables
@@ -261,11 +262,8 @@ def auto_deploy(*, build_id: int) -> Deployment | None:
     try:
         return deployment_deploy(component=component, build=build, kind=Deployment.AUTO)
     except PlatformError as exc:
-        from choreo_site.logstream import LogWriter
-
         # The pipeline stops here, before any rollout; the build keeps the reason.
-        Build.objects.filter(pk=build.pk).update(auto_deploy_error=exc.detail[:2000])
-        LogWriter(build.log_stream).line(f"==> Auto deploy refused: {exc.detail}")
+        build_auto_deploy_refused(build=build, reason=exc.detail)
         return None
 
 

@@ -11,6 +11,7 @@ from choreo_site.errors import PlatformError
 from choreo_site.pages import page_action
 from deployments import configurables, rollout, services
 from environments.services import environment_get
+from environments.values import check_request_size
 
 
 def _component(project: str, component: str):
@@ -165,13 +166,14 @@ def config_set(request, project, component):
     upload = request.FILES.get("file")
 
     def action():
+        check_request_size(int(request.META.get("CONTENT_LENGTH") or 0))
         environment = _config_scope(request, component_obj)
         if upload is not None:
-            if upload.size > settings.CONFIG_FILE_MAX_BYTES:
-                raise PlatformError(f"{upload.name} is {upload.size} bytes; the largest allowed is {settings.CONFIG_FILE_MAX_BYTES} bytes.")
-            value, is_file = upload.read(), True
+            value, is_file = upload.read(settings.CONFIG_FILE_MAX_BYTES + 1), True
+        elif request.POST.get("value"):
+            value, is_file = request.POST["value"], False
         else:
-            value, is_file = request.POST.get("value", ""), False
+            raise PlatformError("Give a value, or choose a file.", errors={"value": ["Empty."]})
         return services.component_config_set(
             component=component_obj,
             environment=environment,

@@ -107,8 +107,9 @@ def _current(*, project: Project, component: str, environment: Environment | Non
 
 
 def config_list(*, project: Project, component: str, environment: Environment | None = None) -> list[ConfigValue]:
-    """The current values of one scope, by key."""
-    return list(_current(project=project, component=component, environment=environment).order_by("key"))
+    """The current values of one scope, by key. A value is loaded (and a secret decrypted)
+    only when asked for."""
+    return list(_current(project=project, component=component, environment=environment).defer("plain", "sealed").order_by("key"))
 
 
 def config_snapshot(*, project: Project, component: str, environment: Environment | None = None) -> dict[str, int]:
@@ -117,7 +118,8 @@ def config_snapshot(*, project: Project, component: str, environment: Environmen
 
 
 def config_versions(ids: Iterable[int]) -> dict[int, ConfigValue]:
-    return ConfigValue.objects.in_bulk(list(ids))
+    """Versions by id; as in `config_list`, values load only when asked for."""
+    return ConfigValue.objects.defer("plain", "sealed").in_bulk(list(ids))
 
 
 def _fingerprint(value: bytes) -> str:
@@ -128,7 +130,7 @@ def _config_error(field: str, message: str, *, status_code: int | None = None) -
     return PlatformError(message, errors={field: [message]}, status_code=status_code)
 
 
-def _config_payload(key: str, value, *, is_file: bool, declared: dict | None) -> tuple[bytes, bool]:
+def _config_payload(key: str, value, *, is_file: bool, secret: bool, declared: dict | None) -> tuple[bytes, bool]:
     """Check a value against the rules and the configurable declared for its key; answer
     its bytes and whether it is a file."""
     ctype = (declared or {}).get("type")
@@ -149,7 +151,7 @@ def _config_payload(key: str, value, *, is_file: bool, declared: dict | None) ->
         if isinstance(value, bytes):
             raise _config_error("value", f"{key}: a value must be text.")
         try:
-            text = coerce_config_value(ctype or "string", value)
+            text = coerce_config_value(ctype or "string", value, reveal=not secret)
         except ValueError as exc:
             what = f"{key} is declared as {ctype}: it" if ctype else f"{key}"
             raise _config_error("value", f"{what} {exc}.") from None
@@ -183,8 +185,8 @@ def config_set(
     has changes nothing. Running deployments are untouched: a value reaches replicas
     through the next deployment.
     """
-    data, as_file = _config_payload(key, value, is_file=is_file, declared=declared)
     secret = bool(secret) or bool((declared or {}).get("secret"))
+    data, as_file = _config_payload(key, value, is_file=is_file, secret=secret, declared=declared)
     Project.objects.select_for_update().filter(pk=project.pk).first()
     fingerprint = _fingerprint(data)
     current = _current(project=project, component=component, environment=environment).filter(key=key).first()
@@ -205,7 +207,7 @@ def config_set(
         size=len(data),
     )
     if secret:
-        redaction.secrets_changed()
+        transaction.on_commit(redaction.secrets_changed)
     return item
 
 
@@ -219,13 +221,5 @@ def config_delete(*, project: Project, component: str, environment: Environment 
 
 
 def config_secret_values() -> list[str]:
-    """Every secret value ever set, current and past, as text: what logs must never show.
-
-    A secret file also contributes each of its lines, since logs are read line by line."""
-    values: set[str] = set()
-    for item in ConfigValue.objects.filter(secret=True).only("sealed", "secret", "is_file"):
-        text = item.text
-        values.add(text)
-        if item.is_file:
-            values.update(line.strip() for line in text.splitlines() if len(line.strip()) >= 8)
-    return sorted(values)
+    """Every secret value ever set, current and past, as text: what logs must never show."""
+    return sorted({item.text for item in ConfigValue.objects.filter(secret=True).only("sealed", "secret")})

@@ -9,6 +9,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.conf import settings
+
+from choreo_site.errors import PlatformError
+
 CONFIG_TYPES = ("string", "integer", "number", "boolean", "file")
 
 # A value that is not a file becomes an environment variable: a name a shell accepts.
@@ -27,12 +31,23 @@ def kind_of(value: Any) -> str:
     )
 
 
-def coerce_config_value(ctype: str, value: Any) -> str:
+def coerce_config_value(ctype: str, value: Any, *, reveal: bool = True) -> str:
     """Check `value` against a configurable's type; return it as the string the container gets.
 
-    Raises ValueError with the reason. Strings from forms and the API are accepted for
-    every type when they read as one (`"10"` for an integer, `"true"` for a boolean).
+    Raises ValueError with the reason, which quotes the value unless `reveal` is false (a
+    secret's value must not reach an error message). Strings from forms and the API are
+    accepted for every type when they read as one (`"10"` for an integer, `"true"` for a
+    boolean).
     """
+    try:
+        return _coerce(ctype, value)
+    except ValueError as exc:
+        if reveal:
+            raise
+        raise ValueError(str(exc).split(", got ")[0] + f", got {kind_of(value)} that is not one") from None
+
+
+def _coerce(ctype: str, value: Any) -> str:
     if ctype == "string" or ctype == "file":
         if isinstance(value, (dict, list)) or value is None:
             raise ValueError(f"must be a {ctype}, got {kind_of(value)}")
@@ -60,3 +75,17 @@ def coerce_config_value(ctype: str, value: Any) -> str:
             return value.strip()
         raise ValueError(f"must be a number, got {value!r}")
     raise ValueError(f"unknown type {ctype!r}")
+
+
+def check_request_size(content_length: int) -> None:
+    """Refuse a request that could hold a file larger than any file value, before it is read.
+
+    Uploads are kept in memory only (FILE_UPLOAD_HANDLERS), so a request past this limit
+    would otherwise lose its file silently."""
+    limit = 2 * settings.CONFIG_FILE_MAX_BYTES
+    if content_length > limit:
+        raise PlatformError(
+            f"The request is {content_length} bytes; a configuration value or file must fit in {settings.CONFIG_FILE_MAX_BYTES} bytes.",
+            errors={"file": ["Too large."]},
+            status_code=413,
+        )

@@ -56,6 +56,7 @@ class DockerRuntime:
 
     def replica_start(self, spec: ReplicaSpec) -> Replica:
         network = self.environment_ensure(project=spec.project, environment=spec.environment)
+        container = None
         try:
             try:
                 self.client.images.get(spec.image)
@@ -77,7 +78,12 @@ class DockerRuntime:
             self.client.networks.get(network).connect(container, aliases=[spec.component])
             container.start()
             container.reload()
-        except DockerException as exc:
+        except (DockerException, RuntimeFailure) as exc:
+            if container is not None:  # never leave a half-made replica, with its files, behind
+                try:
+                    container.remove(force=True)
+                except DockerException:
+                    pass
             raise RuntimeFailure(f"could not start {spec.name}: {exc}") from None
         return self._replica(container)
 

@@ -12,7 +12,8 @@ from choreo_site.logstream import LogWriter, read_text
 from choreo_site.redaction import RedactingFilter, platform_secrets
 from environments.services import config_set, project_create
 
-pytestmark = pytest.mark.django_db
+# Committed: the log filter reads secrets on a connection of its own.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
@@ -34,14 +35,24 @@ def test_stored_logs_mask_current_and_past_secrets(project):
         is_file=True,
     )
     config_set(project=project, component="web", environment=None, key="PLAIN", value="not-a-secret-at-all")
-    assert {"first-token-value", "second-token-value", "line-of-a-cert-file"} <= set(platform_secrets())
+    assert {"first-token-value", "second-token-value", "-----BEGIN-----\nline-of-a-cert-file\n"} <= set(platform_secrets())
 
     writer = LogWriter("build-901")
     writer.line("old first-token-value new second-token-value")
     writer.line(f"b64 {base64.b64encode(b'second-token-value').decode()} url {quote('first-token-value')}")
     writer.line("cert: line-of-a-cert-file")
     writer.line("plain: not-a-secret-at-all")
-    assert read_text("build-901") == "old *** new ***\nb64 *** url ***\ncert: ***\nplain: not-a-secret-at-all\n"
+    basic = base64.b64encode(b"user:second-token-value").decode()
+    writer.line(f"Authorization: Basic {basic}")
+    lines = read_text("build-901").splitlines()
+    assert lines[:4] == ["old *** new ***", "b64 *** url ***", "cert: ***", "plain: not-a-secret-at-all"]
+    assert "***" in lines[4] and basic not in lines[4]
+
+
+def test_reading_a_log_masks_a_value_made_secret_after_it_was_logged(project):
+    LogWriter("build-902").line("connecting with later-made-secret")
+    config_set(project=project, component="web", environment=None, key="TOKEN", value="later-made-secret", secret=True)
+    assert read_text("build-902") == "connecting with ***\n"
 
 
 def test_the_platform_own_log_output_is_masked(project):
@@ -63,7 +74,6 @@ def test_the_platform_own_log_output_is_masked(project):
     assert "connecting with ***" in out and "RuntimeError: refused ***" in out
 
 
-@pytest.mark.django_db(transaction=True)
 def test_the_filter_fetches_secrets_from_inside_an_event_loop():
     import asyncio
 

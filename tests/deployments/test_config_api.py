@@ -13,6 +13,7 @@ from builds.models import Build
 from builds.services import component_create
 from environments.models import ConfigValue
 from environments.services import project_create
+from tests.conftest import messages_of
 
 pytestmark = pytest.mark.django_db
 
@@ -200,3 +201,33 @@ def test_fuzz_put_never_fails_unhandled(api, component, body):
     else:
         item = ConfigValue.objects.get(pk=response.json()["version"])
         assert item.key == body["key"] and item.current
+
+
+def test_a_refused_secret_is_not_echoed(api, component):
+    # DB_PASSWORD is a declared secret; a wrong type for a secret never quotes the value.
+    Build.objects.filter(component=component).update(
+        descriptor=parse_descriptor(
+            DESCRIPTOR.replace("  - name: DEBUG\n", "  - name: PIN\n    type: integer\n    secret: true\n  - name: DEBUG\n")
+        ).data
+    )
+    response = put(api, {"key": "PIN", "value": "not-a-number-but-secret"})
+    assert response.status_code == 400
+    assert "not-a-number-but-secret" not in response.content.decode()
+    assert "must be an integer" in response.json()["detail"]
+
+
+def test_the_deploy_page_sets_values_files_and_secrets(logged_in, component):
+    url = "/projects/shop/components/web/deploy/config"
+    empty = logged_in.post(url, {"key": "GREETING", "value": "", "environment": ""}, follow=True)
+    assert "Give a value, or choose a file." in messages_of(empty)
+    logged_in.post(url, {"key": "GREETING", "value": "hi", "environment": "development"})
+    logged_in.post(url, {"key": "DB_PASSWORD", "value": "page-secret-marker", "secret": "on", "environment": ""})
+    upload = logged_in.post(url, {"key": "app-config", "file": SimpleUploadedFile("c.toml", b"a = 1\n"), "environment": ""}, follow=True)
+    assert "app-config is set" in messages_of(upload)[-1]
+    assert ConfigValue.objects.get(key="GREETING").environment.name == "development"
+    assert ConfigValue.objects.get(key="app-config").value == b"a = 1\n"
+    page = logged_in.get("/projects/shop/components/web/deploy/").content.decode()
+    assert "page-secret-marker" not in page and "secret" in page
+    removed = logged_in.post(url + "/remove", {"key": "GREETING", "environment": "development"}, follow=True)
+    assert "GREETING is removed" in messages_of(removed)[-1]
+    assert not ConfigValue.objects.filter(key="GREETING", current=True).exists()
