@@ -136,10 +136,29 @@ KEYRING = KeyRing()
 def sealed(field):
     """An encrypted model field (django-cryptography's `encrypt`) that uses the key ring.
 
-    Migrations see a plain `encrypt(...)` field: the ring is a runtime matter."""
+    It deconstructs to this function, so the models that migrations rebuild (historical
+    models in a data migration) use the ring as well."""
     field = encrypt(field)
     field._fernet = KEYRING
+    field.__class__ = _sealed_class(type(field))
     return field
+
+
+_SEALED_CLASSES: dict[type, type] = {}
+
+
+def _sealed_class(encrypted: type) -> type:
+    base = encrypted.base_class
+
+    def deconstruct(self):
+        name, _, args, kwargs = base.deconstruct(self)
+        return name, f"{sealed.__module__}.{sealed.__name__}", [base(*args, **kwargs)], {}
+
+    def clone(self):
+        _, _, args, _ = self.deconstruct()
+        return sealed(*args)
+
+    return _SEALED_CLASSES.setdefault(encrypted, type(f"Sealed{base.__name__}", (encrypted,), {"deconstruct": deconstruct, "clone": clone}))
 
 
 def sealed_fields() -> list[tuple[type, object]]:

@@ -1,4 +1,6 @@
 from django.db import models
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 
 from environments.keyring import sealed
 from environments.names import validate_name
@@ -64,6 +66,18 @@ class ConfigValue(models.Model):
     class Meta:
         ordering = ["key", "-id"]
         indexes = [models.Index(fields=["project", "component", "environment", "current"], name="config_current_idx")]
+        constraints = [
+            # One current version per key and scope; an environment-independent value has
+            # no environment, and NULLs never collide in a unique index, hence the 0.
+            models.UniqueConstraint(
+                F("project"),
+                F("component"),
+                Coalesce(F("environment"), Value(0)),
+                F("key"),
+                condition=Q(current=True),
+                name="config_one_current_version",
+            )
+        ]
 
     def __str__(self) -> str:
         scope = self.environment.name if self.environment_id else "all environments"
