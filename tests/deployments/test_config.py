@@ -9,8 +9,10 @@ import io
 import json
 import os
 import secrets
+import signal
 import subprocess
 import tarfile
+import time
 import zlib
 
 import docker
@@ -27,7 +29,7 @@ from deployments.models import Deployment
 from environments.keyring import read_key_file, stale_count
 from environments.models import ConfigValue, Project
 from environments.services import project_create, project_delete
-from tests.conftest import run_build_jobs, run_default_jobs
+from tests.conftest import MANAGE, run_build_jobs, run_default_jobs, start_process
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")]
 
@@ -346,34 +348,54 @@ def ciphertexts() -> dict[int, bytes]:
         return {pk: bytes(raw) for pk, raw in cursor.fetchall()}
 
 
-def test_key_rotation_keeps_every_secret_readable_and_deployments_running(api, component):
+def test_key_rotation_keeps_every_secret_readable_and_deployments_running(api, component, platform_env, tmp_path):
     build(component)
     marker = "pw-" + secrets.token_hex(12)
     configure(api, marker, "key-" + secrets.token_hex(12))
     component_update(component=Component.objects.get(pk=component.pk), webhook_secret="a-webhook-secret-of-some-length")
-    active = deploy(api)
-    containers = {c.id for c in replicas_of(active["id"])}
-    old_keys = read_key_file(settings.CONFIG_KEY_FILE)
-    old_ciphertext = ciphertexts()
+    # A real worker process runs the rollouts: it started with the old key and is never restarted.
+    worker = start_process([*MANAGE, "rqworker", "default"], platform_env, tmp_path / "worker.log")
+    try:
+        active = deploy_by_worker(api)
+        containers = {c.id for c in replicas_of(active["id"])}
+        old_keys = read_key_file(settings.CONFIG_KEY_FILE)
+        old_ciphertext = ciphertexts()
 
-    out = io.StringIO()
-    call_command("rotate_config_key", grace=0, stdout=out)
-    assert "re-encrypted 3 value(s)" in out.getvalue()  # two secrets and the webhook secret
-    new_keys = read_key_file(settings.CONFIG_KEY_FILE)
-    assert len(new_keys) == 1 and new_keys[0] not in old_keys
-    assert oct(os.stat(settings.CONFIG_KEY_FILE).st_mode & 0o777) == "0o600"
-    assert stale_count() == 0
+        out = io.StringIO()
+        call_command("rotate_config_key", grace=0, stdout=out)
+        assert "re-encrypted 3 value(s)" in out.getvalue()  # two secrets and the webhook secret
+        new_keys = read_key_file(settings.CONFIG_KEY_FILE)
+        assert len(new_keys) == 1 and new_keys[0] not in old_keys
+        assert oct(os.stat(settings.CONFIG_KEY_FILE).st_mode & 0o777) == "0o600"
+        assert stale_count() == 0
 
-    # Every secret still reads, now under the new key only.
-    assert ConfigValue.objects.get(key="DB_PASSWORD").text == marker
-    assert Component.objects.get(pk=component.pk).webhook_secret == "a-webhook-secret-of-some-length"
-    new_ciphertext = ciphertexts()
-    assert new_ciphertext.keys() == old_ciphertext.keys() and len(new_ciphertext) == 2
-    assert all(new_ciphertext[pk] != old_ciphertext[pk] for pk in new_ciphertext)
-    # Nothing running was touched.
-    assert {c.id for c in replicas_of(active["id"])} == containers
-    assert served("development")["DB_PASSWORD"] == marker
-    assert Deployment.objects.get(pk=active["id"]).status == Deployment.ACTIVE
-    # And the next deployment gets the same values.
-    deploy(api)
-    assert served("development")["DB_PASSWORD"] == marker
+        # Every secret still reads, now under the new key only.
+        assert ConfigValue.objects.get(key="DB_PASSWORD").text == marker
+        assert Component.objects.get(pk=component.pk).webhook_secret == "a-webhook-secret-of-some-length"
+        new_ciphertext = ciphertexts()
+        assert new_ciphertext.keys() == old_ciphertext.keys() and len(new_ciphertext) == 2
+        assert all(new_ciphertext[pk] != old_ciphertext[pk] for pk in new_ciphertext)
+        # Nothing running was touched.
+        assert {c.id for c in replicas_of(active["id"])} == containers
+        assert served("development")["DB_PASSWORD"] == marker
+        assert Deployment.objects.get(pk=active["id"]).status == Deployment.ACTIVE
+        # The worker, still running, decrypts with the new key for the next deployment.
+        deploy_by_worker(api)
+        assert served("development")["DB_PASSWORD"] == marker
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(30)
+
+
+def deploy_by_worker(api) -> dict:
+    response = api.post(f"{API}/deploy/", {}, format="json")
+    assert response.status_code == 201, response.json()
+    deadline = time.monotonic() + 90
+    while True:
+        deployment = api.get(f"/api/deployments/{response.json()['id']}/").json()
+        if deployment["status"] not in ("pending", "rolling-out"):
+            break
+        assert time.monotonic() < deadline, deployment
+        time.sleep(0.2)
+    assert deployment["status"] == "active", deployment["error"]
+    return deployment
