@@ -385,6 +385,9 @@ def test_key_rotation_keeps_every_secret_readable_and_deployments_running(api, c
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(30)
+    # The worker process's own output (what an operator's terminal shows) has no secret.
+    output = (tmp_path / "worker.log").read_text()
+    assert "default" in output and marker not in output
 
 
 def deploy_by_worker(api) -> dict:

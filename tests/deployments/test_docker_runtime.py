@@ -98,3 +98,39 @@ def test_health_probes_follow_the_descriptor(runtime, httpd_image):
     assert not runtime.replica_healthy(replica, {"http": {"path": "/missing", "port": 8080}, "timeout": 1}, port=None)
     assert runtime.replica_healthy(replica, {"exec": {"command": ["true"]}}, port=None)
     assert not runtime.replica_healthy(replica, {"exec": {"command": ["false"]}}, port=None)
+
+
+@pytest.mark.parametrize(("user", "owner"), [("", "0:0"), ("4321:99", "4321:99"), ("app", "1234:1234")])
+def test_files_are_placed_read_only_for_the_image_user_before_start(runtime, user, owner):
+    from deployments.runtimes import ReplicaFile
+
+    dockerfile = "FROM choreo/busybox:1\nRUN echo 'app:x:1234:1234::/:/bin/sh' >> /etc/passwd\n"
+    if user:
+        dockerfile += f"USER {user}\n"
+    # The command reads the file at once: it must be there before the process starts.
+    dockerfile += 'CMD ["sh", "-c", "cat /etc/app/secret.pem > /tmp/seen; exec sleep 600"]\n'
+    tag = f"choreo-test/files-{uuid.uuid4().hex[:6]}:1"
+    runtime.client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
+    try:
+        spec = ReplicaSpec(
+            project="shop",
+            environment="development",
+            component="web",
+            image=tag,
+            name=f"{runtime.namespace}-files-{uuid.uuid4().hex[:4]}",
+            files=(ReplicaFile("/etc/app/secret.pem", b"file-secret-marker\n", secret=True),),
+        )
+        replica = runtime.replica_start(spec)
+        container = runtime.client.containers.get(replica.id)
+        import time
+
+        deadline = time.monotonic() + 10
+        while container.exec_run(["cat", "/tmp/seen"]).output != b"file-secret-marker\n":
+            assert time.monotonic() < deadline, container.logs()
+            time.sleep(0.2)
+        assert container.exec_run(["stat", "-c", "%a %u:%g", "/etc/app/secret.pem"]).output.decode().strip() == f"400 {owner}"
+        container.reload()
+        assert "file-secret-marker" not in str(container.attrs)
+    finally:
+        runtime.environment_remove(project="shop", environment="development", grace=1)
+        runtime.client.images.remove(tag, force=True)
