@@ -114,7 +114,8 @@ def deployment_deploy(
     """Deploy a build (default: the newest succeeded) to an environment (default: the first).
 
     Without a build and with a deployment active there, redeploys the active release's
-    image with the current configuration. Enqueues the rollout after commit.
+    image with the current configuration. Refuses, naming each key, when a configurable
+    the build declares would be missing or invalid there. Enqueues the rollout after commit.
     """
     Component.objects.select_for_update().filter(pk=component.pk).first()
     environment = environment or component.project.environments.order_by("position").first()
@@ -183,7 +184,8 @@ def promotion_preview(*, component: Component, source: Environment, target: Envi
 @transaction.atomic
 def deployment_promote(*, component: Component, source: Environment, target: Environment) -> Deployment:
     """Deploy the release active in `source` to the higher `target`: same digest, same
-    environment-independent configuration, the target's own configuration. Never rebuilds."""
+    environment-independent configuration, the target's own configuration. Never rebuilds.
+    Refuses, naming each key, when the target lacks a configurable the release needs."""
     Component.objects.select_for_update().filter(pk=component.pk).first()
     active = _promotion_target(component, source, target)
     _check_deployable(component, target)
