@@ -2,12 +2,13 @@
 component's name inside it, and no way across environments."""
 
 import io
+import time
 import uuid
 
 import docker
 import pytest
 
-from deployments.runtimes import ReplicaSpec
+from deployments.runtimes import ReplicaFile, ReplicaSpec
 from deployments.runtimes.docker import DockerRuntime
 
 pytestmark = pytest.mark.usefixtures("base_images")
@@ -55,8 +56,6 @@ def probe(runtime, replica, address) -> str:
 
 
 def wait_healthy(runtime, replica):
-    import time
-
     deadline = time.monotonic() + 20
     while not runtime.replica_healthy(replica, {"http": {"path": "/", "port": 8080}, "timeout": 1}, port=8080):
         assert time.monotonic() < deadline, "replica never became healthy"
@@ -102,8 +101,6 @@ def test_health_probes_follow_the_descriptor(runtime, httpd_image):
 
 @pytest.mark.parametrize(("user", "owner"), [("", "0:0"), ("4321:99", "4321:99"), ("app", "1234:1234")])
 def test_files_are_placed_read_only_for_the_image_user_before_start(runtime, user, owner):
-    from deployments.runtimes import ReplicaFile
-
     dockerfile = "FROM choreo/busybox:1\nRUN echo 'app:x:1234:1234::/:/bin/sh' >> /etc/passwd\n"
     if user:
         dockerfile += f"USER {user}\n"
@@ -122,8 +119,6 @@ def test_files_are_placed_read_only_for_the_image_user_before_start(runtime, use
         )
         replica = runtime.replica_start(spec)
         container = runtime.client.containers.get(replica.id)
-        import time
-
         deadline = time.monotonic() + 10
         while container.exec_run(["cat", "/tmp/seen"]).output != b"file-secret-marker\n":
             assert time.monotonic() < deadline, container.logs()
