@@ -142,7 +142,7 @@ def _config_payload(key: str, value, *, is_file: bool, secret: bool, declared: d
         raise _config_error("key", f"{key!r} is not a valid key: it becomes an environment variable, so use {ENV_NAME_HELP}.")
     if is_file:
         if ctype not in (None, "file"):
-            raise _config_error("file", f"{key} is declared as a {ctype}: set it as a value, not as a file.")
+            raise _config_error("file", f"{key} is declared as {ctype}: set it as a value, not as a file.")
         if not isinstance(value, bytes):
             raise _config_error("file", f"{key}: a file value needs the file's content.")
         data = value

@@ -160,7 +160,7 @@ def test_bad_files_are_refused_and_store_nothing(api, component, settings):
     both = api.put(URL, {"key": "app-config", "value": "x", "file": SimpleUploadedFile("a", b"x")}, format="multipart")
     assert both.status_code == 400 and {"file", "value"} & set(both.json()["errors"])
     typed = api.put(URL, {"key": "MAX_CONNECTIONS", "file": SimpleUploadedFile("n", b"10")}, format="multipart")
-    assert typed.status_code == 400 and "declared as a integer" in typed.json()["detail"]
+    assert typed.status_code == 400 and "declared as integer: set it as a value" in typed.json()["detail"]
     settings.CONFIG_FILE_MAX_BYTES = 1000
     big = api.put(URL, {"key": "app-config", "file": SimpleUploadedFile("big", b"x" * 1001)}, format="multipart")
     assert big.status_code == 400 and "1001 bytes" in big.json()["detail"]
