@@ -11,8 +11,8 @@ from __future__ import annotations
 from builds.models import Build, Component
 from choreo_site.errors import PlatformError
 from deployments.runtimes import ReplicaFile
-from environments.models import ConfigValue
-from environments.services import config_versions
+from environments.models import ConfigValue, Environment
+from environments.services import config_snapshot, config_versions
 from environments.values import coerce_config_value
 
 # Where a file value that no configurable places is mounted.
@@ -25,11 +25,23 @@ def declared(descriptor: dict | None) -> dict[str, dict]:
     return {c["name"]: c for c in (descriptor or {}).get("configurations", [])}
 
 
-def declared_for(component: Component) -> dict[str, dict]:
-    """The configurables of the component's newest successful build: what the next
-    deployment would check. Empty before the first build."""
+def newest_descriptor(component: Component) -> dict | None:
+    """The descriptor of the component's newest successful build: what the next deployment
+    would check. None before the first build."""
     build = component.builds.filter(status=Build.SUCCEEDED).exclude(descriptor=None).order_by("-created_at").first()
-    return declared(build.descriptor if build else None)
+    return build.descriptor if build else None
+
+
+def declared_for(component: Component) -> dict[str, dict]:
+    return declared(newest_descriptor(component))
+
+
+def current(component: Component, environment: Environment) -> dict[str, ConfigValue]:
+    """The values a deployment to `environment` would get now."""
+    return merged(
+        config_snapshot(project=component.project, component=component.name),
+        config_snapshot(project=component.project, component=component.name, environment=environment),
+    )
 
 
 def merged(independent: dict[str, int], specific: dict[str, int]) -> dict[str, ConfigValue]:

@@ -22,7 +22,7 @@ def _component(project: str, component: str):
 def deploy_page(request, project, component):
     component = _component(project, component)
     environments = list(component.project.environments.order_by("position"))
-    newest = component.builds.filter(status=Build.SUCCEEDED).exclude(descriptor=None).order_by("-created_at").first()
+    newest = configurables.newest_descriptor(component)
     independent = services.component_config(component=component, environment=None)
     cards = []
     for i, environment in enumerate(environments):
@@ -36,8 +36,7 @@ def deploy_page(request, project, component):
             except PlatformError:
                 preview = None
         if i == 0:
-            values = {v.key: v for v in independent} | {v.key: v for v in config}
-            config_problems = configurables.problems(newest.descriptor, values) if newest else {}
+            config_problems = configurables.problems(newest, configurables.current(component, environment))
         else:
             previous = cards[-1]["preview"]
             config_problems = {m["key"]: m["reasons"] for m in previous["missing_configurables"]} if previous else {}
@@ -61,7 +60,7 @@ def deploy_page(request, project, component):
         "builds": component.builds.filter(status=Build.SUCCEEDED)[:20],
         "first": environments[0] if environments else None,
         "independent": independent,
-        "configurables": configurables.declared(newest.descriptor if newest else None).values(),
+        "configurables": configurables.declared(newest).values(),
         "ingress_port": settings.INGRESS_PORT,
     }
     return render(request, "deployments/deploy_page.html", context)

@@ -31,11 +31,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 HOST = "web.development.shop.localhost"
 
 
-@pytest.fixture(autouse=True)
-def quick_stops(settings):
-    settings.ROLLOUT_STOP_GRACE = 1
-
-
 @pytest.fixture
 def component(make_repo):
     repo = make_repo({".choreo/component.yaml": DESCRIPTOR.replace("STARTUP", "20s"), "Dockerfile": SERVING, "index.html": "v1\n"})

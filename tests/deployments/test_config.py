@@ -24,12 +24,13 @@ from django.core.management import call_command
 from django.db import connection
 
 from builds.models import Build, Component
-from builds.services import build_start, component_create, component_update
+from builds.services import component_create, component_update
 from deployments.models import Deployment
 from environments.keyring import read_key_file, stale_count
 from environments.models import ConfigValue, Project
 from environments.services import project_create, project_delete
-from tests.conftest import MANAGE, run_build_jobs, run_default_jobs, start_process
+from tests.conftest import MANAGE, run_default_jobs, start_process
+from tests.deployments.test_deploy import build
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")]
 
@@ -82,11 +83,6 @@ DOCKERFILE = 'FROM choreo/busybox:1\nCOPY start.sh /start.sh\nCMD ["sh", "/start
 API = "/api/projects/shop/components/web"
 
 
-@pytest.fixture(autouse=True)
-def quick_stops(settings):
-    settings.ROLLOUT_STOP_GRACE = 1
-
-
 @pytest.fixture
 def component(make_repo):
     repo = make_repo({".choreo/component.yaml": DESCRIPTOR, "Dockerfile": DOCKERFILE, "start.sh": START})
@@ -95,16 +91,6 @@ def component(make_repo):
     yield component
     for leftover in Project.objects.filter(name="shop"):
         project_delete(project=leftover)
-
-
-def build(component, files=None, trigger=Build.MANUAL) -> Build:
-    if files:
-        component.repo.commit(files, "change")
-    build = build_start(component=component, trigger=trigger)
-    run_build_jobs()
-    build.refresh_from_db()
-    assert build.status == Build.SUCCEEDED, build.error
-    return build
 
 
 def served(environment: str) -> dict[str, str]:

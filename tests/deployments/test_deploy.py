@@ -38,11 +38,6 @@ SERVING = (
 NEVER_HEALTHY = 'FROM choreo/busybox:1\nCMD ["sleep", "600"]\n'
 
 
-@pytest.fixture(autouse=True)
-def quick_stops(settings):
-    settings.ROLLOUT_STOP_GRACE = 1  # busybox httpd as PID 1 ignores SIGTERM
-
-
 @pytest.fixture
 def component(make_repo):
     repo = make_repo({".choreo/component.yaml": DESCRIPTOR.replace("STARTUP", "20s"), "Dockerfile": SERVING, "index.html": "v1\n"})
@@ -54,10 +49,10 @@ def component(make_repo):
         project_delete(project=leftover)
 
 
-def build(component, files=None) -> Build:
+def build(component, files=None, trigger=Build.MANUAL) -> Build:
     if files:
         component.repo.commit(files, "change")
-    build = build_start(component=component)
+    build = build_start(component=component, trigger=trigger)
     run_build_jobs()
     build.refresh_from_db()
     assert build.status == Build.SUCCEEDED, build.error
