@@ -1,6 +1,6 @@
 # `make up`: install what is missing and run the platform in the foreground.
 # `make test`: the whole test suite, on SQLite and on PostgreSQL.
-.PHONY: up test lint bench install
+.PHONY: up test lint bench install lock
 
 up:
 	scripts/install.sh
@@ -18,3 +18,10 @@ bench:
 	.venv/bin/python -m benchmarks.build_overhead
 	.venv/bin/python -m benchmarks.webhook_latency
 	.venv/bin/python -m benchmarks.rollout
+
+# Pin and hash every dependency, from requirements.txt and requirements-dev.txt.
+lock:
+	python3 -m venv .venv-lock
+	.venv-lock/bin/pip install -q pip-tools==7.6.2
+	.venv-lock/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links -o requirements.lock requirements.txt
+	.venv-lock/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links -o requirements-dev.lock requirements-dev.txt

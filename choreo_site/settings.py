@@ -61,6 +61,10 @@ INSTANCE_NAMESPACE = env.str("INSTANCE_NAMESPACE", default="choreo-" + hashlib.s
 
 WEB_HOST = env.str("WEB_HOST", default="127.0.0.1")
 WEB_PORT = env.int("WEB_PORT", default=8000)
+# gunicorn processes serving pages and the API (choreo_site/webfront.py); one per core.
+WEB_WORKERS = env.int("WEB_WORKERS", default=os.cpu_count() or 1)
+# How long `up` waits for /healthz before it stops what it started and gives up.
+UP_HEALTH_TIMEOUT = env.int("UP_HEALTH_TIMEOUT", default=90)
 INGRESS_PORT = env.int("INGRESS_PORT", default=8080)
 INGRESS_DOMAIN = env.str("INGRESS_DOMAIN", default="localhost")
 INGRESS_BIND = env.str("INGRESS_BIND", default="127.0.0.1")
@@ -110,6 +114,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's assets, served locally: the docs work offline
     "django_rq",
     "channels",
     "environments",
@@ -119,6 +124,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Requests by status and latency, for /metrics (choreo_site/metrics.py).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves /static/ from the ASGI app itself: no separate web server to set up.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -128,6 +135,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "choreo_site.urls"
@@ -157,9 +165,25 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
     # Tests run real worker and web processes, which must open the same test database.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
+else:
+    # An unreachable server must fail a connection in seconds, not hang `up` or a request.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# An explicit REDIS_URL is used as given. Without one, the Redis that `make up` starts
+# (scripts/redis.sh): 127.0.0.1:6379 with the password in a root-only file.
+REDIS_PASSWORD_FILE = Path(env.str("REDIS_PASSWORD_FILE", default="/etc/redis/choreo-password"))
+
+
+def _default_redis_url() -> str:
+    try:
+        password = REDIS_PASSWORD_FILE.read_text().strip()
+    except OSError:
+        return "redis://127.0.0.1:6379/0"
+    return f"redis://:{password}@127.0.0.1:6379/0"
+
+
+REDIS_URL = env.str("REDIS_URL", default="") or _default_redis_url()
 # Builds have a queue of their own, served by BUILD_CONCURRENCY workers, so that a long
 # build never delays a rollout or a poll on the default queue.
 BUILDS_QUEUE = f"{INSTANCE_NAMESPACE}.builds"
@@ -209,6 +233,10 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Choreo-style build once, deploy many platform",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema needs a token (or a session), like every other API endpoint.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
 LOGGING = {

@@ -2,14 +2,26 @@
 # Installs what the platform needs and is missing, starts the Docker Engine when it is not
 # running, and makes the virtual environment and the local base images.
 #   scripts/install.sh        what `make up` needs
-#   scripts/install.sh test   plus what the tests need (Chromium, the dev requirements)
+#   scripts/install.sh test   plus what the tests need (Chromium, PostgreSQL, the dev requirements)
 # Everything is skipped when already there, so running it again is cheap.
+#
+# Redis, like the Docker Engine, is system infrastructure: where REDIS_URL is unset and
+# nothing answers at 127.0.0.1:6379, Debian's redis-server is installed, protected by a
+# password that only root can read (REDIS_PASSWORD_FILE), and started as a daemon.
+# Stopping the platform never stops it. An explicit REDIS_URL is used as given.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=${1:-run}
 packages=(git docker.io docker-registry haproxy debootstrap busybox-static)
-[ "$mode" = test ] && packages+=(chromium postgresql-client apache2-utils wrk)
+[ "$mode" = test ] && packages+=(chromium postgresql apache2-utils wrk)
+redis_password_file=${REDIS_PASSWORD_FILE:-/etc/redis/choreo-password}
+answers() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+start_redis=
+if [ -z "${REDIS_URL:-}" ] && ! answers 127.0.0.1 6379; then
+  start_redis=1
+  packages+=(redis-server)
+fi
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -28,6 +40,10 @@ fi
 
 # The Docker Engine is system infrastructure: started here when it is not running, and
 # never stopped by the platform.
+if [ -n "$start_redis" ]; then
+  scripts/redis.sh "$redis_password_file"
+fi
+
 if ! docker info >/dev/null 2>&1; then
   if [ "$(id -u)" != 0 ]; then
     echo "install: the Docker Engine is not running; start it (sudo systemctl start docker, or sudo dockerd &)" >&2
@@ -43,11 +59,13 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
 fi
-req=requirements.txt
-[ "$mode" = test ] && req=requirements-dev.txt
-stamp=.venv/.installed-$(sha256sum requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)-$mode
+# The lock files pin and hash every package, dependencies of dependencies included
+# (`make lock` makes them from requirements*.txt with pip-tools).
+lock=requirements.lock
+[ "$mode" = test ] && lock=requirements-dev.lock
+stamp=.venv/.installed-$(sha256sum requirements.lock requirements-dev.lock | sha256sum | cut -c1-16)-$mode
 if [ ! -f "$stamp" ]; then
-  .venv/bin/pip install -q -r "$req"
+  .venv/bin/pip install -q --require-hashes --no-deps -r "$lock"
   touch "$stamp"
 fi
 

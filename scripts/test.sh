@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# Runs the whole suite twice: on SQLite, then on the PostgreSQL at 127.0.0.1:5432.
+# Runs the whole suite twice: on SQLite, then on PostgreSQL (TEST_DATABASE_URL, or the
+# cluster at 127.0.0.1:5432 that scripts/postgres.sh starts when none answers).
 # The tests get their own Redis database, data directory and ports, so they never touch
 # a platform running on this machine with the defaults.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 export DATA_DIR=$PWD/data/test
+# The Redis that `make up` starts (scripts/redis.sh) has a password only root can read.
+redis_password_file=${REDIS_PASSWORD_FILE:-/etc/redis/choreo-password}
+if [ -z "${TEST_REDIS_URL:-}" ] && [ -r "$redis_password_file" ]; then
+  TEST_REDIS_URL="redis://:$(cat "$redis_password_file")@127.0.0.1:6379/15"
+fi
 export REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
+if [ -z "${TEST_DATABASE_URL:-}" ]; then TEST_DATABASE_URL=$(scripts/postgres.sh) || exit 1; fi
 export REGISTRY_PORT=${TEST_REGISTRY_PORT:-5099}
 export WEB_PORT=${TEST_WEB_PORT:-8099}
 export INGRESS_PORT=${TEST_INGRESS_PORT:-8098}
@@ -24,5 +31,5 @@ status=0
 echo "== tests on SQLite"
 run "$@"
 echo "== tests on PostgreSQL"
-DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/choreo} run "$@"
+DATABASE_URL=$TEST_DATABASE_URL run "$@"
 exit $status
