@@ -1,4 +1,4 @@
-"""What every app's API shares: strict serializers, `?wait=1`, and the token endpoint."""
+"""What every app's API shares: strict serializers, `?wait=1`, and the API's root."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from functools import wraps
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.http import JsonResponse
+from django.urls import reverse
 from rest_framework import serializers
+from rest_framework.decorators import api_view, schema
+from rest_framework.response import Response
 
 WAIT_LIMIT = 300.0
 # Poll often at first (a reused image is ready in a tenth of a second), then back off.
@@ -68,3 +71,33 @@ def waitable(fetch: Callable[[int], tuple[dict, bool]]):
         return wrapper
 
     return decorator
+
+
+@api_view(["GET"])
+@schema(None)
+def api_root(request):
+    """`GET /api/`: where the documentation is, and every endpoint with its methods."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    document = SchemaGenerator().get_schema(request=None, public=True)
+    endpoints = [
+        {"path": path, "methods": sorted(m.upper() for m in operations if m in HTTP_METHODS), "summary": _summary(operations)}
+        for path, operations in document["paths"].items()
+    ]
+    return Response(
+        {
+            "docs": request.build_absolute_uri(reverse("api-docs")),
+            "schema": request.build_absolute_uri(reverse("api-schema")),
+            "endpoints": endpoints,
+        }
+    )
+
+
+HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
+
+
+def _summary(operations: dict) -> str:
+    for method in ("get", "post", "put", "patch", "delete"):
+        if method in operations:
+            return (operations[method].get("description") or "").strip().split("\n")[0]
+    return ""

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit
 
 from django.conf import settings
 
@@ -80,7 +81,8 @@ def secrets_changed() -> None:
 
 def platform_secrets() -> list[str]:
     """Every secret the platform holds that could reach a log."""
-    found = [s for s in (settings.REGISTRY_PASSWORD,) if s]
+    service_passwords = (urlsplit(url).password for url in (settings.REDIS_URL, os.environ.get("DATABASE_URL", "")))
+    found = [s for s in (settings.REGISTRY_PASSWORD, *service_passwords) if s]
     for source in _secret_sources:
         found.extend(source())
     return found

@@ -3,7 +3,7 @@
 Before taking jobs, a worker runs the registered housekeeping (failing builds whose
 worker died, re-enqueueing lost jobs), so a crash is cleaned up by the next start.
 `builds` and `default` name this instance's namespaced queues; with no queue named, the
-worker serves both.
+worker serves both. Its work horse dies with it (choreo_site.processes.Worker).
 """
 
 from django.conf import settings
@@ -16,5 +16,6 @@ class Command(RQWorkerCommand):
     def handle(self, *args, **options):
         short = {"builds": settings.BUILDS_QUEUE, "default": settings.DEFAULT_QUEUE}
         queues = [short.get(name, name) for name in args] or [settings.BUILDS_QUEUE, settings.DEFAULT_QUEUE]
+        options["worker_class"] = options.get("worker_class") or "choreo_site.processes.Worker"
         housekeeping.run_all()
         return super().handle(*queues, **options)

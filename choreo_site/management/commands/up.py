@@ -1,13 +1,24 @@
-"""`manage.py up`: migrate, make sure `admin` exists, then run the whole platform in the
-foreground: the registry, the ingress (HAProxy), web (ASGI: HTTP and WebSockets), build
-and default workers and the scheduler. Unless DEMO=0, run the main job once on the sample in `examples/`.
+"""`manage.py up`: run the whole platform in the foreground.
 
-Ctrl-C or SIGTERM stops the platform's own processes (never the Docker Engine). A
-process that dies is started again, with a back-off.
+In order:
+1. refuse at once if another `up` runs on the same DATA_DIR (naming its pid);
+2. check that the database, Redis and the Docker Engine answer, and exit non-zero with one
+   line naming the first that does not, and the fix, before starting anything;
+3. migrate, make sure `admin` exists;
+4. start the registry, the ingress (HAProxy), the web tier (a front, gunicorn's WSGI
+   workers, the ASGI server), the build and default workers and the scheduler;
+5. print "Platform up" once /healthz is ok, or stop everything and exit non-zero naming the
+   failing check when it is not within UP_HEALTH_TIMEOUT;
+6. unless DEMO=0, run the main job once on the sample in `examples/`.
+
+Ctrl-C, SIGTERM and SIGHUP stop the platform's own processes (never the Docker Engine or
+Redis). However `up` ends, SIGKILL and crashes included, the kernel stops every process it
+started (choreo_site.processes). A process that dies is started again, with a back-off.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -15,6 +26,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import requests
 from django.conf import settings
@@ -22,10 +34,10 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from builds import registry
-from builds.dockerbuild import BuildStepError, engine_version
+from choreo_site import health, metrics, processes, webfront
 from deployments.ingress import write_config as write_ingress_config
 
-HEALTH_TIMEOUT = 90
+STOP_GRACE = 15
 
 
 @dataclass
@@ -39,6 +51,10 @@ class Child:
     started_at: float = field(default=0.0)
 
 
+class Refused(Exception):
+    """`up` cannot start: the message is the one line it prints."""
+
+
 class Command(BaseCommand):
     help = "Run the platform in the foreground."
 
@@ -47,31 +63,40 @@ class Command(BaseCommand):
 
     def handle(self, *args, no_demo=False, **options):
         try:
-            version = engine_version()
-        except BuildStepError as exc:
-            raise CommandError(f"{exc}. Start it (make up does: dockerd &) and try again.") from None
-        self.stdout.write(f"Docker Engine {version}")
+            lock = _lock_data_dir()
+            for problem in health.unreachable_dependencies():
+                raise Refused(problem)
+        except Refused as exc:
+            self.stderr.write(str(exc))
+            sys.exit(1)
+        self._say(f"Docker Engine {health.docker_engine_version()}; database and Redis answer")
         call_command("migrate", interactive=False, verbosity=0)
         call_command("ensure_admin")
-        children = self._children()
-        stopping = False
+        metrics.reset_process_files()
+        self.stopping = False
 
         def stop(signum, frame):
-            nonlocal stopping
-            stopping = True
+            self.stopping = True
 
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, stop)
+        children = self._children()
+        demo = None
         try:
             for child in children:
                 self._start(child)
-            self._wait_healthy(children, lambda: stopping)
-            self.stdout.write(self.style.SUCCESS(f"Platform up: {settings.PUBLIC_URL}/ (user admin)"))
-            if not (no_demo or os.environ.get("DEMO", "1") == "0") and not stopping:
-                demo = subprocess.Popen([sys.executable, "manage.py", "demo"], cwd=settings.BASE_DIR)
-            else:
-                demo = None
-            while not stopping:
+            problem = self._wait_healthy(children)
+            if problem:
+                self.stderr.write(f"The platform did not become healthy within {settings.UP_HEALTH_TIMEOUT}s: {problem}")
+                self._stop_all(children)
+                sys.exit(1)
+            if not self.stopping:
+                self._say(self.style.SUCCESS(f"Platform up: {settings.PUBLIC_URL}/ (user admin)"))
+            if not (no_demo or os.environ.get("DEMO", "1") == "0") and not self.stopping:
+                demo = subprocess.Popen(
+                    [sys.executable, "manage.py", "demo"], cwd=settings.BASE_DIR, preexec_fn=processes.child_of_this_process()
+                )
+            while not self.stopping:
                 for child in children:
                     self._supervise(child)
                 time.sleep(0.5)
@@ -79,7 +104,15 @@ class Command(BaseCommand):
             if demo is not None and demo.poll() is None:
                 demo.terminate()
             self._stop_all(children)
-        self.stdout.write("Platform stopped. (The Docker Engine and what it runs keep running.)")
+            lock.close()
+        self._say("Platform stopped. (The Docker Engine, Redis and what they run keep running.)")
+
+    def _say(self, line: str, error: bool = False) -> None:
+        """Print a line; a terminal that went away (SIGHUP, a closed pipe) means stop."""
+        try:
+            (self.stderr if error else self.stdout).write(line)
+        except OSError:
+            self.stopping = True
 
     def _children(self) -> list[Child]:
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
@@ -95,11 +128,15 @@ class Command(BaseCommand):
         if haproxy is None:
             raise CommandError("The ingress is not installed: apt-get install haproxy")
         children.append(Child("ingress", [haproxy, "-W", "-db", "-f", str(write_ingress_config())], log="ingress.log"))
-        daphne = [
-            *(sys.executable, "-m", "daphne", "-b", settings.WEB_HOST, "-p", str(settings.WEB_PORT)),
-            *("--access-log", str(settings.DATA_DIR / "access.log"), "choreo_site.asgi:application"),
+        wsgi, asgi = webfront.wsgi_socket(), webfront.asgi_socket()
+        children.append(Child("web-front", [haproxy, "-W", "-db", "-f", str(webfront.write_config())], log="webfront.log"))
+        gunicorn = [
+            *(sys.executable, "-m", "gunicorn", "--config", "python:choreo_site.gunicorn_conf"),
+            *("--bind", f"unix:{wsgi}", "--workers", str(settings.WEB_WORKERS), "choreo_site.wsgi:application"),
         ]
-        children.append(Child("web", daphne))
+        children.append(Child("web", gunicorn))
+        daphne = [sys.executable, "-m", "daphne", "-u", str(asgi), "choreo_site.asgi:application"]
+        children.append(Child("web-async", daphne))
         for i in range(settings.BUILD_CONCURRENCY):
             children.append(Child(f"build-worker-{i + 1}", [*manage, "rqworker", "builds", "--verbosity", "0"]))
         children.append(Child("worker", [*manage, "rqworker", "default", "--verbosity", "0"]))
@@ -107,10 +144,15 @@ class Command(BaseCommand):
         return children
 
     def _start(self, child: Child) -> None:
-        output = open(settings.DATA_DIR / child.log, "ab") if child.log else None
-        child.proc = subprocess.Popen(child.argv, cwd=settings.BASE_DIR, start_new_session=True, stdout=output, stderr=output)
+        if child.log:
+            with open(settings.DATA_DIR / child.log, "ab") as output:
+                child.proc = subprocess.Popen(
+                    child.argv, cwd=settings.BASE_DIR, stdout=output, stderr=output, preexec_fn=processes.child_of_this_process()
+                )
+        else:
+            child.proc = subprocess.Popen(child.argv, cwd=settings.BASE_DIR, preexec_fn=processes.child_of_this_process())
         child.started_at = time.monotonic()
-        self.stdout.write(f"started {child.name} (pid {child.proc.pid})")
+        self._say(f"started {child.name} (pid {child.proc.pid})")
 
     def _supervise(self, child: Child) -> None:
         if child.proc is None or child.proc.poll() is None:
@@ -122,34 +164,60 @@ class Command(BaseCommand):
         child.restarts = child.restarts + 1 if time.monotonic() - child.started_at < 30 else 1
         delay = min(2**child.restarts, 60)
         child.next_start = time.monotonic() + delay
-        self.stderr.write(f"{child.name} exited with {code}; starting it again in {delay}s")
+        self._say(f"{child.name} exited with {code}; starting it again in {delay}s", error=True)
 
-    def _wait_healthy(self, children: list[Child], stopping) -> None:
+    def _wait_healthy(self, children: list[Child]) -> str:
+        """Wait for /healthz to answer 200. Returns what is wrong when it never does."""
         url = f"http://{settings.WEB_HOST}:{settings.WEB_PORT}/healthz"
-        deadline = time.monotonic() + HEALTH_TIMEOUT
-        last = ""
-        while time.monotonic() < deadline and not stopping():
+        deadline = time.monotonic() + settings.UP_HEALTH_TIMEOUT
+        last = "the web server does not answer"
+        while time.monotonic() < deadline and not self.stopping:
             for child in children:
                 self._supervise(child)
             try:
                 response = requests.get(url, timeout=2)
                 if response.status_code == 200:
-                    return
-                last = response.text
-            except requests.RequestException as exc:
-                last = str(exc)
+                    return ""
+                failing = {k: v for k, v in response.json().get("checks", {}).items() if v != "ok"}
+                last = "; ".join(f"{k}: {v}" for k, v in failing.items()) or f"/healthz answered {response.status_code}"
+            except (requests.RequestException, ValueError) as exc:
+                last = f"the web server does not answer at {url} ({type(exc).__name__})"
             time.sleep(0.5)
-        if not stopping():
-            raise CommandError(f"The platform did not become healthy in {HEALTH_TIMEOUT}s: {last}")
+        return "" if self.stopping else last
 
     def _stop_all(self, children: list[Child]) -> None:
+        """SIGTERM every child, give them STOP_GRACE seconds, then SIGKILL what is left of
+        each one's process group."""
         running = [c for c in children if c.proc is not None and c.proc.poll() is None]
         for child in running:
             child.proc.terminate()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + STOP_GRACE
         for child in running:
             try:
                 child.proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
-                child.proc.kill()
-                child.proc.wait()
+                pass
+            try:
+                os.killpg(child.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            child.proc.wait()
+
+
+def _lock_data_dir():
+    """Hold DATA_DIR/up.pid locked while `up` runs. The kernel drops the lock when the
+    process ends, however it ends, so a stale file never blocks a start."""
+    path = Path(settings.DATA_DIR) / "up.pid"
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        pid = handle.read().strip() or "unknown"
+        handle.close()
+        raise Refused(f"Another `up` (pid {pid}) is running on {settings.DATA_DIR}: stop it first, or use another DATA_DIR.") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle

@@ -1,0 +1,73 @@
+"""The web tier: one address (WEB_HOST:WEB_PORT) in front of two servers.
+
+- Pages, the API and webhooks go to gunicorn's WEB_WORKERS processes running the WSGI
+  application: plain Django, no thread hop per request, every core used.
+- WebSockets (`/ws/`) and long waits (`?wait=1`, async views that hold no thread) go to
+  the ASGI server, whose Channels layer in Redis carries log lines from any worker.
+
+A small HAProxy, started by `manage.py up` beside the two servers, routes between them over
+unix sockets in DATA_DIR/run (mode 0700). It is configured once and never reloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+
+
+def run_dir() -> Path:
+    directory = settings.DATA_DIR / "run"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    directory.chmod(0o700)
+    return directory
+
+
+def wsgi_socket() -> Path:
+    return run_dir() / "wsgi.sock"
+
+
+def asgi_socket() -> Path:
+    return run_dir() / "asgi.sock"
+
+
+def config_text(*, bind: str, port: int, wsgi: Path, asgi: Path) -> str:
+    return f"""\
+# Written by manage.py up: the web tier's front (choreo_site/webfront.py).
+global
+    maxconn 4096
+
+defaults
+    mode http
+    option forwardfor
+    timeout connect 5s
+    # A client has 30 s to send its request's headers, so a slow client cannot hold a connection.
+    timeout http-request 30s
+    timeout http-keep-alive 30s
+    # ?wait=1 blocks for up to 300 s.
+    timeout client 320s
+    timeout server 320s
+    # WebSockets: a live log may stay open for hours.
+    timeout tunnel 8h
+
+frontend web
+    bind {bind}:{port}
+    http-request set-header X-Forwarded-Proto http
+    acl to_asgi path_beg /ws/
+    acl to_asgi urlp(wait) -m found
+    use_backend asgi if to_asgi
+    default_backend wsgi
+
+backend wsgi
+    server wsgi unix@{wsgi}
+
+backend asgi
+    server asgi unix@{asgi}
+"""
+
+
+def write_config() -> Path:
+    """Write the front's configuration for `manage.py up`; returns its path."""
+    path = run_dir() / "webfront.cfg"
+    path.write_text(config_text(bind=settings.WEB_HOST, port=settings.WEB_PORT, wsgi=wsgi_socket(), asgi=asgi_socket()))
+    return path

@@ -1,0 +1,46 @@
+"""Releases, deployments and ingress routes, read-only: they change only through the
+services (deploy, promote, rollback), which the admin must not bypass. Configuration
+snapshots hold version ids, never values, and errors are shown redacted."""
+
+from django.contrib import admin
+
+from choreo_site.redaction import Redactor, platform_secrets
+from deployments.models import Deployment, Release, Route
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Release)
+class ReleaseAdmin(ReadOnlyAdmin):
+    list_display = ["id", "component", "build", "digest", "created_at"]
+    list_filter = ["component__project"]
+    search_fields = ["digest", "component__name"]
+    exclude = ["descriptor"]
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(ReadOnlyAdmin):
+    list_display = ["id", "component", "environment", "kind", "status", "created_at", "finished_at"]
+    list_filter = ["status", "kind", "component__project"]
+    search_fields = ["component__name", "release__digest"]
+    exclude = ["error"]
+    readonly_fields = ["redacted_error"]
+
+    @admin.display(description="error")
+    def redacted_error(self, obj: Deployment) -> str:
+        return Redactor(platform_secrets())(obj.error)
+
+
+@admin.register(Route)
+class RouteAdmin(ReadOnlyAdmin):
+    list_display = ["host", "component", "environment", "slot"]
+    search_fields = ["host"]
