@@ -175,7 +175,8 @@ class Command(BaseCommand):
             for child in children:
                 self._supervise(child)
             try:
-                response = requests.get(url, timeout=2)
+                # /healthz itself waits up to 2 s for a registry that does not answer.
+                response = requests.get(url, timeout=5)
                 if response.status_code == 200:
                     return ""
                 failing = {k: v for k, v in response.json().get("checks", {}).items() if v != "ok"}
