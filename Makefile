@@ -18,6 +18,7 @@ bench:
 	.venv/bin/python -m benchmarks.build_overhead
 	.venv/bin/python -m benchmarks.webhook_latency
 	.venv/bin/python -m benchmarks.rollout
+	.venv/bin/python -m benchmarks.web_tier
 
 # Pin and hash every dependency, from requirements.txt and requirements-dev.txt.
 lock:

@@ -11,6 +11,8 @@ unix sockets in DATA_DIR/run (mode 0700). It is configured once and never reload
 
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
 
 from django.conf import settings
@@ -71,3 +73,19 @@ def write_config() -> Path:
     path = run_dir() / "webfront.cfg"
     path.write_text(config_text(bind=settings.WEB_HOST, port=settings.WEB_PORT, wsgi=wsgi_socket(), asgi=asgi_socket()))
     return path
+
+
+def commands() -> dict[str, list[str]]:
+    """The web tier's processes by name: the front, the WSGI workers, the ASGI server."""
+    haproxy = shutil.which("haproxy")
+    if haproxy is None:
+        raise FileNotFoundError("The web front needs HAProxy: apt-get install haproxy")
+    python = sys.executable
+    return {
+        "web-front": [haproxy, "-W", "-db", "-f", str(write_config())],
+        "web": [
+            *(python, "-m", "gunicorn", "--config", "python:choreo_site.gunicorn_conf"),
+            *("--bind", f"unix:{wsgi_socket()}", "--workers", str(settings.WEB_WORKERS), "choreo_site.wsgi:application"),
+        ],
+        "web-async": [python, "-m", "daphne", "-u", str(asgi_socket()), "choreo_site.asgi:application"],
+    }

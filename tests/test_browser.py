@@ -1,5 +1,6 @@
-"""End to end in headless Chromium (Debian's, driven by Playwright) against a real web
-process (daphne: HTTP and WebSockets) and a real RQ worker process."""
+"""End to end in headless Chromium (Debian's, driven by Playwright) against the real web
+tier (HAProxy front, gunicorn's WSGI workers, the ASGI server for WebSockets) and a real RQ
+worker process."""
 
 import os
 import re
@@ -31,28 +32,27 @@ def browser_type_launch_args():
 
 
 @pytest.fixture
-def platform(platform_env, tmp_path):
-    port = free_port()
+def platform(platform_env, tmp_path, settings):
+    """The web tier as `up` runs it (a front over gunicorn's workers and the ASGI server),
+    and one worker process."""
+    from choreo_site import webfront
+
+    settings.WEB_PORT = port = free_port()
+    settings.WEB_WORKERS = 2
     env = {**platform_env, "WEB_PORT": str(port)}
-    web = start_process(_daphne(port), env, tmp_path / "web.log")
-    worker = start_process([*MANAGE, "rqworker"], env, tmp_path / "worker.log")  # builds and default queues
+    procs = [start_process(argv, env, tmp_path / f"{name}.log") for name, argv in webfront.commands().items()]
+    procs.append(start_process([*MANAGE, "rqworker"], env, tmp_path / "worker.log"))  # builds and default queues
     try:
-        wait_http(f"http://127.0.0.1:{port}/login/", proc=web)
+        wait_http(f"http://127.0.0.1:{port}/login/", proc=procs[1])
         yield f"http://127.0.0.1:{port}"
     finally:
-        for proc in (web, worker):
+        for proc in procs:
             os.killpg(proc.pid, signal.SIGTERM)
-        for proc in (web, worker):
+        for proc in procs:
             try:
                 proc.wait(20)
             except Exception:
                 os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _daphne(port):
-    import sys
-
-    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "choreo_site.asgi:application"]
 
 
 def test_build_latest_shows_log_lines_live(page, platform, admin_user, make_repo):
@@ -219,3 +219,18 @@ def test_set_config_and_a_secret_on_the_deploy_page(page, platform, admin_user, 
     from environments.services import project_delete
 
     project_delete(project=Project.objects.get(name="shop"))
+
+
+def test_the_api_docs_page_loads_with_no_request_leaving_the_machine(page, platform, admin_user):
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"{platform}/login/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", "admin-password-for-tests")
+    page.click("button[type=submit]")
+    page.click("text=API docs")
+    expect(page.locator(".swagger-ui .information-container")).to_contain_text("build once, deploy many", ignore_case=True)
+    expect(page.locator(".opblock-summary-path", has_text="/api/projects/{project}/components/{component}/deploy/")).to_be_visible()
+    assert any(url.endswith("/api/schema/") for url in requested)
+    elsewhere = [url for url in requested if not url.startswith(platform + "/") and not url.startswith("data:")]
+    assert not elsewhere, elsewhere

@@ -141,7 +141,10 @@ def _pins(path: Path) -> dict[str, str]:
     return pins
 
 
-@pytest.mark.parametrize("requirements, lock", [("requirements.txt", "requirements.lock"), ("requirements-dev.txt", "requirements-dev.lock")])
+LOCKS = [("requirements.txt", "requirements.lock"), ("requirements-dev.txt", "requirements-dev.lock")]
+
+
+@pytest.mark.parametrize("requirements, lock", LOCKS)
 def test_every_requirement_is_in_the_lock_file_with_hashes(requirements, lock):
     root = settings.BASE_DIR
     wanted = _pins(root / requirements)

@@ -128,15 +128,8 @@ class Command(BaseCommand):
         if haproxy is None:
             raise CommandError("The ingress is not installed: apt-get install haproxy")
         children.append(Child("ingress", [haproxy, "-W", "-db", "-f", str(write_ingress_config())], log="ingress.log"))
-        wsgi, asgi = webfront.wsgi_socket(), webfront.asgi_socket()
-        children.append(Child("web-front", [haproxy, "-W", "-db", "-f", str(webfront.write_config())], log="webfront.log"))
-        gunicorn = [
-            *(sys.executable, "-m", "gunicorn", "--config", "python:choreo_site.gunicorn_conf"),
-            *("--bind", f"unix:{wsgi}", "--workers", str(settings.WEB_WORKERS), "choreo_site.wsgi:application"),
-        ]
-        children.append(Child("web", gunicorn))
-        daphne = [sys.executable, "-m", "daphne", "-u", str(asgi), "choreo_site.asgi:application"]
-        children.append(Child("web-async", daphne))
+        for name, argv in webfront.commands().items():
+            children.append(Child(name, argv, log="webfront.log" if name == "web-front" else None))
         for i in range(settings.BUILD_CONCURRENCY):
             children.append(Child(f"build-worker-{i + 1}", [*manage, "rqworker", "builds", "--verbosity", "0"]))
         children.append(Child("worker", [*manage, "rqworker", "default", "--verbosity", "0"]))
