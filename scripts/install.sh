@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 mode=${1:-run}
 packages=(git docker.io docker-registry haproxy debootstrap busybox-static)
-[ "$mode" = test ] && packages+=(chromium postgresql apache2-utils wrk)
+[ "$mode" = test ] && packages+=(chromium postgresql apache2-utils wrk systemd redis-tools)
 redis_password_file=${REDIS_PASSWORD_FILE:-/etc/redis/choreo-password}
 answers() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
 start_redis=

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,12 +29,10 @@ from pathlib import Path
 
 import requests
 from django.conf import settings
-from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from builds import registry
-from choreo_site import health, metrics, processes, webfront
-from deployments.ingress import write_config as write_ingress_config
+from choreo_site import health, processes
+from choreo_site.daemons import NotReady, prepare
 
 STOP_GRACE = 15
 
@@ -51,10 +48,6 @@ class Child:
     started_at: float = field(default=0.0)
 
 
-class Refused(Exception):
-    """`up` cannot start: the message is the one line it prints."""
-
-
 class Command(BaseCommand):
     help = "Run the platform in the foreground."
 
@@ -62,25 +55,20 @@ class Command(BaseCommand):
         parser.add_argument("--no-demo", action="store_true", help="Do not run the demo (same as DEMO=0).")
 
     def handle(self, *args, no_demo=False, **options):
+        self.stopping = False
         try:
             lock = _lock_data_dir()
-            for problem in health.unreachable_dependencies():
-                raise Refused(problem)
-        except Refused as exc:
+            children = [Child(d.name, d.argv, d.log) for d in prepare()]
+        except NotReady as exc:
             self.stderr.write(str(exc))
             sys.exit(1)
         self._say(f"Docker Engine {health.docker_engine_version()}; database and Redis answer")
-        call_command("migrate", interactive=False, verbosity=0)
-        call_command("ensure_admin")
-        metrics.reset_process_files()
-        self.stopping = False
 
         def stop(signum, frame):
             self.stopping = True
 
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, stop)
-        children = self._children()
         demo = None
         try:
             for child in children:
@@ -113,28 +101,6 @@ class Command(BaseCommand):
             (self.stderr if error else self.stdout).write(line)
         except OSError:
             self.stopping = True
-
-    def _children(self) -> list[Child]:
-        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-        children = []
-        if settings.REGISTRY_EMBEDDED:
-            binary = shutil.which("docker-registry") or shutil.which("registry")
-            if binary is None:
-                raise CommandError("The registry is not installed: apt-get install docker-registry (or set REGISTRY_URL).")
-            config = registry.embedded_config(settings.DATA_DIR, settings.REGISTRY_PORT)
-            # The registry logs every 404 of a blob probe as an error: keep that in a file.
-            children.append(Child("registry", [binary, "serve", str(config)], log="registry.log"))
-        haproxy = shutil.which("haproxy")
-        if haproxy is None:
-            raise CommandError("The ingress is not installed: apt-get install haproxy")
-        children.append(Child("ingress", [haproxy, "-W", "-db", "-f", str(write_ingress_config())], log="ingress.log"))
-        for name, argv in webfront.commands().items():
-            children.append(Child(name, argv, log="webfront.log" if name == "web-front" else None))
-        for i in range(settings.BUILD_CONCURRENCY):
-            children.append(Child(f"build-worker-{i + 1}", [*manage, "rqworker", "builds", "--verbosity", "0"]))
-        children.append(Child("worker", [*manage, "rqworker", "default", "--verbosity", "0"]))
-        children.append(Child("scheduler", [*manage, "scheduler"]))
-        return children
 
     def _start(self, child: Child) -> None:
         if child.log:
@@ -209,7 +175,7 @@ def _lock_data_dir():
         handle.seek(0)
         pid = handle.read().strip() or "unknown"
         handle.close()
-        raise Refused(f"Another `up` (pid {pid}) is running on {settings.DATA_DIR}: stop it first, or use another DATA_DIR.") from None
+        raise NotReady(f"Another `up` (pid {pid}) is running on {settings.DATA_DIR}: stop it first, or use another DATA_DIR.") from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"{os.getpid()}\n")
