@@ -87,5 +87,8 @@ def commands() -> dict[str, list[str]]:
             *(python, "-m", "gunicorn", "--config", "python:choreo_site.gunicorn_conf"),
             *("--bind", f"unix:{wsgi_socket()}", "--workers", str(settings.WEB_WORKERS), "choreo_site.wsgi:application"),
         ],
-        "web-async": [python, "-m", "daphne", "-u", str(asgi_socket()), "choreo_site.asgi:application"],
+        "web-async": [
+            *(python, "-m", "daphne", "-u", str(asgi_socket())),
+            *("--access-log", str(settings.DATA_DIR / "access.log"), "choreo_site.asgi:application"),
+        ],
     }
