@@ -19,6 +19,7 @@ bench:
 	.venv/bin/python -m benchmarks.webhook_latency
 	.venv/bin/python -m benchmarks.rollout
 	.venv/bin/python -m benchmarks.web_tier
+	.venv/bin/python -m benchmarks.redaction
 
 # Pin and hash every dependency, from requirements.txt and requirements-dev.txt.
 lock:

@@ -48,6 +48,7 @@ def running_platform(prefix: str, **settings: str):
         "ADMIN_PASSWORD": PASSWORD,
         "DEMO": "0",
         "PYTHONPATH": str(ROOT),
+        "LOCAL_REPOSITORY_ROOTS": tempfile.gettempdir(),  # the benchmarks' sample repositories
         **settings,
     }
     log = open(tmp / "platform.log", "wb")

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 from cronsim import CronSim, CronSimError
+from django.conf import settings
 
 from choreo_site.errors import PlatformError
 from environments.values import CONFIG_TYPES, ENV_NAME_RE, FILE_NAME_RE, coerce_config_value
@@ -82,6 +83,34 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+# YAML 1.2's core schema instead of PyYAML's YAML 1.1 rules, under which `port: 1:30` was
+# the base-60 number 90, `required: yes` was true and `010` was 8. Here those stay strings
+# (refused by the checks below, naming the key) and `010` is ten.
+_StrictLoader.yaml_implicit_resolvers = {}
+for _tag, _pattern, _first in (
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (
+        "float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+0123456789.",
+    ),
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+):
+    _StrictLoader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), list(_first))
+
+
+def _construct_int(loader: _StrictLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    return int(text, 10)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def parse_duration(value: Any) -> float | None:
@@ -260,6 +289,14 @@ def _validate(raw: Any, c: _Checker) -> dict[str, Any]:
     if is_task and "replicas" in raw:
         c.fail("replicas", f"a {ctype} has no replicas")
     data["replicas"] = c.integer("replicas", raw.get("replicas", 1), 1, MAX_REPLICAS)
+    # During a rollout the old and the new replicas share the component's ingress slot.
+    most = settings.INGRESS_SERVERS_PER_SLOT // 2
+    if data["replicas"] > most:
+        c.fail(
+            "replicas",
+            f"must be at most {most}: the ingress holds {settings.INGRESS_SERVERS_PER_SLOT} servers per component "
+            f"(INGRESS_SERVERS_PER_SLOT), old and new replicas together during a rollout, got {data['replicas']}",
+        )
 
     tz = raw.get("timezone", "UTC")
     if "timezone" in raw:

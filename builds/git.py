@@ -18,7 +18,7 @@ import tarfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from django.conf import settings
 
@@ -60,11 +60,37 @@ def validate_repository(url: str) -> str:
         raise GitError(f"repository {url!r} is not a valid Git URL.", errors={"repository": ["A repository cannot start with '-'."]})
     scheme = urlsplit(url).scheme
     if scheme in ("http", "https", "ssh", "git", "file") or _SCP_LIKE.match(url) or url.startswith("/"):
+        check_local_repository(url)
         return url
     raise GitError(
         f"repository {url!r} is not a local path (absolute), file://, https:// or SSH Git URL.",
         errors={"repository": ["Use an absolute local path, file://, https:// or an SSH URL."]},
     )
+
+
+def check_local_repository(url: str) -> None:
+    """A local path (or file:// URL) must lie, links resolved, under one of the directories
+    the operator allows (LOCAL_REPOSITORY_ROOTS), and never inside the data directory,
+    where other projects' mirrors, the database and the keys live. Remote URLs pass."""
+    if url.startswith("/"):
+        path = url
+    elif urlsplit(url).scheme == "file":
+        path = unquote(urlsplit(url).path)
+    else:
+        return
+    real = Path(os.path.realpath(path))
+    if real.is_relative_to(os.path.realpath(settings.DATA_DIR)):
+        raise GitError(
+            f"repository {url!r} is inside the platform's data directory, which no component may build.",
+            errors={"repository": ["A local repository cannot be inside the platform's data directory."]},
+        )
+    roots = [Path(os.path.realpath(root)) for root in settings.LOCAL_REPOSITORY_ROOTS]
+    if not any(real.is_relative_to(root) for root in roots):
+        allowed = ", ".join(map(str, settings.LOCAL_REPOSITORY_ROOTS)) or "none"
+        raise GitError(
+            f"repository {url!r} is a local path outside the directories this platform builds from ({allowed}).",
+            errors={"repository": [f"Local repositories must be under LOCAL_REPOSITORY_ROOTS ({allowed})."]},
+        )
 
 
 def redact_url(url: str) -> str:
@@ -108,6 +134,7 @@ def _locked(mirror: Path):
 
 def ls_remote_head(url: str, branch: str, *, timeout: int = 30) -> str:
     """The remote branch's head commit, without fetching. Cheap; used by polling."""
+    check_local_repository(url)
     result = _run(["ls-remote", "--heads", "--", url, f"refs/heads/{branch}"], timeout=timeout, check=False)
     if result.returncode != 0:
         raise GitError(f"repository {redact_url(url)} cannot be read: {result.stderr.strip() or 'git ls-remote failed'}")
@@ -120,6 +147,7 @@ def ls_remote_head(url: str, branch: str, *, timeout: int = 30) -> str:
 
 def sync(url: str, *, timeout: int = FETCH_TIMEOUT) -> Path:
     """Clone or fetch the repository's mirror; returns its path."""
+    check_local_repository(url)  # again: a path allowed when the component was made may have become a link
     mirror = mirror_path(url)
     with _locked(mirror):
         if not (mirror / "HEAD").exists():
@@ -197,9 +225,23 @@ def checkout(mirror: Path, sha: str, dest: Path) -> None:
     env = {**os.environ, **GIT_ENV}
     with subprocess.Popen(["git", "archive", "--format=tar", sha], cwd=mirror, env=env, stdout=subprocess.PIPE) as proc:
         with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
-            archive.extractall(dest, filter="tar")
+            # The "data" filter refuses links that point outside the checkout (absolute,
+            # or climbing out with ..), device files, and setuid bits.
+            try:
+                archive.extractall(dest, filter="data")
+            except tarfile.FilterError as exc:
+                proc.kill()
+                raise GitError(f"{exc.tarinfo.name}: {_filter_reason(exc)}; the platform does not check out such files.") from None
     if proc.returncode != 0:
         raise GitError(f"git archive of {sha} failed with exit code {proc.returncode}")
+
+
+def _filter_reason(exc: tarfile.FilterError) -> str:
+    if isinstance(exc, tarfile.AbsoluteLinkError):
+        return f"a link to an absolute path ({exc.tarinfo.linkname})"
+    if isinstance(exc, tarfile.LinkOutsideDestinationError):
+        return f"a link that points outside the repository ({exc.tarinfo.linkname})"
+    return str(exc)
 
 
 def changed_paths(mirror: Path, before: str, after: str) -> list[str] | None:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from builds.registry import MANIFEST_TYPE, Blob
+from builds.workspace import create_directory, create_file
 
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -97,7 +98,7 @@ def normalize_layer(src, dest: Path, *, epoch: int | None, findings: list[Findin
     With `epoch` None the mtimes are kept: for base-image layers, which the build did not
     write and which are already the same bytes wherever that base image is.
     """
-    with open(dest, "wb") as out:
+    with create_file(dest) as out:
         compressed = _HashingWriter(out)
         with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, compresslevel=GZIP_LEVEL, mtime=0) as gz:
             uncompressed = _HashingWriter(gz)
@@ -184,7 +185,7 @@ def assemble(
     registry has for `repository` (`have_blob`, which may mount it from the repository
     it was first pushed to) is not read at all. Its Blob then has no path.
     """
-    workdir.mkdir(parents=True, exist_ok=True)
+    create_directory(workdir)
     findings: list[Finding] = []
     with tarfile.open(saved_tar) as archive:
         index = json.load(archive.extractfile("manifest.json"))
@@ -210,7 +211,8 @@ def assemble(
             diff_ids.append(diff_id)
         config_bytes = normalize_config(raw_config, epoch=epoch, diff_ids=diff_ids)
     config_path = workdir / "config.json"
-    config_path.write_bytes(config_bytes)
+    with create_file(config_path) as out:
+        out.write(config_bytes)
     config = Blob("sha256:" + hashlib.sha256(config_bytes).hexdigest(), len(config_bytes), config_path, CONFIG_TYPE)
     manifest = {
         "schemaVersion": 2,
@@ -224,7 +226,7 @@ def assemble(
 
 
 def write_stream(chunks: Iterable[bytes], dest: Path) -> Path:
-    with open(dest, "wb") as out:
+    with create_file(dest) as out:
         for chunk in chunks:
             out.write(chunk)
     return dest

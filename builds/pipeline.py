@@ -15,7 +15,6 @@ import posixpath
 import shutil
 import threading
 import time
-from pathlib import Path
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
@@ -36,8 +35,10 @@ from builds.dockerbuild import (
 from builds.models import ApiSpec, Build, Component, Image
 from builds.oci import LayerCache, assemble, iso
 from builds.services import images_prune_commit, worker_identity
+from builds.workspace import Workspace, workspace_create, workspace_for, workspace_remove
 from choreo_site.errors import PlatformError
 from choreo_site.logstream import LogWriter
+from choreo_site.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def run(build_id: int) -> str:
     writer = LogWriter(build.log_stream)
     watchdog = Watchdog(build_id, time.monotonic())
     watchdog.start()
-    workspace = settings.WORKSPACE_DIR / f"build-{build_id}"
+    workspace = workspace_for(build_id)
     tag = f"choreo-build/{settings.INSTANCE_NAMESPACE}:{build_id}"
     status, error = Build.FAILED, ""
     try:
@@ -123,8 +124,9 @@ def run(build_id: int) -> str:
         error = f"Internal error: {exc.__class__.__name__}: {exc}"
     finally:
         watchdog.stopped.set()
-        shutil.rmtree(workspace, ignore_errors=True)
+        workspace_remove(workspace)
         remove_image(tag)
+    error = redact(error)  # stored and shown: it may quote a build step's output
     if error:
         writer.line(f"==> {status.upper()}: {error}")
     else:
@@ -153,7 +155,7 @@ def _after_success(build_id: int) -> None:
         hook(build_id=build_id)
 
 
-def _pipeline(build: Build, writer: LogWriter, watchdog: Watchdog, workspace: Path, tag: str) -> None:
+def _pipeline(build: Build, writer: LogWriter, watchdog: Watchdog, workspace: Workspace, tag: str) -> None:
     component = build.component
     step_started = time.monotonic()
 
@@ -209,12 +211,12 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: Watchdog, workspace: Pa
         return
 
     step("Prepare the build context")
-    shutil.rmtree(workspace, ignore_errors=True)  # left behind by a worker that crashed
-    git.checkout(mirror, sha, workspace)
-    component_dir = workspace / component.path
+    workspace = workspace_create(build.pk)  # the platform's own directory; the checkout is one part of it
+    git.checkout(mirror, sha, workspace.checkout)
+    component_dir = workspace.checkout / component.path
     context = (component_dir / descriptor.context).resolve()
     dockerfile = (component_dir / descriptor.dockerfile).resolve()
-    if not context.is_dir() or not context.is_relative_to(workspace.resolve()):
+    if not context.is_dir() or not context.is_relative_to(workspace.checkout.resolve()):
         raise DescriptorError("build.context", f"{descriptor.context} is not a directory at commit {sha[:12]}", path=descriptor_path)
     if not dockerfile.is_relative_to(context):
         raise DescriptorError("build.dockerfile", "must be inside the build context", path=descriptor_path)
@@ -238,9 +240,9 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: Watchdog, workspace: Pa
     writer.line(f"built {image_id} in {time.monotonic() - step_started:.1f}s")
 
     step("Scan and assemble a reproducible image")
-    out = workspace.parent / f"build-{build.pk}-oci"
+    out = workspace.blobs
     try:
-        saved = save_image(image_id, workspace / ".image.tar")
+        saved = save_image(image_id, workspace.saved_image)
         assembled = assemble(
             saved,
             out,

@@ -3,13 +3,14 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from builds.models import Build, Component, PushEvent
-from choreo_site.api import StrictSerializer
+from choreo_site.api import RedactedTextField, StrictSerializer
 
 
 class ComponentSerializer(serializers.ModelSerializer):
     project = serializers.CharField(source="project.name", read_only=True)
     webhook_url = serializers.SerializerMethodField()
     webhook_secret_set = serializers.SerializerMethodField()
+    poll_error = RedactedTextField()
 
     class Meta:
         model = Component
@@ -58,6 +59,9 @@ class BuildSerializer(serializers.ModelSerializer):
     image = serializers.CharField(source="image_reference", read_only=True)
     logs_url = serializers.SerializerMethodField()
 
+    error = RedactedTextField()
+    auto_deploy_error = RedactedTextField()
+
     class Meta:
         model = Build
         fields = [
@@ -91,6 +95,7 @@ class BuildStartSerializer(StrictSerializer):
 class PushEventSerializer(serializers.ModelSerializer):
     build = serializers.PrimaryKeyRelatedField(read_only=True)
     commit = serializers.CharField(source="after", read_only=True)
+    reason = RedactedTextField()
 
     class Meta:
         model = PushEvent

@@ -101,3 +101,16 @@ def _summary(operations: dict) -> str:
         if method in operations:
             return (operations[method].get("description") or "").strip().split("\n")[0]
     return ""
+
+
+class RedactedTextField(serializers.CharField):
+    """A stored text (an error, a reason) as the API shows it: every secret masked."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("read_only", True)
+        super().__init__(**kwargs)
+
+    def to_representation(self, value) -> str:
+        from choreo_site.redaction import redact
+
+        return redact(super().to_representation(value))

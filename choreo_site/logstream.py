@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db.models import Max
+from django.db.models import Max, Sum
+from django.db.models.functions import Length
 
 from choreo_site.models import LogLine
 from choreo_site.redaction import Redactor, platform_secrets
@@ -28,22 +29,51 @@ def group_name(stream: str) -> str:
 
 
 class LogWriter:
-    """Appends lines to one stream. Thread-safe; resumes after the last stored line."""
+    """Appends lines to one stream. Thread-safe; resumes after the last stored line.
+
+    Bounded, and linear in what it is given: a line longer than LOG_MAX_LINE characters is
+    cut, with a marker saying how much, and a stream keeps at most LOG_MAX_BYTES of text,
+    then one marker, and at its end how many lines were not kept. A line is redacted
+    before it is cut, over enough of its text that a secret at the cut is still masked.
+    """
 
     def __init__(self, stream: str, *, secrets: Iterable[str] = ()):
         self.stream = stream
         self.redact = Redactor([*platform_secrets(), *secrets])
         self._lock = threading.Lock()
-        last = LogLine.objects.filter(stream=stream).aggregate(m=Max("seq"))["m"]
-        self._next = 0 if last is None else last + 1
-        self._partial = ""
+        stored = LogLine.objects.filter(stream=stream).aggregate(m=Max("seq"), size=Sum(Length("text")))
+        self._next = 0 if stored["m"] is None else stored["m"] + 1
+        self._size = stored["size"] or 0
+        self._capped = self._size >= settings.LOG_MAX_BYTES
+        self._not_kept = 0
+        self._keep = settings.LOG_MAX_LINE + self.redact.longest
+        self._partial: list[str] = []
+        self._partial_len = 0
+        self._partial_cut = 0
 
     def write(self, text: str) -> None:
         """Write a chunk of output; complete lines are stored, a trailing partial line waits."""
         with self._lock:
-            text = self._partial + text.replace("\r\n", "\n")
-            *lines, self._partial = text.split("\n")
+            pieces = text.replace("\r\n", "\n").split("\n")
+            lines = []
+            for i, piece in enumerate(pieces):
+                self._extend(piece)
+                if i < len(pieces) - 1:
+                    lines.append(self._take())
             self._store(lines)
+
+    def _extend(self, piece: str) -> None:
+        room = self._keep - self._partial_len
+        kept = piece[: max(room, 0)]
+        if kept:
+            self._partial.append(kept)
+            self._partial_len += len(kept)
+        self._partial_cut += len(piece) - len(kept)
+
+    def _take(self) -> tuple[str, int]:
+        line = ("".join(self._partial), self._partial_cut)
+        self._partial, self._partial_len, self._partial_cut = [], 0, 0
+        return line
 
     def line(self, text: str) -> None:
         """Write one whole line (any partial line before it is flushed first)."""
@@ -51,22 +81,37 @@ class LogWriter:
 
     def flush(self) -> None:
         with self._lock:
-            if self._partial:
-                lines, self._partial = [self._partial], ""
-                self._store(lines)
+            if self._partial_len or self._partial_cut:
+                self._store([self._take()])
 
     def end(self, status: str) -> None:
         """Flush, and tell live readers that the stream is over."""
         self.flush()
+        with self._lock:
+            if self._not_kept:
+                self._store([(f"[{self._not_kept} more line(s) were not kept]", 0)], always=True)
+                self._not_kept = 0
         self._send({"type": "log.end", "status": status, "next": self._next})
 
-    def _store(self, lines: list[str]) -> None:
-        if not lines:
-            return
+    def _store(self, lines: list[tuple[str, int]], *, always: bool = False) -> None:
         rows = []
-        for raw in lines:
-            rows.append(LogLine(stream=self.stream, seq=self._next, text=self.redact(raw.rstrip("\r"))))
+        for raw, cut in lines:
+            text = self.redact(raw.rstrip("\r"))
+            cut += max(len(raw) - settings.LOG_MAX_LINE, 0)
+            if cut:
+                text = text[: settings.LOG_MAX_LINE] + f" … [{cut} more characters cut]"
+            if self._capped and not always:
+                self._not_kept += 1
+                continue
+            if not always and self._size + len(text) > settings.LOG_MAX_BYTES:
+                self._capped = True
+                self._not_kept += 1
+                text = f"[this log reached its limit of {settings.LOG_MAX_BYTES} characters (LOG_MAX_BYTES); later output is not kept]"
+            rows.append(LogLine(stream=self.stream, seq=self._next, text=text))
+            self._size += len(text)
             self._next += 1
+        if not rows:
+            return
         LogLine.objects.bulk_create(rows)
         self._send({"type": "log.lines", "lines": [{"seq": r.seq, "text": r.text} for r in rows]})
 

@@ -30,7 +30,7 @@ DURATION_BUCKETS = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 def reset_process_files() -> None:
     """For `manage.py up`, before it starts the web tier: an empty directory for the web
     processes' figures, named in the environment every child inherits."""
-    directory = settings.DATA_DIR / "run" / "metrics"
+    directory = settings.RUN_DIR / "metrics"
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True, mode=0o700)
     os.environ[MULTIPROC_ENV] = str(directory)

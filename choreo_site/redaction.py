@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus, urlsplit
 
+from ahocorasick_rs import AhoCorasick, MatchKind
 from django.conf import settings
 
 MASK = "***"
@@ -49,14 +50,25 @@ class Redactor:
             if len(value) < MIN_SECRET_LENGTH:
                 continue
             forms.update({value, quote(value, safe=""), quote_plus(value)} | _base64_forms(value.encode()))
-        # Longest first, so a secret that contains another is masked whole.
-        self._forms = sorted((f for f in forms if len(f) >= MIN_SECRET_LENGTH), key=len, reverse=True)
+        self._forms = sorted(f for f in forms if len(f) >= MIN_SECRET_LENGTH)
+        self.longest = max(map(len, self._forms), default=0)
+        # One pass over the text whatever the number of secrets (Aho-Corasick); leftmost-
+        # longest, so a secret that contains another is masked whole.
+        self._matcher = AhoCorasick(self._forms, matchkind=MatchKind.LeftmostLongest) if self._forms else None
 
     def __call__(self, text: str) -> str:
-        for form in self._forms:
-            if form in text:
-                text = text.replace(form, MASK)
-        return text
+        if self._matcher is None:
+            return text
+        matches = self._matcher.find_matches_as_indexes(text)
+        if not matches:
+            return text
+        parts, last = [], 0
+        for _, start, end in matches:
+            parts.append(text[last:start])
+            parts.append(MASK)
+            last = end
+        parts.append(text[last:])
+        return "".join(parts)
 
 
 # Apps that keep secrets (configuration secrets, in `environments`) register a function
@@ -152,3 +164,11 @@ class RedactingFilter(logging.Filter):
         if record.exc_text:
             record.exc_text = redact(record.exc_text)
         return True
+
+
+def redact(text: str) -> str:
+    """Mask every secret the platform holds in a text it stores or shows (an error, an
+    event's reason): asked afresh each time, so a secret set a moment ago is masked too."""
+    if not text:
+        return text
+    return Redactor(platform_secrets())(text)

@@ -15,7 +15,14 @@ if (BASE_DIR / ".env").exists():
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "data"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# Only the platform's user may enter it: the database, keys, mirrors and sockets are inside.
+DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+DATA_DIR.chmod(0o700)
+# Unix sockets of the platform's own processes (the ingress's runtime API, the web tier):
+# a directory only the platform's user can enter.
+RUN_DIR = DATA_DIR / "run"
+RUN_DIR.mkdir(mode=0o700, exist_ok=True)
+RUN_DIR.chmod(0o700)
 
 
 def _secret_file(path: Path) -> str:
@@ -96,6 +103,15 @@ BUILD_USE_CACHE = env.bool("BUILD_USE_CACHE", default=True)
 BUILD_HEARTBEAT_INTERVAL = env.int("BUILD_HEARTBEAT_INTERVAL", default=5)
 BUILD_HEARTBEAT_TIMEOUT = env.int("BUILD_HEARTBEAT_TIMEOUT", default=60)
 WORKSPACE_DIR = DATA_DIR / "workspaces"
+# Components may name a local repository (a path or file://) only under these directories,
+# links resolved, and never inside DATA_DIR. The default holds just the demo's sample.
+LOCAL_REPOSITORY_ROOTS = [Path(p) for p in env.list("LOCAL_REPOSITORY_ROOTS", default=[str(BASE_DIR / "examples" / "repositories")])]
+DEMO_REPOSITORY_DIR = BASE_DIR / "examples" / "repositories" / INSTANCE_NAMESPACE
+
+# Logs (builds, rollouts, executions): the longest line kept whole, and the most text one
+# log keeps; past either, a marker says what was cut.
+LOG_MAX_LINE = env.int("LOG_MAX_LINE", default=16 * 1024)
+LOG_MAX_BYTES = env.int("LOG_MAX_BYTES", default=8 * 1024 * 1024)
 
 # Rollouts: how long old replicas may finish in-flight requests, and how long they get
 # between SIGTERM and SIGKILL.

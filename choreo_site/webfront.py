@@ -6,7 +6,7 @@
   the ASGI server, whose Channels layer in Redis carries log lines from any worker.
 
 A small HAProxy, started by `manage.py up` beside the two servers, routes between them over
-unix sockets in DATA_DIR/run (mode 0700). It is configured once and never reloaded.
+unix sockets in RUN_DIR (DATA_DIR/run, mode 0700). It is configured once and never reloaded.
 """
 
 from __future__ import annotations
@@ -18,19 +18,12 @@ from pathlib import Path
 from django.conf import settings
 
 
-def run_dir() -> Path:
-    directory = settings.DATA_DIR / "run"
-    directory.mkdir(mode=0o700, exist_ok=True)
-    directory.chmod(0o700)
-    return directory
-
-
 def wsgi_socket() -> Path:
-    return run_dir() / "wsgi.sock"
+    return settings.RUN_DIR / "wsgi.sock"
 
 
 def asgi_socket() -> Path:
-    return run_dir() / "asgi.sock"
+    return settings.RUN_DIR / "asgi.sock"
 
 
 def config_text(*, bind: str, port: int, wsgi: Path, asgi: Path) -> str:
@@ -70,7 +63,7 @@ backend asgi
 
 def write_config() -> Path:
     """Write the front's configuration for `manage.py up`; returns its path."""
-    path = run_dir() / "webfront.cfg"
+    path = settings.RUN_DIR / "webfront.cfg"
     path.write_text(config_text(bind=settings.WEB_HOST, port=settings.WEB_PORT, wsgi=wsgi_socket(), asgi=asgi_socket()))
     return path
 

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from builds.services import process_gone, worker_identity
+from choreo_site.errors import PlatformError
 from choreo_site.logstream import LogWriter
 from deployments import configurables
 from deployments.ingress import ingress
@@ -54,7 +55,8 @@ def replica_spec(deployment: Deployment, index: int) -> ReplicaSpec:
         component=component.name,
         image=release.image_reference,
         # The suffix keeps names unique even against leftovers of a database reset.
-        name=f"{settings.INSTANCE_NAMESPACE}-{project}-{environment.name}-{component.name}-d{deployment.pk}-r{index}-{secrets.token_hex(3)}",
+        # From primary keys: joined user-chosen names can collide.
+        name=f"{settings.INSTANCE_NAMESPACE}-d{deployment.pk}-r{index}-{secrets.token_hex(3)}",
         environment_variables=env,
         files=files,
         labels={"deployment": str(deployment.pk)},
@@ -278,17 +280,26 @@ def ingress_reconcile() -> None:
 
 
 def project_remove(*, project) -> None:
+    """Stop and remove what the project runs. Idempotent: when a step fails, the active
+    deployments are active again (reconciliation restores what was already stopped), the
+    records stay, and the delete can be tried again."""
+    active = list(Deployment.objects.filter(component__project=project, status=Deployment.ACTIVE).values_list("pk", flat=True))
     # First, so that reconciliation never starts a replacement for what is being removed.
-    Deployment.objects.filter(component__project=project, status=Deployment.ACTIVE).update(status=Deployment.SUPERSEDED)
-    rt = runtime()
-    ing = ingress()
-    for route in Route.objects.filter(component__project=project):
-        if ing.is_up():
-            ing.route_delete(route.host)
-            for server in ing.servers(slot_name(route.slot)):
-                ing.server_delete(slot_name(route.slot), server.name)
-    for environment in project.environments.all():
-        rt.environment_remove(project=project.name, environment=environment.name, grace=settings.ROLLOUT_STOP_GRACE)
+    Deployment.objects.filter(pk__in=active, status=Deployment.ACTIVE).update(status=Deployment.SUPERSEDED)
+    try:
+        rt = runtime()
+        ing = ingress()
+        for route in Route.objects.filter(component__project=project):
+            if ing.is_up():
+                ing.route_delete(route.host)
+                for server in ing.servers(slot_name(route.slot)):
+                    ing.server_delete(slot_name(route.slot), server.name)
+        for environment in project.environments.all():
+            rt.environment_remove(project=project.name, environment=environment.name, grace=settings.ROLLOUT_STOP_GRACE)
+    except (RuntimeFailure, IngressError) as exc:
+        Deployment.objects.filter(pk__in=active, status=Deployment.SUPERSEDED).update(status=Deployment.ACTIVE)
+        detail = f"Project {project.name} could not be removed: {exc}. Nothing was deleted; try again."
+        raise PlatformError(detail, status_code=503) from None
 
 
 def health(deployment: Deployment) -> str:

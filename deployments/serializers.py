@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from choreo_site.api import StrictSerializer
+from choreo_site.api import RedactedTextField, StrictSerializer
 from deployments import configurables
 from deployments.models import Deployment
 from deployments.services import urls_for
@@ -18,6 +18,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
     config_keys = serializers.SerializerMethodField()
     replaces = serializers.PrimaryKeyRelatedField(read_only=True)
     rollback_of = serializers.PrimaryKeyRelatedField(read_only=True)
+    error = RedactedTextField()
 
     class Meta:
         model = Deployment

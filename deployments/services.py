@@ -15,6 +15,7 @@ from builds.models import Build, Component
 from builds.services import build_auto_deploy_refused
 from choreo_site.errors import Conflict, NotFound, PlatformError
 from choreo_site.queues import default_queue, enqueue_after_commit
+from choreo_site.redaction import redact
 from deployments import configurables
 from deployments.models import Deployment, Release, Route
 from environments.models import ConfigValue, Environment, Project
@@ -277,9 +278,10 @@ def project_teardown(*, project: Project) -> None:
 
 
 def mark_final(deployment: Deployment, status: str, error: str = "") -> bool:
+    """End a rollout. The error is stored redacted: it may quote a replica's output."""
     return (
         Deployment.objects.filter(pk=deployment.pk, status=Deployment.ROLLING_OUT).update(
-            status=status, error=error, finished_at=timezone.now()
+            status=status, error=redact(error), finished_at=timezone.now()
         )
         == 1
     )

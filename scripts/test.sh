@@ -18,14 +18,19 @@ export REGISTRY_PORT=${TEST_REGISTRY_PORT:-5099}
 export WEB_PORT=${TEST_WEB_PORT:-8099}
 export INGRESS_PORT=${TEST_INGRESS_PORT:-8098}
 export PYTHONPATH=$PWD
+# Test repositories live in a temporary directory of this run's own, the only place the
+# platform under test may build local repositories from (LOCAL_REPOSITORY_ROOTS).
+TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/choreo-test.XXXXXX")
+trap 'rm -rf "$TEST_TMP"' EXIT
+export TMPDIR=$TEST_TMP LOCAL_REPOSITORY_ROOTS=$TEST_TMP
 unset DATABASE_URL
 mkdir -p "$DATA_DIR"
 
 # The browser tests run in a pytest of their own: Playwright's sync API keeps an event
 # loop in the main thread, which Django's async views and Channels cannot share.
 run() {
-  .venv/bin/pytest -m "not browser" "$@" || status=$?
-  .venv/bin/pytest -m browser "$@" || status=$?
+  .venv/bin/pytest --basetemp "$TEST_TMP/pytest" -m "not browser" "$@" || status=$?
+  .venv/bin/pytest --basetemp "$TEST_TMP/pytest" -m browser "$@" || status=$?
 }
 status=0
 echo "== tests on SQLite"

@@ -14,7 +14,13 @@ def ingress_dir() -> Path:
 
 
 def ingress() -> HAProxyIngress:
-    return HAProxyIngress(f"{settings.INSTANCE_NAMESPACE}-ingress", ingress_dir() / "hosts.map")
+    return HAProxyIngress(admin_socket(), ingress_dir() / "hosts.map")
+
+
+def admin_socket() -> Path:
+    """HAProxy's runtime API: a file of mode 0600 in a directory of mode 0700, so no other
+    local user can re-point a route."""
+    return settings.RUN_DIR / "ingress.sock"
 
 
 def write_config() -> Path:
@@ -28,7 +34,7 @@ def write_config() -> Path:
         config_text(
             bind=settings.INGRESS_BIND,
             port=settings.INGRESS_PORT,
-            socket_name=f"{settings.INSTANCE_NAMESPACE}-ingress",
+            socket_path=admin_socket(),
             map_file=map_file,
             slots=settings.INGRESS_SLOTS,
             servers_per_slot=settings.INGRESS_SERVERS_PER_SLOT,

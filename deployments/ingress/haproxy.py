@@ -51,7 +51,7 @@ FREE_ADDRESS = "0.0.0.0"
 SERVER_PREFIX = "srv"
 
 
-def config_text(*, bind: str, port: int, socket_name: str, map_file: Path, slots: int, servers_per_slot: int = 16) -> str:
+def config_text(*, bind: str, port: int, socket_path: Path, map_file: Path, slots: int, servers_per_slot: int = 16) -> str:
     """The whole HAProxy configuration: written once, never reloaded."""
     backends = "\n".join(
         f"""backend {slot_name(i)}
@@ -65,7 +65,7 @@ def config_text(*, bind: str, port: int, socket_name: str, map_file: Path, slots
     )
     return f"""# Written by the platform at start; changed only through the runtime API.
 global
-    stats socket abns@{socket_name} level admin
+    stats socket {socket_path} mode 600 level admin
     stats timeout 1m
     maxconn 4000
 
@@ -94,8 +94,8 @@ backend no_route
 class HAProxyIngress:
     """A running HAProxy, addressed by its runtime API socket."""
 
-    def __init__(self, socket_name: str, map_file: Path):
-        self.socket_name = socket_name
+    def __init__(self, socket_path: Path, map_file: Path):
+        self.socket_path = socket_path
         self.map_file = map_file
 
     def command(self, line: str, timeout: float = 5.0) -> str:
@@ -104,10 +104,9 @@ class HAProxyIngress:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             try:
-                # HAProxy's abstract socket names fill the whole sun_path, zero padded.
-                sock.connect(("\0" + self.socket_name).ljust(108, "\0"))
+                sock.connect(str(self.socket_path))
             except OSError as exc:
-                raise IngressError(f"the ingress is not running (runtime API abns@{self.socket_name}: {exc})") from None
+                raise IngressError(f"the ingress is not running (runtime API {self.socket_path}: {exc})") from None
             sock.sendall(line.encode() + b"\n")
             chunks = []
             while chunk := sock.recv(65536):

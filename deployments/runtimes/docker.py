@@ -9,6 +9,7 @@ the instance namespace, so reconciliation and teardown find exactly what is ours
 
 from __future__ import annotations
 
+import hashlib
 import io
 import posixpath
 import socket
@@ -33,7 +34,10 @@ class DockerRuntime:
         return {f"{LABEL}.instance": self.namespace, **{f"{LABEL}.{k}": v for k, v in extra.items()}}
 
     def network_name(self, project: str, environment: str) -> str:
-        return f"{self.namespace}-{project}-{environment}"
+        """From a hash of the pair, never the joined names: project `a` with environment
+        `x-dev` and project `a-x` with `dev` must not share a network."""
+        digest = hashlib.sha256(f"{project}\0{environment}".encode()).hexdigest()[:20]
+        return f"{self.namespace}-env-{digest}"
 
     def environment_ensure(self, *, project: str, environment: str) -> str:
         name = self.network_name(project, environment)
@@ -47,12 +51,14 @@ class DockerRuntime:
             raise RuntimeFailure(f"could not create the network of {project}/{environment}: {exc}") from None
 
     def environment_remove(self, *, project: str, environment: str, grace: float = 10) -> None:
-        for replica in self.replicas(project=project, environment=environment):
-            self.replica_stop(replica, grace=grace)
         try:
+            for replica in self.replicas(project=project, environment=environment):
+                self.replica_stop(replica, grace=grace)
             self.client.networks.get(self.network_name(project, environment)).remove()
         except NotFound:
             pass
+        except DockerException as exc:
+            raise RuntimeFailure(f"could not remove {project}/{environment}: {exc}") from None
 
     def replica_start(self, spec: ReplicaSpec) -> Replica:
         network = self.environment_ensure(project=spec.project, environment=spec.environment)
@@ -110,7 +116,11 @@ class DockerRuntime:
         if health and "http" in health:
             url = f"http://{replica.address}:{health['http']['port']}{health['http']['path']}"
             try:
-                return 200 <= requests.get(url, timeout=timeout).status_code < 400
+                # A redirect is an answer, never followed: it could point the worker at the
+                # host's own services. No proxy from the environment either.
+                with requests.Session() as session:
+                    session.trust_env = False
+                    return 200 <= session.get(url, timeout=timeout, allow_redirects=False).status_code < 400
             except requests.RequestException:
                 return False
         probe_port = health["tcp"]["port"] if health and "tcp" in health else port

@@ -107,6 +107,12 @@ def test_scheduled_task():
         ("schemaVersion: 1\ntype: service\nconfigurations: [{name: A}, {name: A}]\n", "configurations[1].name", "duplicate"),
         ("schemaVersion: 1\ntype: service\ntype: web-app\n", "", "duplicate key"),
         ("schemaVersion: 1\ntype: [service\n", "", "not valid YAML"),
+        # Issue 10: YAML 1.2 rules. Under YAML 1.1, 1:30 was the base-60 number 90 and yes was true.
+        ("schemaVersion: 1\ntype: service\nendpoints:\n  - name: api\n    port: 1:30\n", "endpoints[0].port", "got '1:30'"),
+        ("schemaVersion: 1\ntype: service\nconfigurations: [{name: A, required: yes}]\n", "configurations[0].required", "got 'yes'"),
+        ("schemaVersion: 1\ntype: service\nconfigurations: [{name: A, secret: on}]\n", "configurations[0].secret", "got 'on'"),
+        # Issue 10: an ingress slot holds 16 servers, old and new replicas together.
+        ("schemaVersion: 1\ntype: service\nreplicas: 9\n", "replicas", "must be at most 8"),
     ],
 )
 def test_bad_descriptor_names_file_key_and_reason(text, key, reason):
@@ -187,3 +193,9 @@ def test_fuzz_schedules(expression):
         validate_schedule(expression)
     except ValueError as err:
         assert str(err)
+
+
+def test_yaml_1_2_numbers():
+    d = parse_descriptor("schemaVersion: 1\ntype: service\nreplicas: 08\nendpoints: [{name: a, port: 0o17}]\n", path="c.yaml")
+    assert d.data["replicas"] == 8  # decimal, not an octal error
+    assert d.data["endpoints"][0]["port"] == 15

@@ -45,6 +45,41 @@ def test_writer_stores_complete_lines_and_resumes_numbering():
     assert read_text("build-900").splitlines()[-1] == "four"
 
 
+def test_a_huge_line_is_cut_with_a_marker_and_a_secret_at_the_cut_is_still_masked(settings):
+    """Issue 10, finding 10: a 30 MB line took 25 s (string concatenation, quadratic)."""
+    settings.LOG_MAX_LINE = 1000
+    secret = "s3cret-at-the-cut"
+    writer = LogWriter("build-901", secrets=[secret])
+    line = "x" * 995 + secret + "y" * (30 * 1024 * 1024)
+    for start in range(0, len(line), 64 * 1024):  # as a build's output arrives: in chunks
+        writer.write(line[start : start + 64 * 1024])
+    writer.write("\nnext line\n")
+    writer.end("failed")
+    stored = read_text("build-901").splitlines()
+    assert stored[0].startswith("x" * 995 + "***"[:5])
+    assert secret not in stored[0] and secret[:4] not in stored[0][995:]
+    assert stored[0].endswith(f" … [{len(line) - 1000} more characters cut]")
+    assert len(stored[0]) < 1100
+    assert stored[1] == "next line"
+
+
+def test_a_log_keeps_at_most_its_limit_then_says_what_it_dropped(settings):
+    settings.LOG_MAX_BYTES = 10_000
+    writer = LogWriter("build-902")
+    for i in range(3000):
+        writer.line(f"line {i:05d} of a chatty build")
+    writer.end("succeeded")
+    stored = read_text("build-902").splitlines()
+    assert sum(len(line) for line in stored) < 10_000 + 300
+    assert stored[-2].startswith("[this log reached its limit of 10000 characters (LOG_MAX_BYTES)")
+    kept = len(stored) - 2
+    assert stored[-1] == f"[{3000 - kept} more line(s) were not kept]"
+    # A writer made later for the same stream (a resumed rollout) keeps nothing more either.
+    again = LogWriter("build-902")
+    again.line("after the limit")
+    assert "after the limit" not in read_text("build-902")
+
+
 def _component():
     return component_create(project=project_create(name="logs"), name="web", repository=_repo())
 

@@ -77,9 +77,9 @@ def test_the_docs_page_is_for_logged_in_users_and_serves_its_own_assets(client, 
 
 
 @pytest.mark.django_db
-def test_admin_shows_releases_deployments_and_routes_read_only_without_secrets(logged_in, admin_user):
+def test_admin_shows_releases_deployments_and_routes_read_only_without_secrets(logged_in, admin_user, make_repo):
     project = project_create(name="shop")
-    component = component_create(project=project, name="web", repository=str(settings.BASE_DIR))
+    component = component_create(project=project, name="web", repository=str(make_repo().path))
     development = project.environments.get(name="development")
     config_set(project=project, component="web", environment=development, key="DB_PASSWORD", value="s3cret-in-admin", secret=True)
     build = Build.objects.create(component=component, commit="a" * 40, status=Build.SUCCEEDED)

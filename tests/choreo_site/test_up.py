@@ -190,3 +190,82 @@ def test_up_stops_what_it_started_when_the_platform_never_becomes_healthy(tmp_pa
     assert "Platform up" not in out
     assert "The platform did not become healthy within 8s: registry: not answering at" in err
     assert_left_nothing(tmp_path / "data")
+
+
+def children_by_name(up_pid: int) -> dict[str, int]:
+    """up's direct children by a word of their command line."""
+    found = {}
+    for task in Path(f"/proc/{up_pid}/task").glob("*"):
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            found[b" ".join(cmdline).decode(errors="replace")] = int(child)
+    return found
+
+
+def test_restarts_leak_no_file_handle(tmp_path):
+    """A child that keeps dying is started again with a back-off, and each start closes the
+    log file it opened."""
+    log = tmp_path / "up.log"
+    proc = start_up(up_env(tmp_path / "data"), log)
+    try:
+        wait_for_line(proc, log, "Platform up")
+        handles = len(list(Path(f"/proc/{proc.pid}/fd").iterdir()))
+        for attempt in range(1, 4):
+            registry = next(pid for cmd, pid in children_by_name(proc.pid).items() if "docker-registry" in cmd)
+            os.kill(registry, signal.SIGKILL)
+            wait_for_line(proc, log, f"registry exited with -9; starting it again in {2**attempt}s")
+            deadline = time.monotonic() + 2**attempt + 5
+            while not any("docker-registry" in cmd and pid != registry for cmd, pid in children_by_name(proc.pid).items()):
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        assert len(list(Path(f"/proc/{proc.pid}/fd").iterdir())) == handles
+    finally:
+        stop(proc)
+
+
+def test_a_closed_terminal_pipe_stops_everything(tmp_path):
+    """up's output goes to a pipe whose reader goes away (SIGPIPE, a closed terminal): the
+    next line it prints stops the platform, and nothing it started outlives it."""
+    proc = subprocess.Popen(
+        [*MANAGE, "up"], cwd=ROOT, env=up_env(tmp_path / "data"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        for line in proc.stdout:
+            if b"Platform up" in line:
+                break
+        started = descendants(proc.pid)
+        proc.stdout.close()
+        scheduler = next(pid for cmd, pid in children_by_name(proc.pid).items() if cmd.endswith("scheduler"))
+        os.kill(scheduler, signal.SIGKILL)  # up writes "scheduler exited …" to the closed pipe
+        proc.wait(30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(alive(pid) for pid in started):
+            time.sleep(0.2)
+        assert not [pid for pid in started if alive(pid)]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_the_demo_runs_end_to_end_and_prints_no_token(tmp_path):
+    """make up's demo, as a new user sees it: build, deploy, promote, the URLs, and no
+    credential in the output (issue 10: it printed the admin's non-expiring token)."""
+    import requests
+
+    env = up_env(tmp_path / "data", DEMO="1")
+    env.pop("LOCAL_REPOSITORY_ROOTS", None)  # the default allows the demo's own sample
+    log = tmp_path / "up.log"
+    proc = start_up(env, log)
+    base = f"http://127.0.0.1:{env['WEB_PORT']}"
+    try:
+        wait_for_line(proc, log, "demo: done", timeout=240)
+        token = requests.post(f"{base}/api/auth/token/", json={"username": "admin", "password": "up-test-password"}, timeout=10)
+        key = token.json()["token"]
+        output = log.read_text()
+        assert "Hello" in requests.get(f"http://127.0.0.1:{env['INGRESS_PORT']}/", headers={"Host": "hello.production.demo.localhost"}).text
+        assert key not in output and "up-test-password" not in output
+        deleted = requests.delete(f"{base}/api/projects/demo/", headers={"Authorization": f"Token {key}"}, timeout=120)
+        assert deleted.status_code == 204, deleted.text
+    finally:
+        stop(proc)

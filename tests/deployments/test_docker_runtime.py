@@ -129,3 +129,74 @@ def test_files_are_placed_read_only_for_the_image_user_before_start(runtime, use
     finally:
         runtime.environment_remove(project="shop", environment="development", grace=1)
         runtime.client.images.remove(tag, force=True)
+
+
+def test_health_checks_follow_no_redirect(runtime, httpd_image):
+    """A replica that answers its health path with a redirect to a host loopback URL must
+    not make the worker fetch that URL (issue 10, finding 7)."""
+    import http.server
+    import threading
+
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    target = f"http://127.0.0.1:{server.server_address[1]}/platform-internal"
+    dockerfile = (
+        "FROM choreo/busybox:1\n"
+        'CMD ["sh", "-c", "while true; do printf \'HTTP/1.0 302 Found\\r\\nLocation: %s\\r\\nContent-Length: 0\\r\\n\\r\\n\' '
+        '$TARGET | nc -l -p 8080; done"]\n'
+    )
+    runtime.client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag="choreo-test/redirector:1", rm=True)
+    spec = ReplicaSpec(
+        project="shop",
+        environment="development",
+        component="redirector",
+        image="choreo-test/redirector:1",
+        name=f"{runtime.namespace}-redirect-{uuid.uuid4().hex[:4]}",
+        environment_variables={"TARGET": target},
+    )
+    try:
+        replica = runtime.replica_start(spec)
+        deadline = time.monotonic() + 15
+        while not runtime.replica_healthy(replica, {"tcp": {"port": 8080}, "timeout": 1}, port=None):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        for _ in range(3):
+            runtime.replica_healthy(replica, {"http": {"path": "/healthz", "port": 8080}, "timeout": 1}, port=None)
+        assert hits == [], "the health check followed the replica's redirect to the host"
+    finally:
+        server.shutdown()
+
+
+def test_network_names_never_collide_across_projects(runtime, httpd_image):
+    """Issue 10, finding 3: project `a` with environment `x-dev` and project `a-x` with
+    environment `dev` shared one network, so one's replica could read the other's; and
+    removing one failed while the other's replicas used that network."""
+    def spec(project, environment, body):
+        name = f"{runtime.namespace}-{uuid.uuid4().hex[:6]}"
+        return ReplicaSpec(project=project, environment=environment, component="web", image=httpd_image, name=name,
+                           environment_variables={"BODY": body})  # fmt: skip
+
+    first, second = spec("a", "x-dev", "DB_PASSWORD=first-secret"), spec("a-x", "dev", "second")
+    try:
+        one, two = runtime.replica_start(first), runtime.replica_start(second)
+        assert runtime.network_name("a", "x-dev") != runtime.network_name("a-x", "dev")
+        wait_healthy(runtime, one)
+        wait_healthy(runtime, two)
+        assert "first-secret" not in probe(runtime, two, one.address), "one project's replica read another's"
+        runtime.environment_remove(project="a", environment="x-dev", grace=1)
+        assert runtime.client.containers.get(two.id).status == "running"
+        assert runtime.replicas(project="a") == []
+    finally:
+        runtime.environment_remove(project="a", environment="x-dev", grace=1)
+        runtime.environment_remove(project="a-x", environment="dev", grace=1)

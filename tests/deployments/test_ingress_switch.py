@@ -22,13 +22,13 @@ HOST = "web.development.shop.localhost"
 def ingress(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ingress")
     port = free_port()
-    socket_name = f"choreo-test-ingress-{uuid.uuid4().hex[:8]}"
+    socket_path = tmp / "admin.sock"
     (tmp / "hosts.map").write_text("")
     (tmp / "haproxy.cfg").write_text(
-        config_text(bind="127.0.0.1", port=port, socket_name=socket_name, map_file=tmp / "hosts.map", slots=4, servers_per_slot=3)
+        config_text(bind="127.0.0.1", port=port, socket_path=socket_path, map_file=tmp / "hosts.map", slots=4, servers_per_slot=3)
     )
     proc = subprocess.Popen(["haproxy", "-W", "-db", "-f", str(tmp / "haproxy.cfg")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ingress = HAProxyIngress(socket_name, tmp / "hosts.map")
+    ingress = HAProxyIngress(socket_path, tmp / "hosts.map")
     deadline = time.monotonic() + 10
     while not ingress.is_up():
         assert time.monotonic() < deadline and proc.poll() is None, "HAProxy did not start"

@@ -1,7 +1,7 @@
 """`manage.py demo`: the main job, end to end, on the sample in examples/, through the
 HTTP API of a running platform. `make up` runs it once the platform is healthy.
 
-It makes a Git repository of examples/hello-service in $DATA_DIR/demo/hello.git,
+It makes a Git repository of examples/hello-service in examples/repositories/<instance>/hello.git,
 creates project `demo` and component `hello`, builds the head commit, deploys it to
 development, promotes it to production (each with ?wait=1), and prints the URLs and where
 to look.
@@ -33,7 +33,7 @@ GIT_ENV = {
 
 
 def sample_repository() -> Path:
-    repo = settings.DATA_DIR / "demo" / "hello.git"
+    repo = settings.DEMO_REPOSITORY_DIR / "hello.git"  # under LOCAL_REPOSITORY_ROOTS by default
     if repo.exists():
         return repo
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,6 +94,8 @@ class Command(BaseCommand):
             f"  pull it:     docker pull {build['image']}",
             f"  Build page:  {page}",
             f"  Deploy page: {settings.PUBLIC_URL}/projects/demo/components/hello/deploy/",
-            f"  API:         curl -H 'Authorization: Token {token.key}' {api}/projects/demo/components/hello/deployments/",
+            # Never the token itself: terminals are scrolled back, logged and shared.
+            f"  API:         curl -H \"Authorization: Token $(.venv/bin/python manage.py drf_create_token admin | awk '{{print $3}}')\" "
+            f"{api}/projects/demo/components/hello/deployments/",
         ]
         self.stdout.write(self.style.SUCCESS("\n".join(lines)))

@@ -63,7 +63,7 @@ class Command(BaseCommand):
         env_file = out / "choreo.env"
         values = {name: os.environ[name] for name in SETTINGS if name in os.environ}
         values["DATA_DIR"] = str(settings.DATA_DIR)
-        values[MULTIPROC_ENV] = str(settings.DATA_DIR / "run" / "metrics")
+        values[MULTIPROC_ENV] = str(settings.RUN_DIR / "metrics")
         fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write("# The platform's settings for its systemd units (manage.py systemd_units).\n")
