@@ -198,7 +198,7 @@ def children_by_name(up_pid: int) -> dict[str, int]:
     for task in Path(f"/proc/{up_pid}/task").glob("*"):
         for child in (task / "children").read_text().split():
             cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-            found[b" ".join(cmdline).decode(errors="replace")] = int(child)
+            found[b" ".join(cmdline).decode(errors="replace").strip()] = int(child)
     return found
 
 
