@@ -12,8 +12,12 @@ from channels.db import database_sync_to_async
 from django.http import JsonResponse
 from django.urls import reverse
 from rest_framework import serializers
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import api_view, schema
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
+
+from choreo_site import throttling
 
 WAIT_LIMIT = 300.0
 # Poll often at first (a reused image is ready in a tenth of a second), then back off.
@@ -114,3 +118,16 @@ class RedactedTextField(serializers.CharField):
         from choreo_site.redaction import redact
 
         return redact(super().to_representation(value))
+
+
+class ObtainToken(ObtainAuthToken):
+    """`POST /api/auth/token/`: DRF's, answering 429 with the reason when logins are throttled."""
+
+    def post(self, request, *args, **kwargs):
+        try:
+            return super().post(request, *args, **kwargs)
+        except ValidationError:
+            reason = throttling.refusal(request)
+            if reason:
+                return Response({"detail": reason, "errors": {}}, status=429)
+            raise

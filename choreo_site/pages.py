@@ -6,7 +6,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 
+from choreo_site import throttling
 from choreo_site.errors import PlatformError
 
 T = TypeVar("T")
@@ -22,3 +24,15 @@ def page_action(request, action: Callable[[], T], *, success: str | Callable[[T]
     if success:
         messages.success(request, success(result) if callable(success) else success)
     return result
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login page, answering 429 with the reason when logins are throttled."""
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        reason = throttling.refusal(self.request)
+        if reason:
+            response.context_data["throttled"] = reason
+            response.status_code = 429
+        return response

@@ -213,6 +213,19 @@ CHANNEL_LAYERS = {
     }
 }
 
+# Shared by every web process: login throttling counts failures here.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": f"{INSTANCE_NAMESPACE}:cache",
+    }
+}
+AUTHENTICATION_BACKENDS = ["choreo_site.throttling.ThrottledModelBackend"]
+# Failed logins (page or API) allowed per user name and per client address in the window.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+LOGIN_FAILURE_WINDOW = env.int("LOGIN_FAILURE_WINDOW", default=300)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
