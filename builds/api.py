@@ -1,5 +1,4 @@
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -19,24 +18,25 @@ from builds.serializers import (
 from builds.services import component_by_names
 from choreo_site.api import waitable
 from choreo_site.logstream import read_text
+from environments import permissions
 from environments.services import project_get
 
 WAIT = OpenApiParameter("wait", OpenApiTypes.BOOL, description="Block until the build is final (at most 300 s).")
 
 
-def _component(project: str, component: str):
-    return component_by_names(project=project, component=component)
+def _component(request, project: str, component: str, action: str = permissions.VIEW):
+    return component_by_names(project=project, component=component, actor=request.user, action=action)
 
 
 class ComponentList(APIView):
     @extend_schema(responses=ComponentSerializer(many=True))
     def get(self, request, project):
-        project = project_get(name=project)
+        project = project_get(name=project, actor=request.user)
         return Response(ComponentSerializer(project.components.select_related("project"), many=True).data)
 
     @extend_schema(request=ComponentCreateSerializer, responses={201: ComponentSerializer})
     def post(self, request, project):
-        project = project_get(name=project)
+        project = project_get(name=project, actor=request.user, action=permissions.MANAGE)
         data = ComponentCreateSerializer.validated(request.data)
         component = services.component_create(project=project, **data)
         return Response(ComponentSerializer(component).data, status=status.HTTP_201_CREATED)
@@ -45,12 +45,12 @@ class ComponentList(APIView):
 class ComponentDetail(APIView):
     @extend_schema(responses=ComponentSerializer)
     def get(self, request, project, component):
-        return Response(ComponentSerializer(_component(project, component)).data)
+        return Response(ComponentSerializer(_component(request, project, component)).data)
 
     @extend_schema(request=ComponentUpdateSerializer, responses=ComponentSerializer)
     def patch(self, request, project, component):
         data = ComponentUpdateSerializer.validated(request.data)
-        component = services.component_update(component=_component(project, component), **data)
+        component = services.component_update(component=_component(request, project, component, permissions.CONFIGURE), **data)
         return Response(ComponentSerializer(component).data)
 
 
@@ -58,7 +58,7 @@ class PushEventList(APIView):
     @extend_schema(responses=PushEventSerializer(many=True))
     def get(self, request, project, component):
         """Pushes received by webhook or found by polling, newest first, with their outcome."""
-        events = _component(project, component).push_events.all()[:100]
+        events = _component(request, project, component).push_events.all()[:100]
         return Response(PushEventSerializer(events, many=True).data)
 
 
@@ -70,34 +70,33 @@ def _build_state(build_id: int) -> tuple[dict, bool]:
 class BuildList(APIView):
     @extend_schema(responses=BuildSerializer(many=True))
     def get(self, request, project, component):
-        builds = _component(project, component).builds.select_related("component__project")[:100]
+        builds = _component(request, project, component).builds.select_related("component__project")[:100]
         return Response(BuildSerializer(builds, many=True).data)
 
     @extend_schema(request=BuildStartSerializer, parameters=[WAIT], responses={201: BuildSerializer, 200: BuildSerializer})
     def post(self, request, project, component):
         data = BuildStartSerializer.validated(request.data)
-        build = services.build_start(component=_component(project, component), commit=data.get("commit"))
+        build = services.build_start(component=_component(request, project, component, permissions.BUILD), commit=data.get("commit"))
         return Response(BuildSerializer(build).data, status=status.HTTP_201_CREATED)
 
 
 class BuildDetail(APIView):
     @extend_schema(responses=BuildSerializer)
     def get(self, request, build_id):
-        build = get_object_or_404(Build.objects.select_related("component__project"), pk=build_id)
-        return Response(BuildSerializer(build).data)
+        return Response(BuildSerializer(services.build_get(pk=build_id, actor=request.user)).data)
 
 
 class BuildLogs(APIView):
     @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR})
     def get(self, request, build_id):
-        build = get_object_or_404(Build, pk=build_id)
+        build = services.build_get(pk=build_id, actor=request.user)
         return HttpResponse(read_text(build.log_stream), content_type="text/plain; charset=utf-8")
 
 
 class BuildCancel(APIView):
     @extend_schema(request=None, responses=BuildSerializer)
     def post(self, request, build_id):
-        build = services.build_cancel(build=get_object_or_404(Build, pk=build_id))
+        build = services.build_cancel(build=services.build_get(pk=build_id, actor=request.user, action=permissions.BUILD))
         return Response(BuildSerializer(build).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -234,8 +234,37 @@ def parse_descriptor(text: str | bytes, *, path: str = DESCRIPTOR_PATH) -> Descr
     return Descriptor(_validate(raw, _Checker(path)))
 
 
+_QUANTITY_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|K|M|G)?$")
+_QUANTITY_UNITS = {None: 1, "K": 1000, "M": 1000**2, "G": 1000**3, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+MIN_MEMORY, MAX_MEMORY = 4 * 1024**2, 64 * 1024**3
+
+
+def _validate_resources(raw: Any, c: _Checker) -> dict[str, Any]:
+    """`resources: {memory: 256Mi, cpu: 0.5}` per replica or execution: memory in bytes, cpu in
+    cores; None where the platform's default applies."""
+    c.mapping("resources", raw, {"memory", "cpu"})
+    memory = raw.get("memory")
+    if memory is not None:
+        match = _QUANTITY_RE.match(str(memory)) if isinstance(memory, (str, int)) and not isinstance(memory, bool) else None
+        amount = int(float(match.group(1)) * _QUANTITY_UNITS[match.group(2)]) if match else 0
+        if not MIN_MEMORY <= amount <= MAX_MEMORY:
+            c.fail("resources.memory", f"must be an amount from 4Mi to 64Gi, such as 256Mi or 1Gi, got {memory!r}")
+        memory = amount
+    cpu = raw.get("cpu")
+    if cpu is not None:
+        cores = None
+        if isinstance(cpu, (int, float)) and not isinstance(cpu, bool):
+            cores = float(cpu)
+        elif isinstance(cpu, str) and re.fullmatch(r"[0-9]{1,6}m", cpu):
+            cores = int(cpu[:-1]) / 1000
+        if cores is None or not 0.01 <= cores <= 64:
+            c.fail("resources.cpu", f"must be a number of cores from 0.01 to 64, such as 0.5 or 500m, got {cpu!r}")
+        cpu = cores
+    return {"memory": memory, "cpu": cpu}
+
+
 def _validate(raw: Any, c: _Checker) -> dict[str, Any]:
-    top_keys = {"schemaVersion", "type", "build", "endpoints", "health", "replicas", "schedule", "timezone", "configurations"}
+    top_keys = {"schemaVersion", "type", "build", "endpoints", "health", "replicas", "schedule", "timezone", "configurations", "resources"}
     c.mapping("", raw, top_keys, {"schemaVersion", "type"})
     if raw["schemaVersion"] != 1 or isinstance(raw["schemaVersion"], bool):
         c.fail("schemaVersion", f"must be 1, got {raw['schemaVersion']!r}")
@@ -288,6 +317,7 @@ def _validate(raw: Any, c: _Checker) -> dict[str, Any]:
     data["health"] = _validate_health(raw.get("health"), c, is_task)
     if is_task and "replicas" in raw:
         c.fail("replicas", f"a {ctype} has no replicas")
+    data["resources"] = _validate_resources(raw.get("resources", {}), c)
     data["replicas"] = c.integer("replicas", raw.get("replicas", 1), 1, MAX_REPLICAS)
     # During a rollout the old and the new replicas share the component's ingress slot.
     most = settings.INGRESS_SERVERS_PER_SLOT // 2

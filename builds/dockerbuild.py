@@ -16,6 +16,7 @@ from pathlib import Path
 import docker
 import requests
 import urllib3
+from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound
 
 from builds.oci import write_stream
@@ -32,13 +33,39 @@ class BuildAborted(Exception):
 
 
 class _StreamingClient(docker.APIClient):
-    """Keeps the response of the streaming build call, so another thread can cut it."""
+    """Keeps the response of the streaming build call, so another thread can cut it, and
+    passes the build parameters the SDK has no argument for (a CPU quota, a cgroup parent)."""
 
     current_response = None
+    extra_build_params: dict[str, str] = {}
 
     def _stream_helper(self, response, decode=False):
         self.current_response = response
         return super()._stream_helper(response, decode=decode)
+
+    def _post(self, url, **kwargs):
+        if url.endswith("/build") and self.extra_build_params:
+            kwargs["params"] = {**(kwargs.get("params") or {}), **self.extra_build_params}
+        return super()._post(url, **kwargs)
+
+
+OOM_EXIT = "returned a non-zero code: 137"
+
+
+def _pids_cgroup() -> str | None:
+    """A cgroup (v1 `pids` hierarchy) whose pids.max caps the processes of every build step:
+    the builder has no per-build process limit, but takes a cgroup parent. None where the
+    machine offers no such hierarchy; builds then have memory and CPU limits only."""
+    root = Path("/sys/fs/cgroup/pids")
+    if not root.is_dir():
+        return None
+    name = f"{settings.INSTANCE_NAMESPACE}-builds"
+    try:
+        (root / name).mkdir(exist_ok=True)
+        (root / name / "pids.max").write_text(str(settings.BUILD_PIDS))
+    except OSError:
+        return None
+    return "/" + name
 
 
 def engine() -> docker.DockerClient:
@@ -95,12 +122,22 @@ class DockerBuild:
         self._client = _StreamingClient(version="auto", timeout=None)
         self._aborted = threading.Event()
         self.abort_reason = ""
+        self.limits = {"memory": settings.BUILD_MEMORY, "cpus": settings.BUILD_CPUS}
+
+    def _limit_params(self) -> dict[str, str]:
+        params = {"cpuperiod": "100000", "cpuquota": str(int(self.limits["cpus"] * 100000))}
+        cgroup = _pids_cgroup()
+        if cgroup:
+            params["cgroupparent"] = cgroup
+        return params
 
     def run(self, on_output: Callable[[str], None]) -> str:
         """Build; pass each chunk of builder output to `on_output`; return the image id."""
         image_id = None
         try:
+            self._client.extra_build_params = self._limit_params()
             stream = self._client.build(
+                container_limits={"memory": self.limits["memory"], "memswap": self.limits["memory"]},
                 path=str(self.context),
                 dockerfile=self.dockerfile,
                 tag=self.tag,
@@ -120,7 +157,10 @@ class DockerBuild:
                 if "aux" in message and "ID" in message["aux"]:
                     image_id = message["aux"]["ID"]
                 if "error" in message:
-                    raise BuildStepError(message["error"].strip())
+                    error = message["error"].strip()
+                    if OOM_EXIT in error:
+                        error += f": killed, out of memory (a build may use {self.limits['memory'] // 1024**2} MiB: BUILD_MEMORY)"
+                    raise BuildStepError(error)
         except BuildStepError:
             raise
         except Exception as exc:

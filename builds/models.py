@@ -111,6 +111,10 @@ class Build(models.Model):
         return f"build {self.pk} of {self.component}"
 
     @property
+    def project(self):
+        return self.component.project
+
+    @property
     def log_stream(self) -> str:
         return f"build-{self.pk}"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import secrets
 import shutil
 import socket
 from datetime import timedelta
@@ -20,7 +21,8 @@ from builds import git, webhooks
 from builds.models import Build, Component, Image, PushEvent
 from choreo_site.errors import Conflict, NotFound, PlatformError
 from choreo_site.logstream import LogWriter
-from choreo_site.queues import builds_queue, default_queue, enqueue_after_commit
+from choreo_site.queues import builds_queue, enqueue_after_commit, git_queue
+from environments import permissions
 from environments.models import Project
 from environments.names import NAME_HELP, NAME_RE
 
@@ -34,11 +36,24 @@ def component_get(*, project: Project, name: str) -> Component:
         raise NotFound(f"Component {name!r} does not exist in project {project.name!r}.") from None
 
 
-def component_by_names(*, project: str, component: str) -> Component:
-    """The component addressed as in URLs: 404 naming the project or the component."""
+def component_by_names(*, project: str, component: str, actor, action: str = permissions.VIEW) -> Component:
+    """The component addressed as in URLs, if `actor` may do `action` in its project:
+    404 naming the project or the component (environments.permissions)."""
     from environments.services import project_get
 
-    return component_get(project=project_get(name=project), name=component)
+    return component_get(project=project_get(name=project, actor=actor, action=action), name=component)
+
+
+def build_get(*, pk: int, actor, action: str = permissions.VIEW) -> Build:
+    """A build by id, if `actor` may do `action` in its project; else 404, like a missing one."""
+    build = Build.objects.select_related("component__project").filter(pk=pk).first()
+    if build is None:
+        raise NotFound(f"Build {pk} does not exist.")
+    try:
+        permissions.project_authorize(actor=actor, project=build.component.project, action=action)
+    except NotFound:
+        raise NotFound(f"Build {pk} does not exist.") from None
+    return build
 
 
 def _normal_path(path: str) -> str:
@@ -283,26 +298,50 @@ def _event(component: Component | None, **fields) -> PushEvent:
     return PushEvent.objects.create(component=component, **fields)
 
 
-def webhook_receive(*, project_name: str, component_name: str, headers, body: bytes) -> tuple[PushEvent, int]:
-    """Record a webhook delivery and decide on it; returns the event and the HTTP status.
+class WebhookRefused(PlatformError):
+    """A delivery refused before it was authenticated: nothing is stored for it."""
 
-    Refusals (unknown component 404, bad signature 401, malformed 400) are recorded too.
+
+def webhook_receive(*, project_name: str, component_name: str, headers, body: bytes, client: str = "") -> tuple[PushEvent, int]:
+    """Authenticate a webhook delivery, record it and decide on it; returns the event and
+    the HTTP status.
+
+    Before the signature is checked nothing is stored, and an unknown component, a
+    component without a secret and a wrong signature all answer the same 401: the answers
+    do not tell which names exist. Refusals from one client address beyond
+    WEBHOOK_FAILURE_LIMIT a minute answer 429 without being looked at. Once authenticated,
+    every delivery is recorded, refusals (a malformed payload) included.
     A push that may build is queued for `builds.jobs.push_event_process` after commit and
     answered 202 at once: Git hosts give up after about ten seconds.
     """
-    names = {"project_name": project_name[:100], "component_name": component_name[:100]}
-    component = Component.objects.select_related("project").filter(project__name=project_name, name=component_name).first()
+    from choreo_site import throttling
+
+    limit_key = f"webhook-failures:{client}"
+    if throttling.count(limit_key) >= settings.WEBHOOK_FAILURE_LIMIT:
+        raise WebhookRefused("too many refused deliveries from this address: try again in a minute", status_code=429)
     try:
         delivery = webhooks.identify(headers)
     except webhooks.WebhookError as exc:
-        return _event(component, **names, provider="unknown", outcome=PushEvent.REJECTED, reason=exc.reason), exc.status
-    meta = {**names, "provider": delivery.provider, "delivery_id": delivery.delivery_id, "event": delivery.event}
-    if component is None:
-        return _event(None, **meta, outcome=PushEvent.REJECTED, reason=f"no component {component_name!r} in project {project_name!r}"), 404
+        throttling.add(limit_key, window=60)
+        raise WebhookRefused(exc.reason, status_code=exc.status) from None
+    component = Component.objects.select_related("project").filter(project__name=project_name, name=component_name).first()
+    # Without a component or a secret, verify against a random secret: the same answer, in
+    # the same time, as a wrong signature.
+    secret = component.webhook_secret if component is not None and component.webhook_secret else secrets.token_hex(32)
     try:
-        webhooks.verify(delivery, headers, body, component.webhook_secret)
+        webhooks.verify(delivery, headers, body, secret)
     except webhooks.WebhookError as exc:
-        return _event(component, **meta, outcome=PushEvent.REJECTED, reason=exc.reason), exc.status
+        throttling.add(limit_key, window=60)
+        raise WebhookRefused(exc.reason, status_code=exc.status) from None
+    if component is None or not component.webhook_secret:  # signed with a random secret: impossible in practice
+        raise WebhookRefused("wrong signature", status_code=401)
+    meta = {
+        "project_name": project_name[:100],
+        "component_name": component_name[:100],
+        "provider": delivery.provider,
+        "delivery_id": delivery.delivery_id,
+        "event": delivery.event,
+    }
     with transaction.atomic():
         Component.objects.select_for_update().filter(pk=component.pk).first()  # one delivery at a time per component
         if delivery.delivery_id and component.push_events.filter(provider=delivery.provider, delivery_id=delivery.delivery_id).exists():
@@ -338,7 +377,7 @@ def _push_decide(component: Component, meta: dict, push: webhooks.Push) -> tuple
         # Deciding needs a fetch and a diff: too slow for the Git host's ten seconds.
         from builds import jobs
 
-        enqueue_after_commit(default_queue(), jobs.push_event_process, event.pk, job_id=f"push-event-{event.pk}", result_ttl=600)
+        enqueue_after_commit(git_queue(), jobs.push_event_process, event.pk, job_id=f"push-event-{event.pk}", result_ttl=600)
     else:
         event = push_event_process(event=event)
     return event, 202
@@ -367,7 +406,7 @@ def push_event_process(*, event: PushEvent) -> PushEvent:
         if component.build_on_path_changes_only and component.path != ".":
             paths = event.paths
             if _needs_diff(component, event):
-                paths = git.changed_paths(git.sync(component.repository), event.before, event.after)
+                paths = git.changed_paths(git.sync(component.repository, timeout=settings.GIT_FETCH_TIMEOUT), event.before, event.after)
             if paths is not None and not webhooks.touches(paths, component.path):
                 reason = f"no change under {component.path}/"
         if not reason:
@@ -440,6 +479,6 @@ def polls_enqueue_due() -> int:
         next_at = now + timedelta(seconds=settings.POLL_INTERVAL + jitter)
         claimed = Component.objects.filter(pk=component.pk, poll_next_at=component.poll_next_at).update(poll_next_at=next_at)
         if claimed == 1:
-            default_queue().enqueue(component_poll_run, component.pk, job_id=f"poll-{component.pk}-{int(now.timestamp())}", result_ttl=60)
+            git_queue().enqueue(component_poll_run, component.pk, job_id=f"poll-{component.pk}-{int(now.timestamp())}", result_ttl=60)
             count += 1
     return count

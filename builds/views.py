@@ -7,19 +7,22 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from builds import git, services, webhooks
-from builds.models import Build, PushEvent
+from builds.models import PushEvent
 from builds.services import component_by_names
 from choreo_site.pages import page_action
+from choreo_site.throttling import client_address
+from environments import permissions
+from environments.permissions import authorized
 from environments.services import project_get
 
 
-def _component(project: str, component: str):
-    return component_by_names(project=project, component=component)
+def _component(request, project: str, component: str):
+    return component_by_names(project=project, component=component, actor=request.user)
 
 
 @login_required
 def project(request, project):
-    project = project_get(name=project)
+    project = project_get(name=project, actor=request.user)
     return render(
         request,
         "builds/project.html",
@@ -30,11 +33,11 @@ def project(request, project):
 @login_required
 @require_POST
 def component_create(request, project):
-    project_obj = project_get(name=project)
+    project_obj = project_get(name=project, actor=request.user)
     component = page_action(
         request,
         lambda: services.component_create(
-            project=project_obj,
+            project=authorized(project_obj, actor=request.user, action=permissions.MANAGE),
             name=request.POST.get("name", "").strip(),
             repository=request.POST.get("repository", "").strip(),
             branch=request.POST.get("branch", "").strip() or "main",
@@ -47,7 +50,7 @@ def component_create(request, project):
 
 @login_required
 def build_page(request, project, component):
-    component = _component(project, component)
+    component = _component(request, project, component)
     commits, commits_error = [], ""
     try:
         commits = git.recent_commits(git.sync(component.repository, timeout=30), branch=component.branch)
@@ -70,10 +73,12 @@ def build_page(request, project, component):
 @login_required
 @require_POST
 def build_start(request, project, component):
-    component = _component(project, component)
+    component = _component(request, project, component)
     build = page_action(
         request,
-        lambda: services.build_start(component=component, commit=request.POST.get("commit") or None),
+        lambda: services.build_start(
+            component=authorized(component, actor=request.user, action=permissions.BUILD), commit=request.POST.get("commit") or None
+        ),
         success=lambda b: f"Build {b.pk} of {b.commit[:12]} queued.",
     )
     return redirect("build-detail", project, component.name, build.pk) if build else redirect("build-page", project, component.name)
@@ -82,11 +87,13 @@ def build_start(request, project, component):
 @login_required
 @require_POST
 def auto_build_toggle(request, project, component):
-    component = _component(project, component)
+    component = _component(request, project, component)
     enabled = request.POST.get("enabled") == "on"
     page_action(
         request,
-        lambda: services.component_update(component=component, auto_build_on_commit=enabled),
+        lambda: services.component_update(
+            component=authorized(component, actor=request.user, action=permissions.CONFIGURE), auto_build_on_commit=enabled
+        ),
         success=f"Auto Build on Commit is {'on' if enabled else 'off'}.",
     )
     return redirect("build-page", project, component.name)
@@ -94,7 +101,7 @@ def auto_build_toggle(request, project, component):
 
 @login_required
 def build_detail(request, project, component, build_id):
-    component = _component(project, component)
+    component = _component(request, project, component)
     build = get_object_or_404(component.builds, pk=build_id)
     return render(
         request,
@@ -106,14 +113,19 @@ def build_detail(request, project, component, build_id):
 @login_required
 @require_POST
 def build_cancel(request, project, component, build_id):
-    build = get_object_or_404(Build, pk=build_id, component__name=component, component__project__name=project)
-    page_action(request, lambda: services.build_cancel(build=build), success="Cancel requested.")
+    component_obj = _component(request, project, component)
+    build = get_object_or_404(component_obj.builds, pk=build_id)
+    page_action(
+        request,
+        lambda: services.build_cancel(build=authorized(build, actor=request.user, action=permissions.BUILD)),
+        success="Cancel requested.",
+    )
     return redirect("build-detail", project, component, build_id)
 
 
 @login_required
 def build_rows(request, project, component):
-    component = _component(project, component)
+    component = _component(request, project, component)
     return render(
         request,
         "builds/partials/_build_rows.html",
@@ -128,7 +140,12 @@ def webhook(request, project, component):
     length = request.META.get("CONTENT_LENGTH") or "0"
     if not length.isdigit() or int(length) > webhooks.MAX_BODY:
         return JsonResponse({"detail": f"payload larger than {webhooks.MAX_BODY // (1024 * 1024)} MiB", "errors": {}}, status=413)
-    event, status = services.webhook_receive(project_name=project, component_name=component, headers=request.headers, body=request.body)
+    try:
+        event, status = services.webhook_receive(
+            project_name=project, component_name=component, headers=request.headers, body=request.body, client=client_address(request)
+        )
+    except services.WebhookRefused as exc:
+        return JsonResponse({"detail": exc.detail, "errors": {}}, status=exc.status_code)
     detail = event.reason if event.outcome != PushEvent.QUEUED else "queued"
     body = {"detail": detail, "event": event.pk, "outcome": event.outcome}
     if status >= 400:

@@ -12,12 +12,14 @@ from channels.db import database_sync_to_async
 from django.http import JsonResponse
 from django.urls import reverse
 from rest_framework import serializers
-from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.decorators import api_view, schema
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from choreo_site import throttling
+from choreo_site.tokens import token_create
 
 WAIT_LIMIT = 300.0
 # Poll often at first (a reused image is ready in a tenth of a second), then back off.
@@ -120,14 +122,20 @@ class RedactedTextField(serializers.CharField):
         return redact(super().to_representation(value))
 
 
-class ObtainToken(ObtainAuthToken):
-    """`POST /api/auth/token/`: DRF's, answering 429 with the reason when logins are throttled."""
+class ObtainToken(APIView):
+    """`POST /api/auth/token/` `{"username", "password"}` → `{"token", "expiry"}`: a new token,
+    stored hashed (choreo_site/tokens.py). Throttled like the login page: 429 with the reason."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+    serializer_class = AuthTokenSerializer
 
     def post(self, request, *args, **kwargs):
-        try:
-            return super().post(request, *args, **kwargs)
-        except ValidationError:
+        serializer = AuthTokenSerializer(data=request.data, context={"request": request})
+        if not serializer.is_valid():
             reason = throttling.refusal(request)
             if reason:
                 return Response({"detail": reason, "errors": {}}, status=429)
-            raise
+            raise ValidationError(serializer.errors)
+        key, expiry = token_create(user=serializer.validated_data["user"])
+        return Response({"token": key, "expiry": expiry})

@@ -20,7 +20,8 @@ class LogConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4401)
             return
         try:
-            await database_sync_to_async(logstream.stream_final_status)(self.stream)
+            # A stream of a project the user may not view does not exist for them.
+            await database_sync_to_async(logstream.stream_check_reader)(self.stream, user)
         except LookupError:
             await self.close(code=4404)
             return

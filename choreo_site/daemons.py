@@ -52,7 +52,8 @@ def daemons() -> list[Daemon]:
     found.append(Daemon("web-async", web["web-async"], None, "WebSockets and long waits (ASGI)"))
     for i in range(settings.BUILD_CONCURRENCY):
         found.append(Daemon(f"build-worker-{i + 1}", [*manage, "rqworker", "builds", "--verbosity", "0"], None, "a build worker"))
-    found.append(Daemon("worker", [*manage, "rqworker", "default", "--verbosity", "0"], None, "rollouts, polls, push events"))
+    found.append(Daemon("worker", [*manage, "rqworker", "default", "--verbosity", "0"], None, "rollouts"))
+    found.append(Daemon("git-worker", [*manage, "rqworker", "git", "--verbosity", "0"], None, "polls and push events (Git)"))
     found.append(Daemon("scheduler", [*manage, "scheduler"], None, "the scheduler"))
     return found
 

@@ -7,6 +7,7 @@ an action the current status does not allow. The API answers it as
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -34,6 +35,12 @@ class NotFound(PlatformError, Http404):
     """Also an Http404, so a page that looks up a missing object answers 404."""
 
     status_code = status.HTTP_404_NOT_FOUND
+
+
+class Forbidden(PlatformError, PermissionDenied):
+    """Also a PermissionDenied, so a page answers 403."""
+
+    status_code = status.HTTP_403_FORBIDDEN
 
 
 class Conflict(PlatformError):

@@ -95,7 +95,7 @@ def _checks() -> dict[str, str]:
         queue.connection.ping()
         workers = {
             name: len([w for w in Worker.all(connection=queue.connection) if name in w.queue_names()])
-            for name in (settings.BUILDS_QUEUE, settings.DEFAULT_QUEUE)
+            for name in (settings.BUILDS_QUEUE, settings.DEFAULT_QUEUE, settings.GIT_QUEUE)
         }
         checks["redis"] = "ok"
         checks["workers"] = "ok" if all(workers.values()) else "no worker on " + ", ".join(q for q, n in workers.items() if not n)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -142,18 +143,45 @@ def read_text(stream: str) -> str:
 
 
 # Each app that writes streams says how to tell whether one of its streams has ended:
-# `kind` is the stream name's prefix (`build` for `build-42`), and the function takes the
-# id and answers the final status, or None while the stream is still being written.
-_stream_kinds: dict[str, callable] = {}
+@dataclass(frozen=True)
+class StreamKind:
+    """A kind of run whose log is a stream: `build` for `build-42`, with its model, the
+    statuses that end it, and who may read it (`readable(row, user)` raises when not)."""
+
+    model: type
+    final_statuses: tuple[str, ...]
+    readable: Callable
 
 
-def register_stream_kind(kind: str, final_status) -> None:
-    _stream_kinds[kind] = final_status
+_stream_kinds: dict[str, StreamKind] = {}
+
+
+def register_stream_kind(kind: str, *, model: type, final_statuses: Iterable[str], readable: Callable) -> None:
+    _stream_kinds[kind] = StreamKind(model, tuple(final_statuses), readable)
+
+
+def _stream_row(stream: str):
+    kind, _, ident = stream.rpartition("-")
+    registered = _stream_kinds.get(kind)
+    if registered is None or not ident.isdigit():
+        raise LookupError(stream)
+    row = registered.model.objects.filter(pk=int(ident)).first()
+    if row is None:
+        raise LookupError(stream)
+    return registered, row
 
 
 def stream_final_status(stream: str) -> str | None:
-    kind, _, ident = stream.rpartition("-")
-    resolver = _stream_kinds.get(kind)
-    if resolver is None or not ident.isdigit():
-        raise LookupError(stream)
-    return resolver(int(ident))
+    """The run's final status, or None while its log is still being written."""
+    registered, row = _stream_row(stream)
+    return row.status if row.status in registered.final_statuses else None
+
+
+def stream_check_reader(stream: str, user) -> None:
+    """LookupError unless the stream exists and `user` may read it: to anyone else it
+    does not exist."""
+    registered, row = _stream_row(stream)
+    try:
+        registered.readable(row, user)
+    except Exception:
+        raise LookupError(stream) from None

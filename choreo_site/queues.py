@@ -21,6 +21,11 @@ def default_queue():
     return django_rq.get_queue(settings.DEFAULT_QUEUE)
 
 
+def git_queue():
+    """Polls and push events: Git remotes may stall, and nothing else waits behind them."""
+    return django_rq.get_queue(settings.GIT_QUEUE)
+
+
 def enqueue_after_commit(queue, func: Callable, *args: int | str, job_id: str, **options) -> None:
     """Enqueue `func(*args)` once the current transaction commits, under a stable job id."""
     transaction.on_commit(partial(queue.enqueue, func, *args, job_id=job_id, **options))

@@ -4,6 +4,7 @@ and has a default that works with nothing set."""
 import hashlib
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -103,6 +104,15 @@ BUILD_USE_CACHE = env.bool("BUILD_USE_CACHE", default=True)
 BUILD_HEARTBEAT_INTERVAL = env.int("BUILD_HEARTBEAT_INTERVAL", default=5)
 BUILD_HEARTBEAT_TIMEOUT = env.int("BUILD_HEARTBEAT_TIMEOUT", default=60)
 WORKSPACE_DIR = DATA_DIR / "workspaces"
+# What one build may use (each RUN step's container): memory (no swap beyond it), cores, and
+# processes. The process limit is shared by the builds running at once.
+BUILD_MEMORY = env.int("BUILD_MEMORY", default=2 * 1024**3)
+BUILD_CPUS = env.float("BUILD_CPUS", default=1.0)
+BUILD_PIDS = env.int("BUILD_PIDS", default=2048)
+# What one replica may use where its descriptor's `resources` does not say.
+REPLICA_MEMORY = env.int("REPLICA_MEMORY", default=512 * 1024**2)
+REPLICA_CPUS = env.float("REPLICA_CPUS", default=1.0)
+REPLICA_PIDS = env.int("REPLICA_PIDS", default=1024)
 # Components may name a local repository (a path or file://) only under these directories,
 # links resolved, and never inside DATA_DIR. The default holds just the demo's sample.
 LOCAL_REPOSITORY_ROOTS = [Path(p) for p in env.list("LOCAL_REPOSITORY_ROOTS", default=[str(BASE_DIR / "examples" / "repositories")])]
@@ -128,7 +138,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "rest_framework.authtoken",  # only for the migration that deleted its plaintext tokens
+    "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's assets, served locally: the docs work offline
     "django_rq",
@@ -201,10 +212,14 @@ def _default_redis_url() -> str:
 
 REDIS_URL = env.str("REDIS_URL", default="") or _default_redis_url()
 # Builds have a queue of their own, served by BUILD_CONCURRENCY workers, so that a long
-# build never delays a rollout or a poll on the default queue.
+# build never delays a rollout. Git work (polls, push events that need a fetch) has
+# another, so that a stalled remote never holds a rollout on the default queue.
 BUILDS_QUEUE = f"{INSTANCE_NAMESPACE}.builds"
 DEFAULT_QUEUE = f"{INSTANCE_NAMESPACE}.default"
-RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": BUILD_TIMEOUT + 300} for name in (BUILDS_QUEUE, DEFAULT_QUEUE)}
+GIT_QUEUE = f"{INSTANCE_NAMESPACE}.git"
+RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": BUILD_TIMEOUT + 300} for name in (BUILDS_QUEUE, DEFAULT_QUEUE, GIT_QUEUE)}
+# How long a fetch for a push event may take (a build's own fetch may take longer).
+GIT_FETCH_TIMEOUT = env.int("GIT_FETCH_TIMEOUT", default=60)
 
 CHANNEL_LAYERS = {
     "default": {
@@ -225,6 +240,8 @@ AUTHENTICATION_BACKENDS = ["choreo_site.throttling.ThrottledModelBackend"]
 # Failed logins (page or API) allowed per user name and per client address in the window.
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
 LOGIN_FAILURE_WINDOW = env.int("LOGIN_FAILURE_WINDOW", default=300)
+# Refused (unauthenticated) webhook deliveries allowed per client address a minute; past it, 429.
+WEBHOOK_FAILURE_LIMIT = env.int("WEBHOOK_FAILURE_LIMIT", default=30)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -250,7 +267,7 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",  # `Authorization: Token <key>`, stored hashed (choreo_site/tokens.py)
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -258,6 +275,10 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "choreo_site.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# API tokens expire after this many days (0: never); `manage.py drf_create_token --days` overrides.
+API_TOKEN_DAYS = env.int("API_TOKEN_DAYS", default=90)
+REST_KNOX = {"TOKEN_TTL": timedelta(days=API_TOKEN_DAYS) if API_TOKEN_DAYS else None, "AUTH_HEADER_PREFIX": "Token"}
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Choreo-style build once, deploy many platform",
     "VERSION": "1",

@@ -1,4 +1,6 @@
-"""Login throttling, one rule for the login page and `POST /api/auth/token/`.
+"""Throttling anonymous and failing callers, in the shared cache (Redis).
+
+Login throttling, one rule for the login page and `POST /api/auth/token/`.
 
 After LOGIN_FAILURE_LIMIT failed attempts within LOGIN_FAILURE_WINDOW seconds, for one
 user name or from one client address, every attempt is refused until the window has
@@ -70,3 +72,20 @@ def refusal(request) -> str | None:
     """The message for a refused login that was throttled, for the page and the API."""
     wait = getattr(request, "login_throttled", 0)
     return f"Too many failed logins for this user or from this address: try again in {wait} s." if wait else None
+
+
+# A counter per key in a fixed window, for refusals of anonymous callers (webhooks).
+
+
+def count(key: str) -> int:
+    return cache.get(f"counter:{key}", 0)
+
+
+def add(key: str, *, window: int) -> int:
+    """Count one more under `key`; the count starts afresh `window` seconds after its first."""
+    cache.add(f"counter:{key}", 0, timeout=window)
+    try:
+        return cache.incr(f"counter:{key}")
+    except ValueError:  # expired between the two calls
+        cache.set(f"counter:{key}", 1, timeout=window)
+        return 1

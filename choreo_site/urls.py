@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from knox import views as knox_views
 
 from choreo_site.api import ObtainToken, api_root
 from choreo_site.health import healthz
@@ -11,6 +12,9 @@ from choreo_site.pages import LoginView
 
 api = [
     path("auth/token/", ObtainToken.as_view(), name="api-token"),
+    # Revoke the token in use, or all of the user's (django-rest-knox's views).
+    path("auth/logout/", knox_views.LogoutView.as_view(), name="api-logout"),
+    path("auth/logoutall/", knox_views.LogoutAllView.as_view(), name="api-logout-all"),
     path("", api_root, name="api-root"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The docs page is for people: a session, with a redirect to the login page.

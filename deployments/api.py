@@ -26,6 +26,7 @@ from deployments.serializers import (
     PromoteSerializer,
     RollbackSerializer,
 )
+from environments import permissions
 from environments.services import environment_get
 from environments.values import check_request_size
 
@@ -33,23 +34,23 @@ WAIT = OpenApiParameter("wait", OpenApiTypes.BOOL, description="Block until the 
 ENVIRONMENT = OpenApiParameter("environment", OpenApiTypes.STR)
 
 
-def _component(project: str, component: str):
-    return component_by_names(project=project, component=component)
+def _component(request, project: str, component: str, action: str = permissions.VIEW):
+    return component_by_names(project=project, component=component, actor=request.user, action=action)
 
 
 def _deployment_state(deployment_id: int) -> tuple[dict, bool]:
-    deployment = services.deployment_get(pk=deployment_id)
+    deployment = services.deployment_get(pk=deployment_id, actor=None)  # the request that made it was authorized
     return DeploymentSerializer(deployment).data, deployment.is_final
 
 
 def _created(deployment) -> Response:
-    return Response(DeploymentSerializer(services.deployment_get(pk=deployment.pk)).data, status=status.HTTP_201_CREATED)
+    return Response(DeploymentSerializer(services.deployment_get(pk=deployment.pk, actor=None)).data, status=status.HTTP_201_CREATED)
 
 
 class Deploy(APIView):
     @extend_schema(request=DeploySerializer, parameters=[WAIT], responses={201: DeploymentSerializer})
     def post(self, request, project, component):
-        component = _component(project, component)
+        component = _component(request, project, component, permissions.DEPLOY)
         data = DeploySerializer.validated(request.data)
         environment = environment_get(project=component.project, name=data["environment"]) if data.get("environment") else None
         build = None
@@ -63,7 +64,7 @@ class Deploy(APIView):
 class Promote(APIView):
     @extend_schema(request=PromoteSerializer, parameters=[WAIT], responses={201: DeploymentSerializer, 200: OpenApiTypes.OBJECT})
     def post(self, request, project, component):
-        component = _component(project, component)
+        component = _component(request, project, component, permissions.DEPLOY)
         data = PromoteSerializer.validated(request.data)
         source = environment_get(project=component.project, name=data["from"])
         target = environment_get(project=component.project, name=data["to"])
@@ -75,7 +76,7 @@ class Promote(APIView):
 class Rollback(APIView):
     @extend_schema(request=RollbackSerializer, parameters=[WAIT], responses={201: DeploymentSerializer})
     def post(self, request, project, component):
-        component = _component(project, component)
+        component = _component(request, project, component, permissions.DEPLOY)
         data = RollbackSerializer.validated(request.data)
         environment = environment_get(project=component.project, name=data["environment"])
         return _created(services.deployment_rollback(component=component, environment=environment, to=data.get("to")))
@@ -84,7 +85,7 @@ class Rollback(APIView):
 class DeploymentList(APIView):
     @extend_schema(parameters=[ENVIRONMENT], responses=DeploymentSerializer(many=True))
     def get(self, request, project, component):
-        component = _component(project, component)
+        component = _component(request, project, component)
         deployments = component.deployments.select_related("component__project", "environment", "release")
         if request.GET.get("environment"):
             deployments = deployments.filter(environment=environment_get(project=component.project, name=request.GET["environment"]))
@@ -94,14 +95,14 @@ class DeploymentList(APIView):
 class DeploymentDetail(APIView):
     @extend_schema(responses=DeploymentSerializer)
     def get(self, request, deployment_id):
-        return Response(DeploymentSerializer(services.deployment_get(pk=deployment_id)).data)
+        return Response(DeploymentSerializer(services.deployment_get(pk=deployment_id, actor=request.user)).data)
 
 
 class DeploymentLogs(APIView):
     @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR})
     def get(self, request, deployment_id):
         """The rollout's progress log."""
-        deployment = services.deployment_get(pk=deployment_id)
+        deployment = services.deployment_get(pk=deployment_id, actor=request.user)
         return HttpResponse(read_text(deployment.log_stream), content_type="text/plain; charset=utf-8")
 
 
@@ -112,7 +113,7 @@ class RuntimeLogs(APIView):
     @extend_schema(parameters=[ENVIRONMENT, OpenApiParameter("since", OpenApiTypes.STR)], responses={(200, "text/plain"): OpenApiTypes.STR})
     def get(self, request, project, component):
         """Logs of the active replicas in an environment: time, replica, line; redacted."""
-        component = _component(project, component)
+        component = _component(request, project, component)
         name = request.GET.get("environment") or component.project.environments.order_by("position").first().name
         environment = environment_get(project=component.project, name=name)
         since = None
@@ -145,13 +146,13 @@ class Config(APIView):
 
     @extend_schema(parameters=[ENVIRONMENT], responses=ConfigValueSerializer(many=True))
     def get(self, request, project, component):
-        component = _component(project, component)
+        component = _component(request, project, component)
         values = services.component_config(component=component, environment=_scope(component, request))
         return Response(ConfigValueSerializer(values, many=True).data)
 
     @extend_schema(parameters=[ENVIRONMENT], request=ConfigSetSerializer, responses=ConfigValueSerializer)
     def put(self, request, project, component):
-        component = _component(project, component)
+        component = _component(request, project, component, permissions.CONFIGURE)
         environment = _scope(component, request)
         check_request_size(int(request.META.get("CONTENT_LENGTH") or 0))
         if request.content_type.startswith("multipart/") and "file" not in request.FILES:
@@ -177,7 +178,7 @@ class Config(APIView):
         parameters=[ENVIRONMENT, OpenApiParameter("key", OpenApiTypes.STR)], request=ConfigDeleteSerializer, responses={204: None}
     )
     def delete(self, request, project, component):
-        component = _component(project, component)
+        component = _component(request, project, component, permissions.CONFIGURE)
         environment = _scope(component, request)
         key = request.GET.get("key") or ConfigDeleteSerializer.validated(request.data)["key"]
         services.component_config_delete(component=component, environment=environment, key=key)

@@ -10,6 +10,7 @@ class DeploymentsConfig(AppConfig):
         from deployments.models import Deployment
         from deployments.rollout import ingress_reconcile, reap_orphans, replicas_reconcile
         from deployments.services import auto_deploy, project_teardown
+        from environments import permissions
         from environments.services import register_project_teardown
 
         register_success_hook(auto_deploy)
@@ -18,10 +19,4 @@ class DeploymentsConfig(AppConfig):
         housekeeping.register(replicas_reconcile)
         housekeeping.register(ingress_reconcile)
 
-        def rollout_final_status(deployment_id: int) -> str | None:
-            status = Deployment.objects.filter(pk=deployment_id).values_list("status", flat=True).first()
-            if status is None:
-                raise LookupError(deployment_id)
-            return status if status in Deployment.FINAL else None
-
-        logstream.register_stream_kind("rollout", rollout_final_status)
+        logstream.register_stream_kind("rollout", model=Deployment, final_statuses=Deployment.FINAL, readable=permissions.check_view)

@@ -66,6 +66,10 @@ class Deployment(models.Model):
         return f"deployment {self.pk} of {self.component} to {self.environment.name}"
 
     @property
+    def project(self):
+        return self.component.project
+
+    @property
     def log_stream(self) -> str:
         return f"rollout-{self.pk}"
 

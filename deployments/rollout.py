@@ -27,7 +27,7 @@ from deployments import configurables
 from deployments.ingress import ingress
 from deployments.ingress.haproxy import IngressError, slot_name
 from deployments.models import Deployment, Route
-from deployments.runtimes import Replica, ReplicaSpec, Runtime, RuntimeFailure
+from deployments.runtimes import Limits, Replica, ReplicaSpec, Runtime, RuntimeFailure
 from deployments.runtimes.docker import DockerRuntime
 from deployments.services import mark_final, route_ensure
 
@@ -41,6 +41,16 @@ class RolloutFailed(Exception):
 def runtime() -> Runtime:
     """The runtime replicas run on. Docker today; the rest of the app sees only `Runtime`."""
     return DockerRuntime(settings.INSTANCE_NAMESPACE)
+
+
+def replica_limits(descriptor: dict) -> Limits:
+    """The descriptor's `resources`, else the platform's defaults; processes always the platform's."""
+    resources = descriptor.get("resources") or {}
+    return Limits(
+        memory=resources.get("memory") or settings.REPLICA_MEMORY,
+        cpus=resources.get("cpu") or settings.REPLICA_CPUS or None,
+        pids=settings.REPLICA_PIDS,
+    )
 
 
 def replica_spec(deployment: Deployment, index: int) -> ReplicaSpec:
@@ -60,6 +70,7 @@ def replica_spec(deployment: Deployment, index: int) -> ReplicaSpec:
         environment_variables=env,
         files=files,
         labels={"deployment": str(deployment.pk)},
+        limits=replica_limits(release.descriptor),
     )
 
 

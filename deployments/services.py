@@ -18,6 +18,7 @@ from choreo_site.queues import default_queue, enqueue_after_commit
 from choreo_site.redaction import redact
 from deployments import configurables
 from deployments.models import Deployment, Release, Route
+from environments import permissions
 from environments.models import ConfigValue, Environment, Project
 from environments.services import config_delete, config_list, config_set, config_snapshot
 
@@ -49,11 +50,17 @@ def urls_for(deployment: Deployment) -> list[str]:
     return [f"http://{host_for(deployment.component, deployment.environment)}{port}{public[0]['basePath']}"]
 
 
-def deployment_get(*, pk: int) -> Deployment:
+def deployment_get(*, pk: int, actor, action: str = permissions.VIEW) -> Deployment:
+    """A deployment by id, if `actor` may do `action` in its project; else 404, like a
+    missing one. `actor=None` is the platform itself."""
+    deployment = Deployment.objects.select_related("component__project", "environment", "release").filter(pk=pk).first()
+    if deployment is None:
+        raise NotFound(f"Deployment {pk} does not exist.")
     try:
-        return Deployment.objects.select_related("component__project", "environment", "release").get(pk=pk)
-    except Deployment.DoesNotExist:
+        permissions.project_authorize(actor=actor, project=deployment.component.project, action=action)
+    except NotFound:
         raise NotFound(f"Deployment {pk} does not exist.") from None
+    return deployment
 
 
 def deployment_active(*, component: Component, environment: Environment) -> Deployment | None:

@@ -10,17 +10,19 @@ from builds.services import component_by_names, component_update
 from choreo_site.errors import PlatformError
 from choreo_site.pages import page_action
 from deployments import configurables, rollout, services
+from environments import permissions
+from environments.permissions import authorized
 from environments.services import environment_get
 from environments.values import check_request_size
 
 
-def _component(project: str, component: str):
-    return component_by_names(project=project, component=component)
+def _component(request, project: str, component: str):
+    return component_by_names(project=project, component=component, actor=request.user)
 
 
 @login_required
 def deploy_page(request, project, component):
-    component = _component(project, component)
+    component = _component(request, project, component)
     environments = list(component.project.environments.order_by("position"))
     newest = configurables.newest_descriptor(component)
     independent = services.component_config(component=component, environment=None)
@@ -73,7 +75,7 @@ def _back(project, component):
 @login_required
 @require_POST
 def deploy(request, project, component):
-    component_obj = _component(project, component)
+    component_obj = _component(request, project, component)
     build_id = request.POST.get("build") or None
     build = component_obj.builds.filter(pk=build_id).first() if build_id and build_id.isdigit() else None
     if build_id and build is None:
@@ -86,7 +88,9 @@ def deploy(request, project, component):
             return _back(project, component)
     deployment = page_action(
         request,
-        lambda: services.deployment_deploy(component=component_obj, environment=environment, build=build),
+        lambda: services.deployment_deploy(
+            component=authorized(component_obj, actor=request.user, action=permissions.DEPLOY), environment=environment, build=build
+        ),
         success=lambda d: f"Deployment {d.pk} to {d.environment.name} started.",
     )
     return redirect("deployment-detail", project, component, deployment.pk) if deployment else _back(project, component)
@@ -95,11 +99,12 @@ def deploy(request, project, component):
 @login_required
 @require_POST
 def promote(request, project, component):
-    component_obj = _component(project, component)
+    component_obj = _component(request, project, component)
 
     def action():
         source = environment_get(project=component_obj.project, name=request.POST.get("from", ""))
         target = environment_get(project=component_obj.project, name=request.POST.get("to", ""))
+        authorized(component_obj, actor=request.user, action=permissions.DEPLOY)
         return services.deployment_promote(component=component_obj, source=source, target=target)
 
     deployment = page_action(request, action, success=lambda d: f"Promotion to {d.environment.name} started (deployment {d.pk}).")
@@ -109,11 +114,12 @@ def promote(request, project, component):
 @login_required
 @require_POST
 def rollback(request, project, component):
-    component_obj = _component(project, component)
+    component_obj = _component(request, project, component)
     to = request.POST.get("to")
 
     def action():
         environment = environment_get(project=component_obj.project, name=request.POST.get("environment", ""))
+        authorized(component_obj, actor=request.user, action=permissions.DEPLOY)
         return services.deployment_rollback(component=component_obj, environment=environment, to=int(to) if to and to.isdigit() else None)
 
     deployment = page_action(request, action, success=lambda d: f"Rollback in {d.environment.name} started (deployment {d.pk}).")
@@ -123,11 +129,13 @@ def rollback(request, project, component):
 @login_required
 @require_POST
 def auto_deploy_toggle(request, project, component):
-    component_obj = _component(project, component)
+    component_obj = _component(request, project, component)
     enabled = request.POST.get("enabled") == "on"
     page_action(
         request,
-        lambda: component_update(component=component_obj, auto_deploy_on_build=enabled),
+        lambda: component_update(
+            component=authorized(component_obj, actor=request.user, action=permissions.CONFIGURE), auto_deploy_on_build=enabled
+        ),
         success=f"Auto Deploy on Build is {'on' if enabled else 'off'}.",
     )
     return _back(project, component)
@@ -135,8 +143,8 @@ def auto_deploy_toggle(request, project, component):
 
 @login_required
 def deployment_detail(request, project, component, deployment_id):
-    component_obj = _component(project, component)
-    deployment = services.deployment_get(pk=deployment_id)
+    component_obj = _component(request, project, component)
+    deployment = services.deployment_get(pk=deployment_id, actor=request.user)
     if deployment.component_id != component_obj.pk:
         raise Http404("No such deployment of this component.")
     return render(
@@ -161,10 +169,11 @@ def _config_scope(request, component):
 @require_POST
 def config_set(request, project, component):
     """Set a value from a card: text, or an uploaded file; a secret when the box is ticked."""
-    component_obj = _component(project, component)
+    component_obj = _component(request, project, component)
     upload = request.FILES.get("file")
 
     def action():
+        authorized(component_obj, actor=request.user, action=permissions.CONFIGURE)
         check_request_size(int(request.META.get("CONTENT_LENGTH") or 0))
         environment = _config_scope(request, component_obj)
         if upload is not None:
@@ -194,11 +203,15 @@ def config_set(request, project, component):
 @login_required
 @require_POST
 def config_delete(request, project, component):
-    component_obj = _component(project, component)
+    component_obj = _component(request, project, component)
     key = request.POST.get("key", "")
     page_action(
         request,
-        lambda: services.component_config_delete(component=component_obj, environment=_config_scope(request, component_obj), key=key),
+        lambda: services.component_config_delete(
+            component=authorized(component_obj, actor=request.user, action=permissions.CONFIGURE),
+            environment=_config_scope(request, component_obj),
+            key=key,
+        ),
         success=f"{key} is removed; the replicas keep it until the next deployment.",
     )
     return _back(project, component)

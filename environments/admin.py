@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from environments.models import ConfigValue, Environment, Project
+from environments.models import ConfigValue, Environment, Membership, Project
 
 
 class EnvironmentInline(admin.TabularInline):
@@ -8,11 +8,18 @@ class EnvironmentInline(admin.TabularInline):
     extra = 0
 
 
+class MembershipInline(admin.TabularInline):
+    """Who may do what in the project (environments.permissions)."""
+
+    model = Membership
+    extra = 0
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     list_display = ["name", "created_at"]
     search_fields = ["name"]
-    inlines = [EnvironmentInline]
+    inlines = [MembershipInline, EnvironmentInline]
 
 
 @admin.register(Environment)

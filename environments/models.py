@@ -90,3 +90,22 @@ class ConfigValue(models.Model):
     @property
     def text(self) -> str:
         return self.value.decode("utf-8", errors="replace")
+
+
+class Membership(models.Model):
+    """A user's role in a project (environments.permissions says what each role may do)."""
+
+    VIEWER, DEVELOPER, ADMIN = "viewer", "developer", "admin"
+    ROLE_CHOICES = [(r, r) for r in (VIEWER, DEVELOPER, ADMIN)]
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=ROLE_CHOICES)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "user"]
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} is {self.role} of {self.project}"

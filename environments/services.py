@@ -11,7 +11,8 @@ from django.utils.crypto import salted_hmac
 
 from choreo_site import redaction
 from choreo_site.errors import Conflict, NotFound, PlatformError
-from environments.models import ConfigValue, Environment, Project
+from environments import permissions
+from environments.models import ConfigValue, Environment, Membership, Project
 from environments.names import NAME_HELP, NAME_RE
 from environments.values import ENV_NAME_HELP, ENV_NAME_RE, FILE_NAME_HELP, FILE_NAME_RE, coerce_config_value
 
@@ -23,11 +24,15 @@ def _check_name(field: str, name: str) -> None:
         raise PlatformError(f"{field} {name!r} is not a valid name: {NAME_HELP}.", errors={field: [f"Use {NAME_HELP}."]})
 
 
-def project_get(*, name: str) -> Project:
+def project_get(*, name: str, actor, action: str = permissions.VIEW) -> Project:
+    """The project `actor` may do `action` in (environments.permissions); `actor=None` is the
+    platform itself."""
     try:
-        return Project.objects.get(name=name)
+        project = Project.objects.get(name=name)
     except Project.DoesNotExist:
         raise NotFound(f"Project {name!r} does not exist.") from None
+    permissions.project_authorize(actor=actor, project=project, action=action)
+    return project
 
 
 def environment_get(*, project: Project, name: str) -> Environment:
@@ -40,12 +45,15 @@ def environment_get(*, project: Project, name: str) -> Environment:
 
 
 @transaction.atomic
-def project_create(*, name: str) -> Project:
-    """Create a project with the default environments, `development` then `production`."""
+def project_create(*, name: str, actor=None) -> Project:
+    """Create a project with the default environments, `development` then `production`.
+    The user who creates it becomes its admin."""
     _check_name("name", name)
     if Project.objects.filter(name=name).exists():
         raise Conflict(f"Project {name!r} already exists.", errors={"name": ["A project with this name exists."]})
     project = Project.objects.create(name=name)
+    if actor is not None and getattr(actor, "is_authenticated", False):
+        Membership.objects.create(project=project, user=actor, role=Membership.ADMIN)
     Environment.objects.bulk_create(
         Environment(project=project, name=env_name, position=i) for i, env_name in enumerate(DEFAULT_ENVIRONMENTS)
     )

@@ -3,32 +3,37 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from choreo_site.pages import page_action
-from environments import services
-from environments.models import Project
+from environments import permissions, services
 
 
 @login_required
 def projects(request):
-    return render(request, "environments/projects.html", {"projects": Project.objects.prefetch_related("environments", "components")})
+    projects = permissions.projects_visible(request.user).prefetch_related("environments", "components")
+    return render(request, "environments/projects.html", {"projects": projects})
 
 
 @login_required
 @require_POST
 def project_create(request):
-    project = page_action(request, lambda: services.project_create(name=request.POST.get("name", "").strip()), success="Project created.")
+    name = request.POST.get("name", "").strip()
+    project = page_action(request, lambda: services.project_create(name=name, actor=request.user), success="Project created.")
     return redirect("project", project.name) if project else redirect("projects")
 
 
 @login_required
 @require_POST
 def project_delete(request, project):
-    page_action(request, lambda: services.project_delete(project=services.project_get(name=project)), success=f"Project {project} deleted.")
+    page_action(
+        request,
+        lambda: services.project_delete(project=services.project_get(name=project, actor=request.user, action=permissions.MANAGE)),
+        success=f"Project {project} deleted.",
+    )
     return redirect("projects")
 
 
 @login_required
 def environments(request, project):
-    project = services.project_get(name=project)
+    project = services.project_get(name=project, actor=request.user)
     return render(
         request, "environments/environments.html", {"project": project, "environments": project.environments.order_by("position")}
     )
@@ -37,7 +42,7 @@ def environments(request, project):
 @login_required
 @require_POST
 def environment_create(request, project):
-    project_obj = services.project_get(name=project)
+    project_obj = services.project_get(name=project, actor=request.user, action=permissions.MANAGE)
     page_action(
         request,
         lambda: services.environment_create(

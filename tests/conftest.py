@@ -17,10 +17,10 @@ import pytest
 import requests
 from django.conf import settings
 from django.db import connection
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from builds import registry
+from choreo_site.tokens import token_create
 
 ROOT = Path(__file__).resolve().parent.parent
 GIT_ENV = {
@@ -195,7 +195,7 @@ def messages_of(response) -> list[str]:
 @pytest.fixture
 def api(admin_user) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=admin_user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_create(user=admin_user)[0]}")
     return client
 
 
@@ -224,8 +224,8 @@ MANAGE = [sys.executable, str(ROOT / "manage.py")]
 
 
 def run_default_jobs() -> None:
-    """Run every job on the default queue (push events, polls) in this process."""
-    worker = django_rq.get_worker(settings.DEFAULT_QUEUE, worker_class="rq.SimpleWorker")
+    """Run every job on the default queue (rollouts) and the Git queue (push events, polls) in this process."""
+    worker = django_rq.get_worker(settings.DEFAULT_QUEUE, settings.GIT_QUEUE, worker_class="rq.SimpleWorker")
     worker.work(burst=True)
 
 

@@ -25,6 +25,15 @@ class ReplicaFile:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one replica may use: memory in bytes (no swap beyond it), cores, processes."""
+
+    memory: int | None = None
+    cpus: float | None = None
+    pids: int | None = None
+
+
+@dataclass(frozen=True)
 class ReplicaSpec:
     """One replica to start: what image, where, with what settings and labels."""
 
@@ -36,6 +45,7 @@ class ReplicaSpec:
     environment_variables: dict[str, str] = field(default_factory=dict, repr=False)
     files: tuple[ReplicaFile, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,10 @@ class DockerRuntime:
                 labels=self._labels(project=spec.project, environment=spec.environment, component=spec.component, **spec.labels),
                 network=network,
                 restart_policy={"Name": "unless-stopped"},
+                mem_limit=spec.limits.memory,
+                memswap_limit=spec.limits.memory,  # no swap beyond the limit
+                nano_cpus=int(spec.limits.cpus * 1e9) if spec.limits.cpus else None,
+                pids_limit=spec.limits.pids,
             )
             if spec.files:
                 _place_files(container, spec.files)

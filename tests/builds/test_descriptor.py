@@ -111,6 +111,11 @@ def test_scheduled_task():
         ("schemaVersion: 1\ntype: service\nendpoints:\n  - name: api\n    port: 1:30\n", "endpoints[0].port", "got '1:30'"),
         ("schemaVersion: 1\ntype: service\nconfigurations: [{name: A, required: yes}]\n", "configurations[0].required", "got 'yes'"),
         ("schemaVersion: 1\ntype: service\nconfigurations: [{name: A, secret: on}]\n", "configurations[0].secret", "got 'on'"),
+        ("schemaVersion: 1\ntype: service\nresources: {memory: lots}\n", "resources.memory", "from 4Mi to 64Gi"),
+        ("schemaVersion: 1\ntype: service\nresources: {memory: 1Ti}\n", "resources.memory", "from 4Mi to 64Gi"),
+        ("schemaVersion: 1\ntype: service\nresources: {cpu: 0}\n", "resources.cpu", "from 0.01 to 64"),
+        ("schemaVersion: 1\ntype: service\nresources: {cpu: two}\n", "resources.cpu", "from 0.01 to 64"),
+        ("schemaVersion: 1\ntype: service\nresources: {disk: 1Gi}\n", "resources.disk", "unknown key"),
         # Issue 10: an ingress slot holds 16 servers, old and new replicas together.
         ("schemaVersion: 1\ntype: service\nreplicas: 9\n", "replicas", "must be at most 8"),
     ],
@@ -199,3 +204,11 @@ def test_yaml_1_2_numbers():
     d = parse_descriptor("schemaVersion: 1\ntype: service\nreplicas: 08\nendpoints: [{name: a, port: 0o17}]\n", path="c.yaml")
     assert d.data["replicas"] == 8  # decimal, not an octal error
     assert d.data["endpoints"][0]["port"] == 15
+
+
+def test_resources():
+    d = parse_descriptor("schemaVersion: 1\ntype: service\nresources: {memory: 256Mi, cpu: 500m}\n", path="c.yaml")
+    assert d.data["resources"] == {"memory": 256 * 1024**2, "cpu": 0.5}
+    d = parse_descriptor("schemaVersion: 1\ntype: service\nresources: {memory: 1G, cpu: 2}\n", path="c.yaml")
+    assert d.data["resources"] == {"memory": 1000**3, "cpu": 2.0}
+    assert parse_descriptor("schemaVersion: 1\ntype: service\n", path="c.yaml").data["resources"] == {"memory": None, "cpu": None}

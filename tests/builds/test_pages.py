@@ -45,10 +45,13 @@ def test_create_project_from_the_page_and_refusal_shows_reason(logged_in):
     assert "development" in response.content.decode()
 
 
-def test_create_component_refusal_names_the_problem(logged_in, api):
+def test_create_component_refusal_names_the_problem(logged_in, api, tmp_path):
     api.post("/api/projects/", {"name": "shop"}, format="json")
-    response = logged_in.post("/projects/shop/components/new", {"name": "web", "repository": "/nope", "branch": "main"}, follow=True)
+    missing = str(tmp_path / "nope")  # under LOCAL_REPOSITORY_ROOTS, but no repository
+    response = logged_in.post("/projects/shop/components/new", {"name": "web", "repository": missing, "branch": "main"}, follow=True)
     assert any("cannot be read" in m for m in messages_of(response))
+    response = logged_in.post("/projects/shop/components/new", {"name": "web", "repository": "/nope", "branch": "main"}, follow=True)
+    assert any("outside the directories this platform builds from" in m for m in messages_of(response))
     assert not Component.objects.exists()
 
 

@@ -137,7 +137,7 @@ def _deliver(provider, payload, project="shop", component="web", **sign_kwargs):
 
 
 def queued_jobs():
-    return django_rq.get_queue(settings.DEFAULT_QUEUE).count + django_rq.get_queue(settings.BUILDS_QUEUE).count
+    return sum(django_rq.get_queue(name).count for name in (settings.DEFAULT_QUEUE, settings.BUILDS_QUEUE, settings.GIT_QUEUE))
 
 
 @pytest.fixture
@@ -149,8 +149,8 @@ def remote(tmp_path):
 
 @pytest.fixture
 def component(remote):
-    django_rq.get_queue(settings.DEFAULT_QUEUE).empty()
-    django_rq.get_queue(settings.BUILDS_QUEUE).empty()
+    for name in (settings.DEFAULT_QUEUE, settings.BUILDS_QUEUE, settings.GIT_QUEUE):
+        django_rq.get_queue(name).empty()
     component = component_create(project=project_create(name="shop"), name="web", repository=str(remote.bare))
     return component_update(component=component, auto_build_on_commit=True, webhook_secret=SECRET, poll_enabled=False)
 
@@ -244,7 +244,8 @@ def test_push_that_touches_nothing_under_the_path_does_not_build(provider, tmp_p
         (lambda h, b: h.pop("HTTP_X_GITHUB_EVENT"), 400, "no event header"),
     ],
 )
-def test_bad_signatures_and_headers_are_refused_and_recorded(remote, component, mutate, status, reason):
+def test_bad_signatures_and_headers_are_refused_and_store_nothing(remote, component, mutate, status, reason):
+    """Issue 10: every anonymous call stored a row. Unauthenticated calls store nothing."""
     before, after, changes = remote.push({"README": "x2\n"})
     body = json.dumps(github_push(before, after, changes)).encode()
     headers = sign("github", body)
@@ -253,8 +254,7 @@ def test_bad_signatures_and_headers_are_refused_and_recorded(remote, component, 
     assert response.status_code == status
     assert reason in response.json()["detail"]
     assert queued_jobs() == 0 and not Build.objects.exists()
-    event = PushEvent.objects.get()
-    assert event.outcome == "rejected" and reason in event.reason
+    assert not PushEvent.objects.exists()
 
 
 def test_gitlab_and_bitbucket_wrong_secrets_are_401(remote, component):
@@ -270,7 +270,7 @@ def test_no_secret_set_refuses_every_delivery(remote, component):
     before, after, changes = remote.push({"README": "x4\n"})
     response = _deliver("github", github_push(before, after, changes))
     assert response.status_code == 401
-    assert "no webhook secret" in response.json()["detail"]
+    assert response.json()["detail"] == "wrong signature in X-Hub-Signature-256"  # as for a wrong secret: nothing told
 
 
 @pytest.mark.parametrize(
@@ -290,13 +290,33 @@ def test_malformed_payloads_are_400(component, body, reason):
     assert PushEvent.objects.get().outcome == "rejected"
 
 
-def test_unknown_component_is_404_and_recorded(component):
+def test_an_unknown_component_answers_like_a_wrong_signature_and_stores_nothing(component):
+    """Issue 10: 404 for an unknown component against 401 for a known one told which names
+    exist, and 200 unsigned calls made 200 rows."""
     body = b"{}"
-    response = Client().post("/hooks/shop/nope/", body, content_type="application/json", **sign("github", body))
-    assert response.status_code == 404
-    event = PushEvent.objects.get()
-    assert event.component is None and event.component_name == "nope" and event.outcome == "rejected"
+    unknown = Client().post("/hooks/shop/nope/", body, content_type="application/json", **sign("github", body))
+    known = Client().post("/hooks/shop/web/", body, content_type="application/json", **sign("github", body, secret="not-the-secret-at-all"))
+    assert unknown.status_code == known.status_code == 401
+    assert unknown.json() == known.json()
+    assert not PushEvent.objects.exists()
     assert Client().get("/hooks/shop/web/").status_code == 405
+
+
+def test_refused_deliveries_are_rate_limited_per_address(component, settings):
+    from django.core.cache import cache
+
+    cache.delete("counter:webhook-failures:127.0.0.1")
+    settings.WEBHOOK_FAILURE_LIMIT = 5
+    body = b"{}"
+    def deliver():
+        return Client().post("/hooks/shop/nope/", body, content_type="application/json", **sign("github", body)).status_code
+
+    answers = [deliver() for _ in range(8)]
+    assert answers == [401] * 5 + [429] * 3
+    # A well-signed delivery from that address waits too, until the minute has passed.
+    assert Client().post("/hooks/shop/web/", body, content_type="application/json", **sign("github", body)).status_code == 429
+    cache.delete("counter:webhook-failures:127.0.0.1")
+    assert not PushEvent.objects.exists()
 
 
 def test_polling_picks_up_a_commit_pushed_to_a_local_bare_repository(remote, component):

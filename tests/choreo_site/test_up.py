@@ -91,7 +91,7 @@ def test_nothing_up_started_outlives_it(tmp_path, signum):
         wait_for_line(proc, log, "Platform up")
         started = descendants(proc.pid)
         # registry, ingress and web front (HAProxy master and worker each), gunicorn and
-        # its workers, the ASGI server, a build worker, the default worker, the scheduler.
+        # its workers, the ASGI server, a build worker, the default and Git workers, the scheduler.
         assert len(started) >= 11, started
         proc.send_signal(signum)
         deadline = time.monotonic() + 10

@@ -200,3 +200,31 @@ def test_network_names_never_collide_across_projects(runtime, httpd_image):
     finally:
         runtime.environment_remove(project="a", environment="x-dev", grace=1)
         runtime.environment_remove(project="a-x", environment="dev", grace=1)
+
+
+def test_replicas_run_with_limits(runtime, httpd_image):
+    """Issue 10, finding 11: replicas ran with Memory=0 and no PidsLimit."""
+    from deployments.runtimes import Limits
+
+    spec = ReplicaSpec(
+        project="shop",
+        environment="development",
+        component="web",
+        image=httpd_image,
+        name=f"{runtime.namespace}-limits-{uuid.uuid4().hex[:4]}",
+        limits=Limits(memory=64 * 1024**2, cpus=0.5, pids=100),
+    )
+    replica = runtime.replica_start(spec)
+    host = runtime.client.containers.get(replica.id).attrs["HostConfig"]
+    assert (host["Memory"], host["MemorySwap"], host["NanoCpus"], host["PidsLimit"]) == (64 * 1024**2, 64 * 1024**2, 500_000_000, 100)
+
+
+def test_a_descriptor_without_resources_gets_the_platform_defaults(settings):
+    from deployments.rollout import replica_limits
+
+    settings.REPLICA_MEMORY, settings.REPLICA_CPUS, settings.REPLICA_PIDS = 256 * 1024**2, 1.0, 512
+    assert replica_limits({}) == replica_limits({"resources": {"memory": None, "cpu": None}})
+    limits = replica_limits({})
+    assert (limits.memory, limits.cpus, limits.pids) == (256 * 1024**2, 1.0, 512)
+    chosen = replica_limits({"resources": {"memory": 1024**3, "cpu": 0.25}})
+    assert (chosen.memory, chosen.cpus, chosen.pids) == (1024**3, 0.25, 512)

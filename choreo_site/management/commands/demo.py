@@ -18,7 +18,8 @@ import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from rest_framework.authtoken.models import Token
+
+from choreo_site.tokens import token_create
 
 SAMPLE = "examples/hello-service"
 # Fixed author and dates: the sample's commit, hence its image digest, is the same everywhere.
@@ -52,9 +53,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         api = f"http://{settings.WEB_HOST}:{settings.WEB_PORT}/api"
-        token, _ = Token.objects.get_or_create(user=get_user_model().objects.get(username="admin"))
+        # A short-lived token of its own, stored hashed, revoked when the demo is done.
+        key, _ = token_create(user=get_user_model().objects.get(username="admin"), days=1)
         session = requests.Session()
-        session.headers["Authorization"] = f"Token {token.key}"
+        session.headers["Authorization"] = f"Token {key}"
 
         def call(method: str, path: str, **kwargs):
             response = session.request(method, api + path, timeout=330, **kwargs)
@@ -99,3 +101,4 @@ class Command(BaseCommand):
             f"{api}/projects/demo/components/hello/deployments/",
         ]
         self.stdout.write(self.style.SUCCESS("\n".join(lines)))
+        session.post(api + "/auth/logout/", timeout=30)

@@ -1,0 +1,66 @@
+"""Who may do what in a project: one table of action × role, and one function every entry
+point goes through (the lookups in the services: pages, the API and the log WebSockets
+all find a project or a component through them).
+
+Superusers may do everything. Anyone else needs a membership; to a user without one, the
+project does not exist (404), so names are not revealed. `actor=None` is the platform
+itself (jobs, webhooks authenticated by their signature, commands).
+"""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from choreo_site.errors import Forbidden, NotFound
+from environments.models import Membership, Project
+
+VIEW = "view"  # read everything but secret values, which nobody reads
+BUILD = "build"  # start and cancel builds
+DEPLOY = "deploy"  # deploy, promote, roll back
+CONFIGURE = "configure"  # configuration and secrets, a component's settings and webhook secret
+MANAGE = "manage"  # delete the project, its environments, add components
+
+ROLE_ACTIONS: dict[str, frozenset[str]] = {
+    Membership.VIEWER: frozenset({VIEW}),
+    Membership.DEVELOPER: frozenset({VIEW, BUILD, DEPLOY, CONFIGURE}),
+    Membership.ADMIN: frozenset({VIEW, BUILD, DEPLOY, CONFIGURE, MANAGE}),
+}
+
+
+def role_of(actor, project: Project) -> str | None:
+    if actor is None or getattr(actor, "is_superuser", False):
+        return Membership.ADMIN
+    if not getattr(actor, "is_authenticated", False):
+        return None
+    return Membership.objects.filter(project=project, user=actor).values_list("role", flat=True).first()
+
+
+def project_authorize(*, actor, project: Project, action: str) -> None:
+    """Refuse unless `actor` may do `action` in `project`: 404 to a non-member, 403 naming
+    the role to a member whose role does not allow it."""
+    role = role_of(actor, project)
+    if role is None:
+        raise NotFound(f"Project {project.name!r} does not exist.")
+    if action not in ROLE_ACTIONS[role]:
+        raise Forbidden(f"Your role in project {project.name!r} ({role}) may not {action} there.")
+
+
+def projects_visible(actor) -> QuerySet[Project]:
+    if actor is None or getattr(actor, "is_superuser", False):
+        return Project.objects.all()
+    if not getattr(actor, "is_authenticated", False):
+        return Project.objects.none()
+    return Project.objects.filter(memberships__user=actor)
+
+
+def authorized(obj, *, actor, action: str):
+    """`obj` (a project, or anything with a `.project`: a component, a build, a deployment)
+    once `actor` may do `action` in its project: for a page's button, inside `page_action`,
+    so a refusal is a message."""
+    project_authorize(actor=actor, project=obj if isinstance(obj, Project) else obj.project, action=action)
+    return obj
+
+
+def check_view(obj, actor) -> None:
+    """For a log stream's row (a build, a deployment): refuse unless `actor` may view it."""
+    authorized(obj, actor=actor, action=VIEW)
