@@ -1,6 +1,7 @@
 """The one settings module. Every value comes from the environment (django-environ)
 and has a default that works with nothing set."""
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -18,12 +19,14 @@ if (BASE_DIR / ".env").exists():
 DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "data"))).resolve()
 # Only the platform's user may enter it: the database, keys, mirrors and sockets are inside.
 DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
-DATA_DIR.chmod(0o700)
+with contextlib.suppress(PermissionError):  # another user's directory: theirs to protect
+    DATA_DIR.chmod(0o700)
 # Unix sockets of the platform's own processes (the ingress's runtime API, the web tier):
 # a directory only the platform's user can enter.
 RUN_DIR = DATA_DIR / "run"
 RUN_DIR.mkdir(mode=0o700, exist_ok=True)
-RUN_DIR.chmod(0o700)
+with contextlib.suppress(PermissionError):
+    RUN_DIR.chmod(0o700)
 
 
 def _secret_file(path: Path) -> str:
