@@ -9,7 +9,7 @@ class ComponentAdmin(admin.ModelAdmin):
     list_filter = ["project", "type"]
     search_fields = ["name", "repository"]
     # The webhook secret is write-only: set through the API, never shown.
-    exclude = ["webhook_secret"]
+    exclude = ["webhook_secret", "repository_credentials"]
 
 
 @admin.register(Build)

@@ -6,11 +6,12 @@ class BuildsConfig(AppConfig):
 
     def ready(self) -> None:
         from builds.models import Build
-        from builds.services import build_reap_orphans, polls_enqueue_due, project_teardown
-        from choreo_site import housekeeping, logstream
+        from builds.services import build_reap_orphans, polls_enqueue_due, project_teardown, repository_credential_values
+        from choreo_site import housekeeping, logstream, redaction
         from environments import permissions
         from environments.services import register_project_teardown
 
+        redaction.register_secret_source(repository_credential_values)
         housekeeping.register(build_reap_orphans)
         housekeeping.register(polls_enqueue_due)
         register_project_teardown(project_teardown)

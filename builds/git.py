@@ -93,6 +93,25 @@ def check_local_repository(url: str) -> None:
         )
 
 
+def split_credentials(url: str) -> tuple[str, str]:
+    """An http(s) URL without its user info, and the user info ("user:token", or a token
+    alone): the first is shown everywhere, the second kept write-only and encrypted.
+    Other URLs (SSH's `git@`, local paths) carry no secret and come back whole."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
+        return url, ""
+    userinfo, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=host)), userinfo
+
+
+def join_credentials(url: str, userinfo: str) -> str:
+    """The URL to fetch from: `url` with `userinfo` put back."""
+    if not userinfo:
+        return url
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{parts.netloc}"))
+
+
 def redact_url(url: str) -> str:
     """Hide credentials embedded in an https URL before it reaches a log or a message."""
     parts = urlsplit(url)
@@ -120,8 +139,10 @@ def _run(args: list[str], *, cwd: Path | None = None, timeout: int = 60, check: 
 
 
 def mirror_path(url: str) -> Path:
-    """One mirror per repository URL: components of one monorepo share it."""
-    return settings.DATA_DIR / "git" / (hashlib.sha256(url.encode()).hexdigest()[:24] + ".git")
+    """One mirror per repository URL (credentials left out, so changing them keeps it):
+    components of one monorepo share it."""
+    public, _ = split_credentials(url)
+    return settings.DATA_DIR / "git" / (hashlib.sha256(public.encode()).hexdigest()[:24] + ".git")
 
 
 @contextmanager

@@ -10,7 +10,10 @@ class Component(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="components")
     name = models.CharField(max_length=40, validators=[validate_name])
+    # Shown everywhere: never holds credentials. Those of an https URL are kept apart,
+    # write-only and encrypted at rest; `fetch_url` puts them back for Git alone.
     repository = models.CharField(max_length=1000)
+    repository_credentials = sealed(models.CharField(max_length=1000, blank=True, default=""))
     branch = models.CharField(max_length=200, default="main")
     path = models.CharField(max_length=500, default=".", blank=True)
     # The type and descriptor of the newest successful build; empty before the first one.
@@ -32,6 +35,13 @@ class Component(models.Model):
     class Meta:
         ordering = ["project", "name"]
         constraints = [models.UniqueConstraint(fields=["project", "name"], name="component_name_unique")]
+
+    @property
+    def fetch_url(self) -> str:
+        """The URL Git fetches from, credentials included. Never show or store it."""
+        from builds.git import join_credentials
+
+        return join_credentials(self.repository, self.repository_credentials)
 
     def __str__(self) -> str:
         return f"{self.project.name}/{self.name}"

@@ -165,8 +165,8 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: Watchdog, workspace: Wo
         writer.line(f"==> {title}")
         step_started = time.monotonic()
 
-    step(f"Checkout {git.redact_url(component.repository)} ({component.branch}) at {build.commit[:12]}")
-    mirror = git.sync(component.repository)
+    step(f"Checkout {component.repository} ({component.branch}) at {build.commit[:12]}")
+    mirror = git.sync(component.fetch_url)
     sha = git.resolve(mirror, branch=component.branch, commit=build.commit)
     info = git.commit_info(mirror, sha)
     Build.objects.filter(pk=build.pk).update(commit=sha, commit_message=info.subject[:500])

@@ -11,6 +11,7 @@ class ComponentSerializer(serializers.ModelSerializer):
     webhook_url = serializers.SerializerMethodField()
     webhook_secret_set = serializers.SerializerMethodField()
     poll_error = RedactedTextField()
+    repository_credentials_set = serializers.SerializerMethodField()
 
     class Meta:
         model = Component
@@ -18,6 +19,7 @@ class ComponentSerializer(serializers.ModelSerializer):
             "name",
             "project",
             "repository",
+            "repository_credentials_set",
             "branch",
             "path",
             "type",
@@ -30,6 +32,9 @@ class ComponentSerializer(serializers.ModelSerializer):
             "poll_error",
             "created_at",
         ]
+
+    def get_repository_credentials_set(self, component) -> bool:
+        return bool(component.repository_credentials)
 
     def get_webhook_secret_set(self, component) -> bool:
         return bool(component.webhook_secret)

@@ -56,6 +56,19 @@ def build_get(*, pk: int, actor, action: str = permissions.VIEW) -> Build:
     return build
 
 
+def repository_credential_values() -> list[str]:
+    """The secrets in repository URLs, for redaction: each password (or token given as the
+    user name) and the whole user info."""
+    values = []
+    # An encrypted column cannot be filtered in SQL: every row is read and decrypted.
+    for userinfo in Component.objects.values_list("repository_credentials", flat=True):
+        if not userinfo:
+            continue
+        user, _, password = userinfo.partition(":")
+        values.extend([userinfo, password or user])
+    return values
+
+
 def _normal_path(path: str) -> str:
     path = (path or ".").strip().strip("/") or "."
     parts = [p for p in path.split("/") if p not in ("", ".")]
@@ -76,6 +89,7 @@ def component_create(*, project: Project, name: str, repository: str, branch: st
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise PlatformError(f"name {name!r} is not a valid name: {NAME_HELP}.", errors={"name": [f"Use {NAME_HELP}."]})
     repository = git.validate_repository(repository)
+    public, credentials = git.split_credentials(repository)
     branch = git.validate_branch(branch or "main")
     path = _normal_path(path)
     if project.components.filter(name=name).exists():
@@ -85,7 +99,9 @@ def component_create(*, project: Project, name: str, repository: str, branch: st
     except git.GitError as exc:
         field = "branch" if "branch" in exc.errors else "repository"
         raise PlatformError(exc.detail, errors={field: [exc.detail]}) from None
-    return Component.objects.create(project=project, name=name, repository=repository, branch=branch, path=path)
+    return Component.objects.create(
+        project=project, name=name, repository=public, repository_credentials=credentials, branch=branch, path=path
+    )
 
 
 @transaction.atomic
@@ -121,7 +137,7 @@ def component_update(
     if build_on and not component.auto_build_on_commit:
         # Turning auto build on: only commits pushed from now on build, not today's head.
         try:
-            component.last_seen_commit = git.ls_remote_head(component.repository, component.branch)
+            component.last_seen_commit = git.ls_remote_head(component.fetch_url, component.branch)
             fields.append("last_seen_commit")
         except git.GitError:
             pass
@@ -161,7 +177,7 @@ def build_start(*, component: Component, commit: str | None = None, trigger: str
     commit = (commit or "").strip().lower() or None
     try:
         if commit is None:
-            sha = git.ls_remote_head(component.repository, component.branch)
+            sha = git.ls_remote_head(component.fetch_url, component.branch)
         else:
             if not git.COMMIT_RE.match(commit):
                 raise git.GitError(f"commit {commit!r} is not a commit id (4 to 40 hex digits).", errors={"commit": ["Enter a commit id."]})
@@ -169,7 +185,7 @@ def build_start(*, component: Component, commit: str | None = None, trigger: str
             try:
                 sha = git.resolve(mirror, branch=component.branch, commit=commit)
             except git.GitError:
-                sha = git.resolve(git.sync(component.repository), branch=component.branch, commit=commit)
+                sha = git.resolve(git.sync(component.fetch_url), branch=component.branch, commit=commit)
     except git.GitError as exc:
         raise PlatformError(exc.detail, errors=exc.errors or {"repository": [exc.detail]}) from None
     with transaction.atomic():
@@ -406,7 +422,7 @@ def push_event_process(*, event: PushEvent) -> PushEvent:
         if component.build_on_path_changes_only and component.path != ".":
             paths = event.paths
             if _needs_diff(component, event):
-                paths = git.changed_paths(git.sync(component.repository, timeout=settings.GIT_FETCH_TIMEOUT), event.before, event.after)
+                paths = git.changed_paths(git.sync(component.fetch_url, timeout=settings.GIT_FETCH_TIMEOUT), event.before, event.after)
             if paths is not None and not webhooks.touches(paths, component.path):
                 reason = f"no change under {component.path}/"
         if not reason:
@@ -446,7 +462,7 @@ def component_poll(*, component: Component) -> PushEvent | None:
     """
     now = timezone.now()
     try:
-        head = git.ls_remote_head(component.repository, component.branch)
+        head = git.ls_remote_head(component.fetch_url, component.branch)
     except git.GitError as exc:
         failures = component.poll_failures + 1
         delay = min(settings.POLL_INTERVAL * 2**failures, 3600)

@@ -53,7 +53,7 @@ def build_page(request, project, component):
     component = _component(request, project, component)
     commits, commits_error = [], ""
     try:
-        commits = git.recent_commits(git.sync(component.repository, timeout=30), branch=component.branch)
+        commits = git.recent_commits(git.sync(component.fetch_url, timeout=30), branch=component.branch)
     except git.GitError as exc:
         commits_error = exc.detail
     builds = component.builds.all()[:50]

@@ -11,6 +11,7 @@ unix sockets in RUN_DIR (DATA_DIR/run, mode 0700). It is configured once and nev
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -26,7 +27,13 @@ def asgi_socket() -> Path:
     return settings.RUN_DIR / "asgi.sock"
 
 
-def config_text(*, bind: str, port: int, wsgi: Path, asgi: Path) -> str:
+def _deny(status: int, detail: str, condition: str) -> str:
+    """An HAProxy rule answering `status` with the API's error shape when `condition` holds."""
+    body = json.dumps({"detail": detail, "errors": {}})
+    return f"http-request deny deny_status {status} content-type application/json string '{body}' if {{ {condition} }}"
+
+
+def config_text(*, bind: str, port: int, wsgi: Path, asgi: Path, max_body: int) -> str:
     return f"""\
 # Written by manage.py up: the web tier's front (choreo_site/webfront.py).
 global
@@ -47,6 +54,10 @@ defaults
 
 frontend web
     bind {bind}:{port}
+    # Bodies are refused here, before a byte of them is read: one of unknown length, and one
+    # larger than the largest any endpoint takes (each endpoint checks its own limit too).
+    {_deny(411, "Send a Content-Length: bodies of unknown length are refused.", "req.hdr(transfer-encoding) -m found")}
+    {_deny(413, f"The body is larger than {max_body} bytes.", f"req.hdr_val(content-length) gt {max_body}")}
     http-request set-header X-Forwarded-Proto http
     acl to_asgi path_beg /ws/
     acl to_asgi urlp(wait) -m found
@@ -64,7 +75,15 @@ backend asgi
 def write_config() -> Path:
     """Write the front's configuration for `manage.py up`; returns its path."""
     path = settings.RUN_DIR / "webfront.cfg"
-    path.write_text(config_text(bind=settings.WEB_HOST, port=settings.WEB_PORT, wsgi=wsgi_socket(), asgi=asgi_socket()))
+    path.write_text(
+        config_text(
+            bind=settings.WEB_HOST,
+            port=settings.WEB_PORT,
+            wsgi=wsgi_socket(),
+            asgi=asgi_socket(),
+            max_body=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+        )
+    )
     return path
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -248,3 +249,35 @@ def platform_ingress():
     yield ing
     proc.terminate()
     proc.wait(10)
+
+
+@pytest.fixture
+def web_tier(platform_env, tmp_path, settings):
+    """The web tier as `up` runs it: the HAProxy front over gunicorn's WSGI workers and the
+    ASGI server, on a port of its own. Yields its base URL; the processes are in `.procs`."""
+    from choreo_site import webfront
+
+    settings.WEB_PORT = port = free_port()
+    settings.WEB_WORKERS = 2
+    env = {**platform_env, "WEB_PORT": str(port)}
+    procs = {name: start_process(argv, env, tmp_path / f"{name}.log") for name, argv in webfront.commands().items()}
+    try:
+        wait_http(f"http://127.0.0.1:{port}/login/", proc=procs["web"])
+        yield WebTier(f"http://127.0.0.1:{port}", procs)
+    finally:
+        for proc in procs.values():
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+class WebTier(str):
+    """The base URL, with the processes behind it."""
+
+    def __new__(cls, url: str, procs: dict):
+        obj = super().__new__(cls, url)
+        obj.procs = procs
+        return obj

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from builds.services import component_create
 from environments.services import project_create
-from tests.conftest import MANAGE, free_port, start_process, wait_http
+from tests.conftest import MANAGE, start_process
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("registry_server", "base_images"), pytest.mark.browser]
 
@@ -32,27 +32,17 @@ def browser_type_launch_args():
 
 
 @pytest.fixture
-def platform(platform_env, tmp_path, settings):
-    """The web tier as `up` runs it (a front over gunicorn's workers and the ASGI server),
-    and one worker process."""
-    from choreo_site import webfront
-
-    settings.WEB_PORT = port = free_port()
-    settings.WEB_WORKERS = 2
-    env = {**platform_env, "WEB_PORT": str(port)}
-    procs = [start_process(argv, env, tmp_path / f"{name}.log") for name, argv in webfront.commands().items()]
-    procs.append(start_process([*MANAGE, "rqworker"], env, tmp_path / "worker.log"))  # builds and default queues
+def platform(web_tier, platform_env, tmp_path):
+    """The web tier as `up` runs it, and one worker process for every queue."""
+    worker = start_process([*MANAGE, "rqworker"], platform_env, tmp_path / "worker.log")
     try:
-        wait_http(f"http://127.0.0.1:{port}/login/", proc=procs[1])
-        yield f"http://127.0.0.1:{port}"
+        yield web_tier
     finally:
-        for proc in procs:
-            os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except Exception:
-                os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(20)
+        except Exception:
+            os.killpg(worker.pid, signal.SIGKILL)
 
 
 def test_build_latest_shows_log_lines_live(page, platform, admin_user, make_repo):

@@ -356,7 +356,7 @@ def test_key_rotation_keeps_every_secret_readable_and_deployments_running(api, c
 
         out = io.StringIO()
         call_command("rotate_config_key", grace=0, stdout=out)
-        assert "re-encrypted 3 value(s)" in out.getvalue()  # two secrets and the webhook secret
+        assert "re-encrypted 4 value(s)" in out.getvalue()  # two secrets, the webhook secret, the repository credentials
         new_keys = read_key_file(settings.CONFIG_KEY_FILE)
         assert len(new_keys) == 1 and new_keys[0] not in old_keys
         assert oct(os.stat(settings.CONFIG_KEY_FILE).st_mode & 0o777) == "0o600"
