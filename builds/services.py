@@ -46,14 +46,7 @@ def component_by_names(*, project: str, component: str, actor, action: str = per
 
 def build_get(*, pk: int, actor, action: str = permissions.VIEW) -> Build:
     """A build by id, if `actor` may do `action` in its project; else 404, like a missing one."""
-    build = Build.objects.select_related("component__project").filter(pk=pk).first()
-    if build is None:
-        raise NotFound(f"Build {pk} does not exist.")
-    try:
-        permissions.project_authorize(actor=actor, project=build.component.project, action=action)
-    except NotFound:
-        raise NotFound(f"Build {pk} does not exist.") from None
-    return build
+    return permissions.visible_get(Build.objects.select_related("component__project"), pk=pk, noun="Build", actor=actor, action=action)
 
 
 def repository_credential_values() -> list[str]:

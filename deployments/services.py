@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from builds.models import Build, Component
 from builds.services import build_auto_deploy_refused
-from choreo_site.errors import Conflict, NotFound, PlatformError
+from choreo_site.errors import Conflict, PlatformError
 from choreo_site.queues import default_queue, enqueue_after_commit
 from choreo_site.redaction import redact
 from deployments import configurables
@@ -53,14 +53,8 @@ def urls_for(deployment: Deployment) -> list[str]:
 def deployment_get(*, pk: int, actor, action: str = permissions.VIEW) -> Deployment:
     """A deployment by id, if `actor` may do `action` in its project; else 404, like a
     missing one. `actor=None` is the platform itself."""
-    deployment = Deployment.objects.select_related("component__project", "environment", "release").filter(pk=pk).first()
-    if deployment is None:
-        raise NotFound(f"Deployment {pk} does not exist.")
-    try:
-        permissions.project_authorize(actor=actor, project=deployment.component.project, action=action)
-    except NotFound:
-        raise NotFound(f"Deployment {pk} does not exist.") from None
-    return deployment
+    rows = Deployment.objects.select_related("component__project", "environment", "release")
+    return permissions.visible_get(rows, pk=pk, noun="Deployment", actor=actor, action=action)
 
 
 def deployment_active(*, component: Component, environment: Environment) -> Deployment | None:

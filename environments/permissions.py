@@ -64,3 +64,16 @@ def authorized(obj, *, actor, action: str):
 def check_view(obj, actor) -> None:
     """For a log stream's row (a build, a deployment): refuse unless `actor` may view it."""
     authorized(obj, actor=actor, action=VIEW)
+
+
+def visible_get(queryset, *, pk: int, noun: str, actor, action: str = VIEW):
+    """The row `pk` of `queryset` (anything with a `.project`) if `actor` may do `action` in
+    its project. Missing, or in a project `actor` is not a member of: the same 404."""
+    obj = queryset.filter(pk=pk).first()
+    if obj is None:
+        raise NotFound(f"{noun} {pk} does not exist.")
+    try:
+        authorized(obj, actor=actor, action=action)
+    except NotFound:
+        raise NotFound(f"{noun} {pk} does not exist.") from None
+    return obj
