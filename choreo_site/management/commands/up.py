@@ -6,7 +6,7 @@ In order:
    line naming the first that does not, and the fix, before starting anything;
 3. migrate, make sure `admin` exists;
 4. start the registry, the ingress (HAProxy), the web tier (a front, gunicorn's WSGI
-   workers, the ASGI server), the build and default workers and the scheduler;
+   workers, the ASGI server), the build, default and Git workers and the scheduler;
 5. print "Platform up" once /healthz is ok, or stop everything and exit non-zero naming the
    failing check when it is not within UP_HEALTH_TIMEOUT;
 6. unless DEMO=0, run the main job once on the sample in `examples/`.
