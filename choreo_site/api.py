@@ -99,11 +99,11 @@ def api_root(request):
     )
 
 
-HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
+HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 
 
 def _summary(operations: dict) -> str:
-    for method in ("get", "post", "put", "patch", "delete"):
+    for method in HTTP_METHODS:
         if method in operations:
             return (operations[method].get("description") or "").strip().split("\n")[0]
     return ""

@@ -79,10 +79,6 @@ def unreachable_dependencies() -> list[str]:
     return [problem for problem in (_database_problem(), _redis_problem(), _docker_problem()) if problem]
 
 
-def docker_engine_version() -> str:
-    return engine_version()
-
-
 def _checks() -> dict[str, str]:
     checks = {}
     try:

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db.models import Max, Sum
 from django.db.models.functions import Length
 
+from choreo_site.errors import PlatformError
 from choreo_site.models import LogLine
 from choreo_site.redaction import Redactor, platform_secrets
 
@@ -142,7 +143,7 @@ def read_text(stream: str) -> str:
     return "".join(redact(text) + "\n" for text in LogLine.objects.filter(stream=stream).order_by("seq").values_list("text", flat=True))
 
 
-# Each app that writes streams says how to tell whether one of its streams has ended:
+# Each app that writes streams registers its kind of stream (choreo_site only knows names).
 @dataclass(frozen=True)
 class StreamKind:
     """A kind of run whose log is a stream: `build` for `build-42`, with its model, the
@@ -183,5 +184,5 @@ def stream_check_reader(stream: str, user) -> None:
     registered, row = _stream_row(stream)
     try:
         registered.readable(row, user)
-    except Exception:
+    except PlatformError:  # not a member (404) or not allowed (403): the same to the reader
         raise LookupError(stream) from None

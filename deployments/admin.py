@@ -4,7 +4,7 @@ snapshots hold version ids, never values, and errors are shown redacted."""
 
 from django.contrib import admin
 
-from choreo_site.redaction import Redactor, platform_secrets
+from choreo_site.redaction import redact
 from deployments.models import Deployment, Release, Route
 
 
@@ -37,7 +37,7 @@ class DeploymentAdmin(ReadOnlyAdmin):
 
     @admin.display(description="error")
     def redacted_error(self, obj: Deployment) -> str:
-        return Redactor(platform_secrets())(obj.error)
+        return redact(obj.error)
 
 
 @admin.register(Route)

@@ -31,7 +31,8 @@ import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from choreo_site import health, processes
+from builds.dockerbuild import engine_version
+from choreo_site import processes
 from choreo_site.daemons import NotReady, prepare
 
 STOP_GRACE = 15
@@ -62,7 +63,7 @@ class Command(BaseCommand):
         except NotReady as exc:
             self.stderr.write(str(exc))
             sys.exit(1)
-        self._say(f"Docker Engine {health.docker_engine_version()}; database and Redis answer")
+        self._say(f"Docker Engine {engine_version()}; database and Redis answer")
 
         def stop(signum, frame):
             self.stopping = True
