@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -188,6 +189,8 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}")}
+if "ENGINE" not in DATABASES["default"]:
+    raise ImproperlyConfigured("DATABASE_URL is not a database URL: give postgres://USER:PASSWORD@HOST:PORT/NAME or sqlite:////PATH")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web and workers write the same file: wait for the lock instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {}).update(

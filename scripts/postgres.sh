@@ -16,8 +16,9 @@ if ! answers; then
   fi
   version=$(ls /usr/lib/postgresql | sort -V | tail -1)
   pg_lsclusters -h | awk '{print $1" "$2}' | grep -qx "$version main" \
-    || pg_createcluster "$version" main -- --auth-local=peer --auth-host=scram-sha-256 >/dev/null
-  pg_ctlcluster "$version" main start
+    || pg_createcluster "$version" main -- --auth-local=peer --auth-host=scram-sha-256 >&2
+  # Its notes ("Removed stale pid file.") go to stderr: stdout carries only the URL.
+  pg_ctlcluster "$version" main start >&2
   for _ in $(seq 1 50); do answers && break; sleep 0.2; done
   answers || { echo "postgres: the cluster $version/main did not start: see /var/log/postgresql/" >&2; exit 1; }
 fi

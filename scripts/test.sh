@@ -14,6 +14,10 @@ if [ -z "${TEST_REDIS_URL:-}" ] && [ -r "$redis_password_file" ]; then
 fi
 export REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
 if [ -z "${TEST_DATABASE_URL:-}" ]; then TEST_DATABASE_URL=$(scripts/postgres.sh) || exit 1; fi
+case $TEST_DATABASE_URL in
+  postgres://*|postgresql://*) ;;
+  *) echo "test: TEST_DATABASE_URL is not a postgres:// URL" >&2; exit 1 ;;
+esac
 export REGISTRY_PORT=${TEST_REGISTRY_PORT:-5099}
 export WEB_PORT=${TEST_WEB_PORT:-8099}
 export INGRESS_PORT=${TEST_INGRESS_PORT:-8098}
