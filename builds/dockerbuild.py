@@ -33,8 +33,9 @@ class BuildAborted(Exception):
 
 
 class _StreamingClient(docker.APIClient):
-    """Keeps the response of the streaming build call, so another thread can cut it, and
-    passes the build parameters the SDK has no argument for (a CPU quota, a cgroup parent)."""
+    """Keeps the response of the streaming build call, so another thread can cut it, passes
+    the build parameters the SDK has no argument for (a CPU quota, a cgroup parent), and
+    sends no registry credentials."""
 
     current_response = None
     extra_build_params: dict[str, str] = {}
@@ -42,6 +43,10 @@ class _StreamingClient(docker.APIClient):
     def _stream_helper(self, response, decode=False):
         self.current_response = response
         return super()._stream_helper(response, decode=decode)
+
+    def _set_auth_headers(self, headers):
+        """A build gets no registry credentials, neither the platform's nor those in the
+        host's ~/.docker/config.json: a `FROM` cannot pull from the platform's registry."""
 
     def _post(self, url, **kwargs):
         if url.endswith("/build") and self.extra_build_params:
@@ -57,7 +62,7 @@ def _pids_cgroup() -> str | None:
     the builder has no per-build process limit, but takes a cgroup parent. None where the
     machine offers no such hierarchy; builds then have memory and CPU limits only."""
     root = Path("/sys/fs/cgroup/pids")
-    if not root.is_dir():
+    if not root.is_dir() or settings.BUILD_PIDS <= 0:  # 0: no limit
         return None
     name = f"{settings.INSTANCE_NAMESPACE}-builds"
     try:
@@ -125,7 +130,7 @@ class DockerBuild:
         self.limits = {"memory": settings.BUILD_MEMORY, "cpus": settings.BUILD_CPUS}
 
     def _limit_params(self) -> dict[str, str]:
-        params = {"cpuperiod": "100000", "cpuquota": str(int(self.limits["cpus"] * 100000))}
+        params = {"cpuperiod": "100000", "cpuquota": str(int(self.limits["cpus"] * 100000))} if self.limits["cpus"] > 0 else {}
         cgroup = _pids_cgroup()
         if cgroup:
             params["cgroupparent"] = cgroup

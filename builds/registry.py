@@ -3,22 +3,48 @@
 Images are pushed as blobs plus an OCI manifest, addressed by digest
 (`<registry>/<project>/<component>@sha256:…`), and tagged with their commit for people
 browsing the registry. Only this module talks to the registry.
+
+The embedded registry accepts only tokens the platform signs (Distribution's token
+authentication), each naming the repositories it may touch and how. The platform's own
+client gets push and delete on the one repository it works on; the Docker Engine gets
+pull on the one image it starts; a build gets nothing, so neither a `FROM` nor an
+`ADD http://…` in a Dockerfile can read another project's images or list the catalog.
+People get pull on the projects they may view, with an API token (`registry_token.py`).
 """
 
 from __future__ import annotations
 
+import base64
+import functools
 import hashlib
 import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import jwt
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from django.conf import settings
-from dxf import DXF
+from dxf import DXF, DXFBase
 from dxf.exceptions import DXFAuthInsecureError, DXFError
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+
+# Distribution's token authentication: who signs, for which registry, for how long.
+TOKEN_ISSUER = "choreo-platform"
+TOKEN_SERVICE = "choreo-registry"
+TOKEN_SECONDS = 900
+PLATFORM_ACTIONS = ("pull", "push", "delete")
 
 
 class RegistryError(Exception):
@@ -38,11 +64,44 @@ def _auth(dxf: DXF, response) -> None:
     dxf.authenticate(settings.REGISTRY_USERNAME, settings.REGISTRY_PASSWORD, response=response)
 
 
-def _client(repository: str) -> DXF:
+def _client(repository: str, *, mount_from: str | None = None) -> DXF:
+    """A client for the platform's own work on `repository` (and pulling from `mount_from`)."""
     parts = urlsplit(settings.REGISTRY_URL)
+    if settings.REGISTRY_EMBEDDED:
+        access = {repository: PLATFORM_ACTIONS} | ({mount_from: ("pull",)} if mount_from else {})
+
+        def auth(dxf: DXF, response) -> None:  # a long push outlived its token: sign another
+            dxf.token = token(access, subject="platform")
+
+        dxf = DXF(parts.netloc, repository, auth=auth, insecure=True, timeout=120)
+        dxf.token = token(access, subject="platform")
+        return dxf
     auth = _auth if settings.REGISTRY_USERNAME else None
     verify = settings.REGISTRY_CA_FILE or True
     return DXF(parts.netloc, repository, auth=auth, insecure=parts.scheme == "http", tlsverify=verify, timeout=120)
+
+
+def repository_of(reference: str) -> str | None:
+    """The repository of an image reference into this platform's registry, else None."""
+    host, _, rest = reference.partition("/")
+    if host != registry_host() or not rest:
+        return None
+    name = rest.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return name[: len(name) - len(last)] + last.split(":", 1)[0]
+
+
+def engine_auth(reference: str) -> dict | None:
+    """What the Docker Engine sends the registry to pull `reference`: with the embedded
+    registry, a token that may pull that one repository and nothing else."""
+    repository = repository_of(reference)
+    if repository is None:
+        return None
+    if settings.REGISTRY_EMBEDDED:
+        return {"registrytoken": token({repository: ("pull",)}, subject="engine")}
+    if settings.REGISTRY_USERNAME:
+        return {"username": settings.REGISTRY_USERNAME, "password": settings.REGISTRY_PASSWORD}
+    return None
 
 
 def _failure(action: str, exc: Exception) -> RegistryError:
@@ -78,7 +137,7 @@ def push_image(repository: str, *, config: Blob, layers: list[Blob], manifest: b
 
 def blob_available(repository: str, digest: str, *, source_repository: str | None = None) -> bool:
     """Whether `repository` has the blob, mounting it from `source_repository` if need be."""
-    dxf = _client(repository)
+    dxf = _client(repository, mount_from=source_repository)
     try:
         dxf.blob_size(digest)
         return True
@@ -119,6 +178,49 @@ def delete_manifest(repository: str, digest: str) -> None:
         raise _failure(f"deleting {repository}@{digest}", exc) from None
 
 
+def repository_purge(repository: str, digests=()) -> int:
+    """Delete every manifest of `repository`: those of `digests` and those its tags name.
+    Returns how many were deleted; their blobs go at the next garbage collection."""
+    targets = [*digests, *list_tags(repository)]
+    for target in targets:
+        delete_manifest(repository, target)
+    return len(targets)
+
+
+def list_repositories() -> list[str]:
+    """Every repository in the registry (the catalog)."""
+    parts = urlsplit(settings.REGISTRY_URL)
+    if settings.REGISTRY_EMBEDDED:
+        dxf = DXFBase(parts.netloc, insecure=True, timeout=120)
+        dxf.token = token({}, subject="platform", catalog=True)
+    else:
+        auth = _auth if settings.REGISTRY_USERNAME else None
+        dxf = DXFBase(parts.netloc, auth=auth, insecure=parts.scheme == "http", tlsverify=settings.REGISTRY_CA_FILE or True, timeout=120)
+    try:
+        return dxf.list_repos()
+    except (requests.RequestException, DXFError) as exc:
+        raise _failure(f"listing the repositories of {settings.REGISTRY_URL}", exc) from None
+
+
+def collect_garbage(timeout: float = 3600) -> str:
+    """Delete the embedded registry's blobs that no manifest references; returns the
+    collector's summary. The caller makes sure nothing is being pushed meanwhile
+    (builds.services.registry_collect): a blob uploaded before its manifest would go too."""
+    binary = shutil.which("docker-registry") or shutil.which("registry")
+    config = settings.DATA_DIR / "registry" / "config.yml"
+    if not settings.REGISTRY_EMBEDDED or binary is None or not config.exists():
+        raise RegistryError("only the embedded registry's garbage is collected here: run your registry's own collector")
+    try:
+        done = subprocess.run([binary, "garbage-collect", str(config)], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RegistryError(f"the registry's garbage collection took more than {timeout:.0f} s") from None
+    if done.returncode != 0:
+        raise RegistryError(f"the registry's garbage collection failed: {(done.stderr or done.stdout).strip()[-500:]}")
+    # Its last line: "N blobs marked, M blobs and K manifests eligible for deletion".
+    lines = [line for line in done.stdout.splitlines() if "marked" in line and "eligible for deletion" in line]
+    return lines[-1].strip() if lines else done.stdout.strip().rsplit("\n", 1)[-1]
+
+
 def list_tags(repository: str) -> list[str]:
     try:
         return _client(repository).list_aliases()
@@ -139,7 +241,7 @@ def is_up(timeout: float = 2.0) -> bool:
 def embedded_config(data_dir: Path, port: int) -> Path:
     """Write the embedded registry's configuration; returns its path."""
     root = data_dir / "registry"
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
     config = {
         "version": 0.1,
         "log": {"level": "warn", "accesslog": {"disabled": True}, "fields": {"service": "registry"}},
@@ -149,8 +251,92 @@ def embedded_config(data_dir: Path, port: int) -> Path:
             "maintenance": {"uploadpurging": {"enabled": True, "age": "24h", "interval": "1h", "dryrun": False}},
         },
         "http": {"addr": f"127.0.0.1:{port}", "headers": {"X-Content-Type-Options": ["nosniff"]}},
+        "auth": {
+            "token": {
+                "realm": settings.PUBLIC_URL.rstrip("/") + "/registry/token",
+                "service": TOKEN_SERVICE,
+                "issuer": TOKEN_ISSUER,
+                "rootcertbundle": str(signing_certificate(data_dir)),
+            }
+        },
         "health": {"storagedriver": {"enabled": True, "interval": "10s", "threshold": 3}},
     }
     path = root / "config.yml"
     path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     return path
+
+
+# Tokens. The registry trusts the certificate's key; the key itself stays in DATA_DIR.
+
+
+def _signing_paths(data_dir: Path) -> tuple[Path, Path]:
+    return data_dir / "registry" / "token-signing.key", data_dir / "registry" / "token-signing.crt"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def signing_certificate(data_dir: Path) -> Path:
+    """The certificate the registry checks tokens against; made, with its key, the first time."""
+    key_path, cert_path = _signing_paths(data_dir)
+    if key_path.exists() and cert_path.exists():
+        return cert_path
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "choreo registry tokens")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=3650))
+        .sign(key, hashes.SHA256())
+    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    _write_private(key_path, pem)
+    _write_private(cert_path, certificate.public_bytes(serialization.Encoding.PEM))
+    return cert_path
+
+
+def _key_id(public_key) -> str:
+    """The key's id as Distribution computes it (libtrust): the token's `kid` names it."""
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    encoded = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode()
+    return ":".join(encoded[i : i + 4] for i in range(0, len(encoded), 4))
+
+
+@functools.lru_cache(maxsize=4)
+def _signing_key(path: Path, mtime_ns: int):
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    return key, _key_id(key.public_key())
+
+
+def token(access: dict[str, tuple[str, ...]], *, subject: str, catalog: bool = False) -> str:
+    """A token for the embedded registry granting `access` ({repository: actions}), and
+    reading the catalog if `catalog`."""
+    key_path, _ = _signing_paths(settings.DATA_DIR)
+    try:
+        key, key_id = _signing_key(key_path, key_path.stat().st_mtime_ns)
+    except FileNotFoundError:
+        raise RegistryError(f"the registry's token key {key_path} is missing: start the platform with `make up`") from None
+    now = int(time.time())
+    claims = {
+        "iss": TOKEN_ISSUER,
+        "sub": subject,
+        "aud": TOKEN_SERVICE,
+        "iat": now,
+        "nbf": now - 10,
+        "exp": now + TOKEN_SECONDS,
+        "jti": secrets.token_hex(16),
+        "access": [{"type": "repository", "name": name, "actions": list(actions)} for name, actions in access.items()],
+    }
+    if catalog:
+        claims["access"].append({"type": "registry", "name": "catalog", "actions": ["*"]})
+    return jwt.encode(claims, key, algorithm="ES256", headers={"kid": key_id})

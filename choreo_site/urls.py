@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from knox import views as knox_views
 
+from builds.registry_token import registry_token
 from choreo_site.api import ObtainToken, api_root
 from choreo_site.health import healthz
 from choreo_site.metrics import metrics_view
@@ -32,6 +33,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/", include(api)),
     path("hooks/", include("builds.hook_urls")),
+    path("registry/token", registry_token, name="registry-token"),
     path("", include("environments.urls")),
     path("", include("builds.urls")),
     path("", include("deployments.urls")),

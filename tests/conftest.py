@@ -96,7 +96,10 @@ def registry_server():
     shutil.rmtree(settings.DATA_DIR / "registry", ignore_errors=True)
     config = registry.embedded_config(settings.DATA_DIR, settings.REGISTRY_PORT)
     proc = subprocess.Popen([shutil.which("docker-registry"), "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_http(settings.REGISTRY_URL + "/v2/", proc=proc)
+    deadline = time.monotonic() + 30
+    while not registry.is_up():  # it answers 401: every request needs a token
+        assert time.monotonic() < deadline and proc.poll() is None, "the registry did not start"
+        time.sleep(0.1)
     yield settings.REGISTRY_URL
     proc.terminate()
     proc.wait(10)
@@ -255,9 +258,20 @@ def platform_ingress():
 def web_tier(platform_env, tmp_path, settings):
     """The web tier as `up` runs it: the HAProxy front over gunicorn's WSGI workers and the
     ASGI server, on a port of its own. Yields its base URL; the processes are in `.procs`."""
+    settings.WEB_PORT = free_port()
+    yield from run_web_tier(platform_env, tmp_path, settings)
+
+
+@pytest.fixture
+def web_tier_at_public_url(platform_env, tmp_path, settings):
+    """The web tier on WEB_PORT itself, where PUBLIC_URL points (the registry's token realm)."""
+    yield from run_web_tier(platform_env, tmp_path, settings)
+
+
+def run_web_tier(platform_env, tmp_path, settings):
     from choreo_site import webfront
 
-    settings.WEB_PORT = port = free_port()
+    port = settings.WEB_PORT
     settings.WEB_WORKERS = 2
     env = {**platform_env, "WEB_PORT": str(port)}
     procs = {name: start_process(argv, env, tmp_path / f"{name}.log") for name, argv in webfront.commands().items()}

@@ -20,6 +20,7 @@ import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
+from builds import registry
 from deployments.runtimes import Replica, ReplicaFile, ReplicaSpec, RuntimeFailure
 
 LABEL = "io.choreo"
@@ -67,7 +68,7 @@ class DockerRuntime:
             try:
                 self.client.images.get(spec.image)
             except ImageNotFound:
-                self.client.images.pull(spec.image)
+                self.client.images.pull(spec.image, auth_config=registry.engine_auth(spec.image))
             container = self.client.containers.create(
                 spec.image,
                 name=spec.name,

@@ -71,7 +71,7 @@ def _registry(tmp_path, *, tls: bool):
 
 def build_with(settings, make_repo, *, url: str, ca: str = "", password: str = PASSWORD) -> Build:
     """Build the sample component with the registry at `url` and these credentials."""
-    settings.REGISTRY_URL, settings.REGISTRY_CA_FILE = url, ca
+    settings.REGISTRY_URL, settings.REGISTRY_CA_FILE, settings.REGISTRY_EMBEDDED = url, ca, False
     settings.REGISTRY_USERNAME, settings.REGISTRY_PASSWORD = USER, password
     repo = make_repo()
     component = component_create(project=project_create(name="shop"), name="web", repository=str(repo.path))

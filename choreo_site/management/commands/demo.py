@@ -93,7 +93,8 @@ class Command(BaseCommand):
             f"  development: {dev['urls'][0]}",
             f"  production:  {prod['urls'][0]}",
             f"  try:         curl -H 'Host: {prod['urls'][0].split('/')[2].split(':')[0]}' http://127.0.0.1:{settings.INGRESS_PORT}/",
-            f"  pull it:     docker pull {build['image']}",
+            f"  pull it:     docker login {build['image'].split('/')[0]} -u admin  (the password: an API token)",
+            f"               docker pull {build['image']}",
             f"  Build page:  {page}",
             f"  Deploy page: {settings.PUBLIC_URL}/projects/demo/components/hello/deploy/",
             # Never the token itself: terminals are scrolled back, logged and shared.
