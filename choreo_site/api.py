@@ -110,16 +110,21 @@ def _summary(operations: dict) -> str:
 
 
 class RedactedTextField(serializers.CharField):
-    """A stored text (an error, a reason) as the API shows it: every secret masked."""
+    """A stored text (an error, a reason) as the API shows it: the secrets of the project
+    of the row it belongs to masked (choreo_site.redaction.owner_project_id)."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("read_only", True)
         super().__init__(**kwargs)
 
-    def to_representation(self, value) -> str:
+    def get_attribute(self, instance):
+        return instance, super().get_attribute(instance)
+
+    def to_representation(self, value) -> str | None:
         from choreo_site.redaction import redact
 
-        return redact(super().to_representation(value))
+        owner, text = value
+        return None if text is None else redact(super().to_representation(text), owner=owner)
 
 
 class ObtainToken(APIView):

@@ -21,7 +21,7 @@ from django.db.models.functions import Length
 
 from choreo_site.errors import PlatformError
 from choreo_site.models import LogLine
-from choreo_site.redaction import Redactor, platform_secrets
+from choreo_site.redaction import Redactor, owner_project_id, platform_secrets
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class LogWriter:
 
     def __init__(self, stream: str, *, secrets: Iterable[str] = ()):
         self.stream = stream
-        self.redact = Redactor([*platform_secrets(), *secrets])
+        self.redact = stream_redactor(stream, also=secrets)
         self._lock = threading.Lock()
         stored = LogLine.objects.filter(stream=stream).aggregate(m=Max("seq"), size=Sum(Length("text")))
         self._next = 0 if stored["m"] is None else stored["m"] + 1
@@ -128,18 +128,28 @@ class LogWriter:
 # after it was logged is masked too.
 
 
+def stream_redactor(stream: str, *, also: Iterable[str] = ()) -> Redactor:
+    """Masks the secrets of the project the stream's run belongs to (every project's for a
+    stream of no registered kind)."""
+    try:
+        project_id = owner_project_id(_stream_row(stream)[1])
+    except LookupError:
+        project_id = None
+    return Redactor([*platform_secrets(project_id), *also])
+
+
 def read_lines(stream: str, *, offset: int = 0, limit: int | None = None) -> list[LogLine]:
     lines = LogLine.objects.filter(stream=stream, seq__gte=offset).order_by("seq")
     lines = list(lines[:limit] if limit else lines)
     if lines:
-        redact = Redactor(platform_secrets())
+        redact = stream_redactor(stream)
         for line in lines:
             line.text = redact(line.text)
     return lines
 
 
 def read_text(stream: str) -> str:
-    redact = Redactor(platform_secrets())
+    redact = stream_redactor(stream)
     return "".join(redact(text) + "\n" for text in LogLine.objects.filter(stream=stream).order_by("seq").values_list("text", flat=True))
 
 

@@ -1,6 +1,7 @@
-"""Redaction: every secret the platform knows, masked as `***` in every log it keeps,
-streams or prints. No model imports here: the logging configuration loads this module
-before the apps are ready."""
+"""Redaction: every secret a project holds, masked as `***` in every log and text of that
+project the platform keeps, streams or shows; every secret in the platform's own logs.
+No model imports here: the logging configuration loads this module before the apps are
+ready."""
 
 from __future__ import annotations
 
@@ -71,8 +72,9 @@ class Redactor:
         return "".join(parts)
 
 
-# Apps that keep secrets (configuration secrets, in `environments`) register a function
-# answering all of them, current and past; every log asks through `platform_secrets`.
+# Apps that keep secrets (configuration secrets in `environments`, repository credentials
+# in `builds`) register a function answering them, current and past: those of one project
+# (`source(project_id)`), or of every project (`source(None)`).
 _secret_sources: list = []
 
 
@@ -91,13 +93,29 @@ def secrets_changed() -> None:
     _generation += 1
 
 
-def platform_secrets() -> list[str]:
-    """Every secret the platform holds that could reach a log."""
+def platform_secrets(project_id: int | None = None) -> list[str]:
+    """The secrets that could reach a text of project `project_id`: its own and the
+    platform's (the passwords of its services). With None, every project's too: for the
+    platform's own logs, and texts that belong to no project.
+
+    Per project, so that one project's short secret masks nothing in another's logs, and a
+    build cannot learn another project's secret by printing guesses and watching for `***`."""
     service_passwords = (urlsplit(url).password for url in (settings.REDIS_URL, os.environ.get("DATABASE_URL", "")))
     found = [s for s in (settings.REGISTRY_PASSWORD, *service_passwords) if s]
     for source in _secret_sources:
-        found.extend(source())
+        found.extend(source(project_id))
     return found
+
+
+def owner_project_id(owner) -> int | None:
+    """The project a row's texts belong to: a component's, or that of the component of a
+    build, a deployment, a push event. None when there is none (every secret masks it)."""
+    if owner is None:
+        return None
+    if hasattr(owner, "project_id"):
+        return owner.project_id
+    component = getattr(owner, "component", None)
+    return component.project_id if component is not None else None
 
 
 class RedactingFilter(logging.Filter):
@@ -166,9 +184,10 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def redact(text: str) -> str:
-    """Mask every secret the platform holds in a text it stores or shows (an error, an
-    event's reason): asked afresh each time, so a secret set a moment ago is masked too."""
+def redact(text: str, *, owner=None) -> str:
+    """Mask the secrets of `owner`'s project (see `owner_project_id`; every project's when
+    it has none) in a text it stores or shows (an error, an event's reason): asked afresh
+    each time, so a secret set a moment ago is masked too."""
     if not text:
         return text
-    return Redactor(platform_secrets())(text)
+    return Redactor(platform_secrets(owner_project_id(owner)))(text)

@@ -37,7 +37,7 @@ class DeploymentAdmin(ReadOnlyAdmin):
 
     @admin.display(description="error")
     def redacted_error(self, obj: Deployment) -> str:
-        return redact(obj.error)
+        return redact(obj.error, owner=obj)
 
 
 @admin.register(Route)

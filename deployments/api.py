@@ -127,7 +127,7 @@ class RuntimeLogs(APIView):
             raise PlatformError(
                 f"Nothing is deployed in {environment.name}.", errors={"environment": ["No active deployment."]}, status_code=404
             )
-        redact = Redactor(platform_secrets())
+        redact = Redactor(platform_secrets(component.project_id))
         text = "".join(redact(line) + "\n" for line in rollout.runtime_logs(deployment=active, since=since))
         return HttpResponse(text, content_type="text/plain; charset=utf-8")
 

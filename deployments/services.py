@@ -282,7 +282,7 @@ def mark_final(deployment: Deployment, status: str, error: str = "") -> bool:
     """End a rollout. The error is stored redacted: it may quote a replica's output."""
     return (
         Deployment.objects.filter(pk=deployment.pk, status=Deployment.ROLLING_OUT).update(
-            status=status, error=redact(error), finished_at=timezone.now()
+            status=status, error=redact(error, owner=deployment), finished_at=timezone.now()
         )
         == 1
     )

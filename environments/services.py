@@ -228,6 +228,10 @@ def config_delete(*, project: Project, component: str, environment: Environment 
         raise NotFound(f"{key!r} is not set in {scope} of {component}.", errors={"key": ["Not set."]})
 
 
-def config_secret_values() -> list[str]:
-    """Every secret value ever set, current and past, as text: what logs must never show."""
-    return sorted({item.text for item in ConfigValue.objects.filter(secret=True).only("sealed", "secret")})
+def config_secret_values(project_id: int | None = None) -> list[str]:
+    """Every secret value ever set in the project (every project's, with None), current and
+    past, as text: what its logs must never show."""
+    values = ConfigValue.objects.filter(secret=True).only("sealed", "secret")
+    if project_id is not None:
+        values = values.filter(project_id=project_id)
+    return sorted({item.text for item in values})

@@ -1,4 +1,5 @@
-"""`{{ text|redacted }}`: a stored text (an error, a reason) shown with every secret masked."""
+"""`{{ build.error|redacted:build }}`: a stored text (an error, a reason) shown with the
+secrets of its owner's project masked (every project's when no owner is given)."""
 
 from django import template
 
@@ -8,5 +9,5 @@ register = template.Library()
 
 
 @register.filter
-def redacted(text: str) -> str:
-    return redact(text)
+def redacted(text: str, owner=None) -> str:
+    return redact(text, owner=owner)

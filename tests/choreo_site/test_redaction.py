@@ -86,3 +86,40 @@ def test_the_filter_fetches_secrets_from_inside_an_event_loop():
 
     asyncio.run(log_in_the_loop())
     assert record.getMessage() == "got ***"
+
+
+# Low finding: redaction was global, so a 4-character secret of one project masked that text
+# in every project's logs, and a build could find another project's secrets by printing
+# guesses and watching which came back as `***`. Each project's texts now mask its own.
+
+
+@pytest.fixture
+def two_builds(make_repo):
+    from builds.models import Build
+    from builds.services import component_create
+
+    builds = {}
+    for name in ("alpha", "beta"):
+        component = component_create(project=project_create(name=name), name="web", repository=str(make_repo().path))
+        builds[name] = Build.objects.create(component=component, status=Build.FAILED, error="the step printed k9z!")
+    config_set(project=builds["alpha"].project, component="web", environment=None, key="PIN", value="k9z!", secret=True)
+    return builds
+
+
+def test_a_project_secret_masks_only_that_project_logs(two_builds):
+    for build in two_builds.values():
+        LogWriter(build.log_stream).line("guess: k9z!")
+    assert read_text(two_builds["alpha"].log_stream) == "guess: ***\n"
+    assert read_text(two_builds["beta"].log_stream) == "guess: k9z!\n"
+
+
+def test_a_project_secret_masks_only_that_project_errors(two_builds, api):
+    from django.template import Context, Template
+
+    assert api.get(f"/api/builds/{two_builds['alpha'].pk}/").json()["error"] == "the step printed ***"
+    assert api.get(f"/api/builds/{two_builds['beta'].pk}/").json()["error"] == "the step printed k9z!"
+    page = Template("{% load redaction %}{{ b.error|redacted:b }}")
+    assert page.render(Context({"b": two_builds["alpha"]})) == "the step printed ***"
+    assert page.render(Context({"b": two_builds["beta"]})) == "the step printed k9z!"
+    # Texts of no project (the platform's own) still mask every project's secrets.
+    assert Template("{% load redaction %}{{ text|redacted }}").render(Context({"text": "k9z!"})) == "***"
