@@ -20,6 +20,7 @@ bench:
 	.venv/bin/python -m benchmarks.rollout
 	.venv/bin/python -m benchmarks.web_tier
 	.venv/bin/python -m benchmarks.redaction
+	.venv/bin/python -m benchmarks.isolation_cost
 
 # Pin and hash every dependency, from requirements.txt and requirements-dev.txt.
 lock:

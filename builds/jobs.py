@@ -30,3 +30,10 @@ def component_poll_run(component_id: int) -> str:
         return "skipped"
     event = component_poll(component=component)
     return event.outcome if event else "no new commit"
+
+
+def registry_collect_run() -> str:
+    """Collect the registry's garbage (builds.services.registry_collect)."""
+    from builds.services import registry_collect
+
+    return registry_collect()

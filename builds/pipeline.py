@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import posixpath
+import secrets
 import shutil
 import threading
 import time
@@ -34,7 +35,7 @@ from builds.dockerbuild import (
 )
 from builds.models import ApiSpec, Build, Component, Image
 from builds.oci import LayerCache, assemble, iso
-from builds.services import images_prune_commit, worker_identity
+from builds.services import images_prune_commit, registry_collection_wait, worker_identity
 from builds.workspace import Workspace, workspace_create, workspace_for, workspace_remove
 from choreo_site.errors import PlatformError
 from choreo_site.logstream import LogWriter
@@ -109,7 +110,8 @@ def run(build_id: int) -> str:
     watchdog = Watchdog(build_id, time.monotonic())
     watchdog.start()
     workspace = workspace_for(build_id)
-    tag = f"choreo-build/{settings.INSTANCE_NAMESPACE}:{build_id}"
+    # Unguessable: another project's build must not find this image by name to build FROM it.
+    tag = f"choreo-build/{settings.INSTANCE_NAMESPACE}:{build_id}-{secrets.token_hex(8)}"
     status, error = Build.FAILED, ""
     try:
         _pipeline(build, writer, watchdog, workspace, tag)
@@ -126,7 +128,7 @@ def run(build_id: int) -> str:
         watchdog.stopped.set()
         workspace_remove(workspace)
         remove_image(tag)
-    error = redact(error)  # stored and shown: it may quote a build step's output
+    error = redact(error, owner=build)  # stored and shown: it may quote a build step's output
     if error:
         writer.line(f"==> {status.upper()}: {error}")
     else:
@@ -239,6 +241,7 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: Watchdog, workspace: Wo
     writer.flush()
     writer.line(f"built {image_id} in {time.monotonic() - step_started:.1f}s")
 
+    registry_collection_wait(writer)  # from here on, blobs go to the registry
     step("Scan and assemble a reproducible image")
     out = workspace.blobs
     try:

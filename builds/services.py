@@ -9,9 +9,11 @@ import random
 import secrets
 import shutil
 import socket
+import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import models, transaction
 from django.utils import timezone
 from rq.exceptions import NoSuchJobError
@@ -49,12 +51,13 @@ def build_get(*, pk: int, actor, action: str = permissions.VIEW) -> Build:
     return permissions.visible_get(Build.objects.select_related("component__project"), pk=pk, noun="Build", actor=actor, action=action)
 
 
-def repository_credential_values() -> list[str]:
-    """The secrets in repository URLs, for redaction: each password (or token given as the
-    user name) and the whole user info."""
+def repository_credential_values(project_id: int | None = None) -> list[str]:
+    """The secrets in the repository URLs of a project (of every project, with None), for
+    redaction: each password (or token given as the user name) and the whole user info."""
     values = []
+    components = Component.objects.all() if project_id is None else Component.objects.filter(project_id=project_id)
     # An encrypted column cannot be filtered in SQL: every row is read and decrypted.
-    for userinfo in Component.objects.values_list("repository_credentials", flat=True):
+    for userinfo in components.values_list("repository_credentials", flat=True):
         if not userinfo:
             continue
         user, _, password = userinfo.partition(":")
@@ -289,12 +292,77 @@ def images_prune_commit(*, component: Component, commit: str, keep: Image) -> li
 
 
 def project_teardown(*, project: Project) -> None:
-    """Cancel the project's builds before its records go."""
+    """Cancel the project's builds and delete its images before its records go: a project
+    made later under the same name must not find them. Their blobs go at the registry's next
+    garbage collection. A failure leaves the project's records; deleting again retries."""
+    from builds import registry
+
     for build in Build.objects.filter(component__project=project, status__in=(Build.QUEUED, Build.RUNNING)):
         try:
             build_cancel(build=build)
         except Conflict:
             pass
+    for component in project.components.all():
+        try:
+            registry.repository_purge(component.registry_repository, component.images.values_list("digest", flat=True))
+        except registry.RegistryError as exc:
+            raise PlatformError(f"Could not delete the images of {component}: {exc}", status_code=503) from None
+
+
+# The registry's garbage: blobs no manifest references (deleted images, a deleted project's).
+# Collected on a schedule, when no build is running; builds wait while it runs, because a
+# blob pushed before its manifest would look like garbage. Only the platform pushes (the
+# registry takes only its tokens), so holding builds back is enough.
+
+
+COLLECTION_KEY = "registry-collection"
+
+
+def registry_collect() -> str:
+    """Collect the registry's garbage now, unless a build is running or another collection
+    is; returns what happened. Repositories whose component is gone (a build that pushed
+    after its project was deleted) are emptied first."""
+    from builds import registry
+
+    if not settings.REGISTRY_EMBEDDED:  # another's registry: its repositories may be another platform's
+        return "skipped: the registry is external (REGISTRY_URL); collect its garbage there"
+    if not cache.add(COLLECTION_KEY, timezone.now().isoformat(), timeout=settings.REGISTRY_GC_TIMEOUT):
+        return "skipped: another collection is running"
+    try:
+        # Set before this check: a build that starts after it waits for the key to go.
+        if Build.objects.filter(status=Build.RUNNING).exists():
+            return "skipped: builds are running"
+        known = {c.registry_repository for c in Component.objects.select_related("project")}
+        deleted = sum(registry.repository_purge(name) for name in registry.list_repositories() if name not in known)
+        summary = registry.collect_garbage(timeout=settings.REGISTRY_GC_TIMEOUT)
+        log.info("registry garbage collection: %d manifest(s) of repositories without a component deleted; %s", deleted, summary)
+        return f"{deleted} manifest(s) of repositories without a component deleted; {summary}"
+    finally:
+        cache.delete(COLLECTION_KEY)
+
+
+def registry_collection_wait(writer: LogWriter | None = None) -> None:
+    """Hold a build back while the registry's garbage is being collected."""
+    deadline = time.monotonic() + settings.REGISTRY_GC_TIMEOUT
+    told = False
+    while cache.get(COLLECTION_KEY) and time.monotonic() < deadline:
+        if writer is not None and not told:
+            writer.line("waiting for the registry's garbage collection to finish")
+            told = True
+        time.sleep(0.5)
+
+
+def registry_collect_due() -> bool:
+    """A housekeeping chore: enqueue a collection once per REGISTRY_GC_INTERVAL (0: never),
+    on the builds queue, where the build workers run it between builds."""
+    from builds.jobs import registry_collect_run
+
+    if not settings.REGISTRY_EMBEDDED or settings.REGISTRY_GC_INTERVAL <= 0:
+        return False
+    if not cache.add("registry-collection-due", 1, timeout=settings.REGISTRY_GC_INTERVAL):
+        return False
+    builds_queue().enqueue(registry_collect_run, job_timeout=settings.REGISTRY_GC_TIMEOUT + 60, result_ttl=86400)
+    return True
 
 
 # Auto build on commit: webhooks and polling ---------------------------------------------

@@ -98,6 +98,9 @@ REGISTRY_USERNAME = env.str("REGISTRY_USERNAME", default="")
 REGISTRY_PASSWORD = env.str("REGISTRY_PASSWORD", default="")
 # A CA bundle for an external registry whose certificate is not from a public CA.
 REGISTRY_CA_FILE = env.str("REGISTRY_CA_FILE", default="")
+# The embedded registry's garbage collection: how often (seconds; 0: never), and how long one may take.
+REGISTRY_GC_INTERVAL = env.int("REGISTRY_GC_INTERVAL", default=86400)
+REGISTRY_GC_TIMEOUT = env.int("REGISTRY_GC_TIMEOUT", default=1800)
 
 # Builds
 BUILD_CONCURRENCY = env.int("BUILD_CONCURRENCY", default=2)

@@ -1,0 +1,127 @@
+"""Issue 10, low finding: deleting a project left its images in the registry, where a project
+made later under the same name would find them, and nothing ever freed their blobs.
+
+Now a project's deletion deletes its manifests, and the registry's garbage is collected on
+a schedule, between builds: with a build running it waits, and builds wait for it."""
+
+import threading
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+
+from builds import registry
+from builds.models import Build, Component
+from builds.services import (
+    COLLECTION_KEY,
+    build_start,
+    component_create,
+    registry_collect,
+    registry_collect_due,
+    registry_collection_wait,
+)
+from environments.services import project_create, project_delete
+from tests.conftest import run_build_jobs
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("registry_server", "base_images")]
+
+
+def storage_bytes() -> int:
+    blobs = Path(settings.DATA_DIR) / "registry" / "storage" / "docker" / "registry" / "v2" / "blobs"
+    return sum(path.stat().st_size for path in blobs.rglob("data"))
+
+
+def built(make_repo, name: str) -> Build:
+    component = component_create(project=project_create(name=name), name="web", repository=str(make_repo().path))
+    build_start(component=component)
+    run_build_jobs()
+    build = Build.objects.get(component=component)
+    assert build.status == Build.SUCCEEDED
+    return build
+
+
+def config_digest(build: Build) -> str:
+    import json
+
+    dxf = registry._client(build.component.registry_repository)
+    return json.loads(dxf.get_manifest(build.digest))["config"]["digest"]
+
+
+def test_deleting_a_project_deletes_its_images_and_collection_frees_their_blobs(make_repo):
+    build = built(make_repo, "alpha")
+    repository, blob = build.component.registry_repository, config_digest(build)
+    before = storage_bytes()
+
+    project_delete(project=build.component.project)
+    assert not registry.manifest_exists(repository, build.digest)
+    assert registry.list_tags(repository) == []
+
+    # A project made again under the same name finds nothing of the old one's.
+    component_create(project=project_create(name="alpha"), name="web", repository=str(make_repo().path))
+    assert not registry.manifest_exists(repository, build.digest)
+
+    summary = registry_collect()
+    assert not summary.startswith("skipped"), summary
+    assert not registry.blob_available(repository, blob)
+    assert storage_bytes() < before
+
+
+def test_a_repository_left_without_a_component_is_emptied_by_the_collection(make_repo):
+    """As a build that pushed after its project was deleted would leave it."""
+    build = built(make_repo, "beta")
+    repository = build.component.registry_repository
+    Component.objects.filter(pk=build.component.pk).delete()  # the records go, the image stays
+    assert registry.manifest_exists(repository, build.digest)
+    summary = registry_collect()
+    assert "manifest(s) of repositories without a component deleted" in summary and not summary.startswith("0 ")
+    assert not registry.manifest_exists(repository, build.digest)
+
+
+def test_collection_does_not_run_while_a_build_runs(make_repo):
+    build = built(make_repo, "gamma")
+    Build.objects.filter(pk=build.pk).update(status=Build.RUNNING)
+    assert registry_collect() == "skipped: builds are running"
+    assert cache.get(COLLECTION_KEY) is None  # builds are not held back by a skipped one
+
+
+def test_a_build_waits_while_the_garbage_is_collected():
+    cache.set(COLLECTION_KEY, "now", timeout=60)
+    released = threading.Event()
+
+    def build_step():
+        registry_collection_wait()
+        released.set()
+
+    thread = threading.Thread(target=build_step)
+    thread.start()
+    try:
+        assert not released.wait(1.5)
+    finally:
+        cache.delete(COLLECTION_KEY)
+    assert released.wait(5)
+    thread.join(5)
+
+
+def test_collection_is_scheduled_once_per_interval(settings):
+    import django_rq
+
+    cache.delete("registry-collection-due")
+    queue = django_rq.get_queue(settings.BUILDS_QUEUE)
+    queue.empty()
+    assert registry_collect_due() is True
+    assert registry_collect_due() is False
+    assert [job.func_name for job in queue.jobs] == ["builds.jobs.registry_collect_run"]
+    queue.empty()
+    settings.REGISTRY_GC_INTERVAL = 0
+    cache.delete("registry-collection-due")
+    assert registry_collect_due() is False
+
+
+
+def test_an_external_registry_is_left_alone(settings):
+    """Its repositories may be another platform's: nothing is purged or collected there."""
+    settings.REGISTRY_EMBEDDED = False
+    cache.delete("registry-collection-due")
+    assert registry_collect().startswith("skipped: the registry is external")
+    assert registry_collect_due() is False
