@@ -7,9 +7,12 @@ Starts two whole platforms (`manage.py up`) side by side, each in a fresh data d
   - open:     every limit 0 (none), and REGISTRY_URL naming a registry without any
     authentication that this benchmark starts (what the platform had before issue 10).
 Then N times, alternating which goes first: commit a change to the sample service
-(examples/hello-service), build it through the API (Engine cache off, so every step
-runs), and roll it out to development (a new replica pulled from the registry, health
-checked, switched in the ingress).
+(examples/hello-service, with two RUN steps added that do real work: a CPU-bound one and
+one that starts 500 processes), build it through the API (Engine cache off, so every
+step runs), and roll it out to development (a new replica pulled from the registry,
+health checked, switched in the ingress). Durations are the platform's own
+(started_at to finished_at of the build and of the deployment), so the API's polling
+interval does not blur them.
 
 Prints medians and the ratios isolated / open. Usage: .venv/bin/python -m benchmarks.isolation_cost [N]
 """
@@ -25,6 +28,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import requests
@@ -32,6 +36,10 @@ import requests
 from benchmarks.platform import ROOT, free_port, git, running_platform
 
 SAMPLE = ROOT / "examples" / "hello-service"
+WORK = """\
+RUN python3 -c "import hashlib; [hashlib.sha256(str(i).encode()).digest() for i in range(2_000_000)]"
+RUN for i in $(seq 500); do /bin/true; done
+"""
 NO_LIMITS = {name: "0" for name in ("BUILD_MEMORY", "BUILD_CPUS", "BUILD_PIDS", "REPLICA_MEMORY", "REPLICA_CPUS", "REPLICA_PIDS")}
 COMMON = {"BUILD_USE_CACHE": "0", "BUILD_CONCURRENCY": "1", "REGISTRY_GC_INTERVAL": "0"}
 
@@ -66,6 +74,11 @@ def open_registry():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def seconds(run: dict) -> float:
+    """How long the platform says a build or deployment ran."""
+    return (datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(run["started_at"])).total_seconds()
+
+
 class Subject:
     """One platform with the sample component, and the times measured on it."""
 
@@ -73,6 +86,8 @@ class Subject:
         self.name, self.session, self.api = name, session, f"{base}/api"
         self.repo = tmp / "repo"
         shutil.copytree(SAMPLE, self.repo)
+        dockerfile = (self.repo / "Dockerfile").read_text()
+        (self.repo / "Dockerfile").write_text(dockerfile.replace("COPY app.py", WORK + "COPY app.py"))
         git(self.repo, "init", "-q", "-b", "main")
         git(self.repo, "add", "-A")
         git(self.repo, "commit", "-q", "-m", "sample")
@@ -89,16 +104,13 @@ class Subject:
     def round(self, i: int, *, measured: bool) -> None:
         (self.repo / "app.py").write_text((SAMPLE / "app.py").read_text() + f"\n# revision {i}\n")
         git(self.repo, "commit", "-q", "-am", f"revision {i}")
-        started = time.perf_counter()
         build = self.call("builds/?wait=1", {})
-        built = time.perf_counter()
         assert build["status"] == "succeeded", build
         deployment = self.call("deploy/?wait=1", {"build": build["id"], "environment": "development"})
-        done = time.perf_counter()
         assert deployment["status"] == "active", deployment
         if measured:
-            self.builds.append(built - started)
-            self.rollouts.append(done - built)
+            self.builds.append(seconds(build))
+            self.rollouts.append(seconds(deployment))
 
 
 def main(n: int) -> None:

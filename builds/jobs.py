@@ -1,12 +1,23 @@
-"""RQ jobs of the builds app. They take primary keys only, and call the pipeline."""
+"""RQ jobs of the builds app. They take primary keys only, and call the pipeline.
+
+Each says who acts for the audit trail: what a push delivery causes is the `webhook`'s
+doing, what a poll causes the `schedule`'s (choreo_site.audit)."""
 
 from builds import pipeline
+from choreo_site import audit
+
+# Who a build's own consequences (its auto deploy) are recorded as, by its trigger.
+TRIGGER_ACTORS = {"webhook": ("webhook", "webhook"), "poll": ("schedule", "schedule")}
 
 
 def build_run(build_id: int) -> str:
     """Run the build pipeline for a queued build. Precondition: the build row exists and
     is `queued`; if it is not (cancelled, or taken by another worker), nothing happens."""
-    return pipeline.run(build_id)
+    from builds.models import Build
+
+    trigger = Build.objects.filter(pk=build_id).values_list("trigger", flat=True).first()
+    with audit.acting(*TRIGGER_ACTORS.get(trigger, ("system", "system"))):
+        return pipeline.run(build_id)
 
 
 def push_event_process(event_id: int) -> str:
@@ -17,7 +28,8 @@ def push_event_process(event_id: int) -> str:
     event = PushEvent.objects.select_related("component__project").filter(pk=event_id).first()
     if event is None or event.component is None:
         return "missing"
-    return process(event=event).outcome
+    with audit.acting("webhook", "webhook"):
+        return process(event=event).outcome
 
 
 def component_poll_run(component_id: int) -> str:
@@ -28,7 +40,8 @@ def component_poll_run(component_id: int) -> str:
     component = Component.objects.select_related("project").filter(pk=component_id).first()
     if component is None or not component.auto_build_on_commit:
         return "skipped"
-    event = component_poll(component=component)
+    with audit.acting("schedule", "schedule"):
+        event = component_poll(component=component)
     return event.outcome if event else "no new commit"
 
 

@@ -227,7 +227,9 @@ def list_tags(repository: str) -> list[str]:
     except requests.HTTPError as exc:
         if exc.response is not None and exc.response.status_code == 404:
             return []
-        raise
+        raise RegistryError(f"listing the tags of {repository} failed: {exc}") from None
+    except (requests.RequestException, DXFError) as exc:
+        raise _failure(f"listing the tags of {repository}", exc) from None
 
 
 def is_up(timeout: float = 2.0) -> bool:

@@ -21,6 +21,7 @@ from rq.job import Job
 
 from builds import git, webhooks
 from builds.models import Build, Component, Image, PushEvent
+from choreo_site import audit
 from choreo_site.errors import Conflict, NotFound, PlatformError
 from choreo_site.logstream import LogWriter
 from choreo_site.queues import builds_queue, enqueue_after_commit, git_queue
@@ -95,9 +96,12 @@ def component_create(*, project: Project, name: str, repository: str, branch: st
     except git.GitError as exc:
         field = "branch" if "branch" in exc.errors else "repository"
         raise PlatformError(exc.detail, errors={field: [exc.detail]}) from None
-    return Component.objects.create(
+    component = Component.objects.create(
         project=project, name=name, repository=public, repository_credentials=credentials, branch=branch, path=path
     )
+    details = {"repository": public, "branch": branch, "path": path}
+    audit.record("component.create", project=project, target=f"component {name}", details=details)
+    return component
 
 
 @transaction.atomic
@@ -145,6 +149,10 @@ def component_update(
         component.webhook_secret = webhook_secret
         fields.append("webhook_secret")
     component.save(update_fields=fields)
+    changed = {name: getattr(component, name) for name in fields if name not in ("webhook_secret", "last_seen_commit")}
+    if webhook_secret is not None:
+        changed["webhook_secret"] = "set" if webhook_secret else "cleared"  # never the secret itself
+    audit.record("component.settings", project=component.project, target=f"component {component.name}", details=changed)
     return component
 
 
@@ -185,8 +193,15 @@ def build_start(*, component: Component, commit: str | None = None, trigger: str
     except git.GitError as exc:
         raise PlatformError(exc.detail, errors=exc.errors or {"repository": [exc.detail]}) from None
     with transaction.atomic():
-        build = Build.objects.create(component=component, requested_commit=commit or "", commit=sha, trigger=trigger)
-        _enqueue(build)
+        return _build_create(component=component, commit=sha, requested=commit or "", trigger=trigger)
+
+
+def _build_create(*, component: Component, commit: str, requested: str, trigger: str) -> Build:
+    """Record a build, queue it once the transaction commits, and audit it."""
+    build = Build.objects.create(component=component, requested_commit=requested, commit=commit, trigger=trigger)
+    _enqueue(build)
+    details = {"commit": commit, "trigger": trigger}
+    audit.record("build.start", project=component.project, target=f"build {build.pk} of {component.name}", details=details)
     return build
 
 
@@ -213,6 +228,7 @@ def build_cancel(*, build: Build) -> Build:
             f"Build {build.pk} is {build.status}; only a queued or running build can be cancelled.", errors={"status": [build.status]}
         )
     build.refresh_from_db()
+    audit.record("build.cancel", project=build.project, target=f"build {build.pk} of {build.component.name}")
     return build
 
 
@@ -510,9 +526,7 @@ def build_start_for_commit(*, component: Component, commit: str, trigger: str) -
         existing = component.builds.filter(commit=commit, status__in=(Build.QUEUED, Build.RUNNING, Build.SUCCEEDED)).first()
         if existing is not None:
             return existing, False
-        build = Build.objects.create(component=component, commit=commit, requested_commit=commit, trigger=trigger)
-        _enqueue(build)
-        return build, True
+        return _build_create(component=component, commit=commit, requested=commit, trigger=trigger), True
 
 
 def component_poll(*, component: Component) -> PushEvent | None:

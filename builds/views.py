@@ -26,7 +26,12 @@ def project(request, project):
     return render(
         request,
         "builds/project.html",
-        {"project": project, "components": project.components.all(), "environments": project.environments.order_by("position")},
+        {
+            "project": project,
+            "components": project.components.all(),
+            "environments": project.environments.order_by("position"),
+            "can": permissions.abilities(request.user, project),
+        },
     )
 
 
@@ -66,6 +71,7 @@ def build_page(request, project, component):
         "events": component.push_events.select_related("build")[:20],
         "poll_interval": settings.POLL_INTERVAL,
         "webhook_url": request.build_absolute_uri(reverse("webhook", args=[component.project.name, component.name])),
+        "can": permissions.abilities(request.user, component.project),
     }
     return render(request, "builds/build_page.html", context)
 
@@ -106,7 +112,13 @@ def build_detail(request, project, component, build_id):
     return render(
         request,
         "builds/build_detail.html",
-        {"project": component.project, "component": component, "build": build, "api_specs": build.api_specs.all()},
+        {
+            "project": component.project,
+            "component": component,
+            "build": build,
+            "api_specs": build.api_specs.all(),
+            "can": permissions.abilities(request.user, component.project),
+        },
     )
 
 

@@ -11,14 +11,18 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.http import JsonResponse
 from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.decorators import api_view, schema
 from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from choreo_site import throttling
+from choreo_site.errors import Forbidden
+from choreo_site.models import AuditEvent
 from choreo_site.tokens import token_create
 
 WAIT_LIMIT = 300.0
@@ -61,8 +65,8 @@ def waitable(fetch: Callable[[int], tuple[dict, bool]]):
         @wraps(view)
         async def wrapper(request, *args, **kwargs):
             response = await sync_view(request, *args, **kwargs)
-            if not wants_wait(request) or response.status_code not in (201, 202):
-                return response
+            if not wants_wait(request) or response.status_code not in (201, 202) or "id" not in response.data:
+                return response  # not made (an approval request waits for a person, not for a worker)
             ident = response.data["id"]
             deadline = time.monotonic() + WAIT_LIMIT
             data, final = await database_sync_to_async(fetch)(ident)
@@ -144,3 +148,39 @@ class ObtainToken(APIView):
             raise ValidationError(serializer.errors)
         key, expiry = token_create(user=serializer.validated_data["user"])
         return Response({"token": key, "expiry": expiry})
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    project = serializers.CharField(source="project_name", read_only=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "at", "actor", "superuser", "interface", "action", "project", "environment", "target", "outcome", "details"]
+
+
+class AuditPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+def audit_response(request, view, events) -> Response:
+    """A page of `events`, filtered by the query (choreo_site.audit.events_filtered)."""
+    from choreo_site import audit
+
+    paginator = AuditPagination()
+    page = paginator.paginate_queryset(audit.events_filtered(events, request.query_params), request, view=view)
+    return paginator.get_paginated_response(AuditEventSerializer(page, many=True).data)
+
+
+class PlatformAudit(APIView):
+    """`GET /api/audit/`: every event, for superusers; the same filters, and `project`."""
+
+    @extend_schema(parameters=[OpenApiParameter(name, str) for name in ("actor", "action", "environment", "since", "project")])
+    def get(self, request):
+        if not request.user.is_superuser:
+            raise Forbidden("Only superusers can read the platform-wide audit trail.")
+        events = AuditEvent.objects.all()
+        if request.query_params.get("project"):
+            events = events.filter(project_name=request.query_params["project"])
+        return audit_response(request, self, events)

@@ -6,4 +6,4 @@ class ChoreoSiteConfig(AppConfig):
     verbose_name = "Platform"
 
     def ready(self):
-        from choreo_site import throttling  # noqa: F401 - counts failed logins (user_login_failed)
+        from choreo_site import audit, throttling  # noqa: F401 - login signals: counted, and audited

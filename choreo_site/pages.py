@@ -7,8 +7,11 @@ from typing import TypeVar
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
-from choreo_site import throttling
+from choreo_site import throttling, tokens
 from choreo_site.errors import PlatformError
 
 T = TypeVar("T")
@@ -36,3 +39,29 @@ class LoginView(auth_views.LoginView):
             response.context_data["throttled"] = reason
             response.status_code = 429
         return response
+
+
+# The profile page: a user's own API tokens (choreo_site/tokens.py).
+
+TOKEN_DAYS_MAX = 3650
+
+
+@login_required
+def profile(request):
+    new_key = None
+    if request.method == "POST":
+        days_text = request.POST.get("days", "").strip()
+        if not days_text.isdigit() or not 1 <= int(days_text) <= TOKEN_DAYS_MAX:
+            messages.error(request, f"Expiry: give a number of days from 1 to {TOKEN_DAYS_MAX}.")
+        else:
+            # Shown in this answer only, never in a redirect's message (messages live in a cookie).
+            new_key, _ = tokens.token_create(user=request.user, days=int(days_text))
+    context = {"tokens": tokens.token_list(user=request.user), "new_key": new_key, "days_max": TOKEN_DAYS_MAX}
+    return render(request, "profile.html", context)
+
+
+@login_required
+@require_POST
+def token_revoke(request, token_key):
+    page_action(request, lambda: tokens.token_revoke(user=request.user, token_key=token_key), success=f"Token {token_key}… revoked.")
+    return redirect("profile")

@@ -109,9 +109,10 @@ def platform_secrets(project_id: int | None = None) -> list[str]:
 
 def owner_project_id(owner) -> int | None:
     """The project a row's texts belong to: a component's, or that of the component of a
-    build, a deployment, a push event. None when there is none (every secret masks it)."""
-    if owner is None:
-        return None
+    build, a deployment, a push event; or a project's id. None when there is none (every
+    secret masks it)."""
+    if owner is None or isinstance(owner, int):  # a project's id itself
+        return owner
     if hasattr(owner, "project_id"):
         return owner.project_id
     component = getattr(owner, "component", None)

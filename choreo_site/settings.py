@@ -138,7 +138,7 @@ ROLLOUT_STOP_GRACE = env.int("ROLLOUT_STOP_GRACE", default=10)
 INSTALLED_APPS = [
     "daphne",
     "choreo_site",  # before django_rq: its rqworker command does start-up housekeeping
-    "django.contrib.admin",
+    "choreo_site.admin_site.PlatformAdminConfig",  # django.contrib.admin, for superusers only
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -167,6 +167,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Names the actor and the interface of the audit events a request records.
+    "choreo_site.audit.AuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -249,6 +251,8 @@ AUTHENTICATION_BACKENDS = ["choreo_site.throttling.ThrottledModelBackend"]
 # Failed logins (page or API) allowed per user name and per client address in the window.
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
 LOGIN_FAILURE_WINDOW = env.int("LOGIN_FAILURE_WINDOW", default=300)
+# A request for a change in a protected environment expires after this many hours.
+APPROVAL_EXPIRY_HOURS = env.int("APPROVAL_EXPIRY_HOURS", default=24)
 # Refused (unauthenticated) webhook deliveries allowed per client address a minute; past it, 429.
 WEBHOOK_FAILURE_LIMIT = env.int("WEBHOOK_FAILURE_LIMIT", default=30)
 

@@ -4,19 +4,9 @@ snapshots hold version ids, never values, and errors are shown redacted."""
 
 from django.contrib import admin
 
+from choreo_site.admin_site import ReadOnlyAdmin
 from choreo_site.redaction import redact
 from deployments.models import Deployment, Release, Route
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Release)

@@ -27,6 +27,8 @@ from deployments.serializers import (
     RollbackSerializer,
 )
 from environments import permissions
+from environments.api import approval_accepted
+from environments.models import ApprovalRequest
 from environments.services import environment_get
 from environments.values import check_request_size
 
@@ -44,6 +46,9 @@ def _deployment_state(deployment_id: int) -> tuple[dict, bool]:
 
 
 def _created(deployment) -> Response:
+    """201 and the deployment; or, in a protected environment, 202 and the approval request."""
+    if isinstance(deployment, ApprovalRequest):
+        return approval_accepted(deployment)
     return Response(DeploymentSerializer(services.deployment_get(pk=deployment.pk, actor=None)).data, status=status.HTTP_201_CREATED)
 
 
@@ -58,7 +63,7 @@ class Deploy(APIView):
             build = Build.objects.filter(pk=data["build"], component=component).first()
             if build is None:
                 raise PlatformError(f"Build {data['build']} is not a build of {component.name}.", errors={"build": ["Unknown build."]})
-        return _created(services.deployment_deploy(component=component, environment=environment, build=build))
+        return _created(services.deployment_deploy(component=component, environment=environment, build=build, actor=request.user))
 
 
 class Promote(APIView):
@@ -70,7 +75,7 @@ class Promote(APIView):
         target = environment_get(project=component.project, name=data["to"])
         if data["dry_run"]:
             return Response(services.promotion_preview(component=component, source=source, target=target))
-        return _created(services.deployment_promote(component=component, source=source, target=target))
+        return _created(services.deployment_promote(component=component, source=source, target=target, actor=request.user))
 
 
 class Rollback(APIView):
@@ -79,7 +84,9 @@ class Rollback(APIView):
         component = _component(request, project, component, permissions.DEPLOY)
         data = RollbackSerializer.validated(request.data)
         environment = environment_get(project=component.project, name=data["environment"])
-        return _created(services.deployment_rollback(component=component, environment=environment, to=data.get("to")))
+        return _created(
+            services.deployment_rollback(component=component, environment=environment, to=data.get("to"), actor=request.user)
+        )
 
 
 class DeploymentList(APIView):
@@ -171,7 +178,10 @@ class Config(APIView):
             secret=data["secret"],
             is_file=is_file,
             filename=filename,
+            actor=request.user,
         )
+        if isinstance(item, ApprovalRequest):
+            return approval_accepted(item)
         return Response(ConfigValueSerializer(item).data)
 
     @extend_schema(
@@ -181,7 +191,9 @@ class Config(APIView):
         component = _component(request, project, component, permissions.CONFIGURE)
         environment = _scope(component, request)
         key = request.GET.get("key") or ConfigDeleteSerializer.validated(request.data)["key"]
-        services.component_config_delete(component=component, environment=environment, key=key)
+        request_obj = services.component_config_delete(component=component, environment=environment, key=key, actor=request.user)
+        if request_obj is not None:
+            return approval_accepted(request_obj)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

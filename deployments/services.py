@@ -13,13 +13,14 @@ from django.utils import timezone
 
 from builds.models import Build, Component
 from builds.services import build_auto_deploy_refused
+from choreo_site import audit
 from choreo_site.errors import Conflict, PlatformError
 from choreo_site.queues import default_queue, enqueue_after_commit
 from choreo_site.redaction import redact
 from deployments import configurables
 from deployments.models import Deployment, Release, Route
-from environments import permissions
-from environments.models import ConfigValue, Environment, Project
+from environments import approvals, permissions
+from environments.models import ApprovalRequest, ConfigValue, Environment, Project
 from environments.services import config_delete, config_list, config_set, config_snapshot
 
 DEPLOYABLE_TYPES = ("service", "web-app")
@@ -93,6 +94,43 @@ def _check_deployable(component: Component, environment: Environment) -> None:
         )
 
 
+def _create_or_request(*, component, environment, release, config, kind, actor, summary, rollback_of=None):
+    """Deploy now, or, in a protected environment, ask for approval of exactly this
+    release and these configuration versions (environments.approvals)."""
+    payload = {"release": release.pk, "config": config, "rollback_of": rollback_of.pk if rollback_of else None}
+    request = approvals.gate(environment=environment, component=component.name, kind=kind, payload=payload, summary=summary, actor=actor)
+    if request is not None:
+        return request
+    return _create(component=component, environment=environment, release=release, config=config, kind=kind, rollback_of=rollback_of)
+
+
+@transaction.atomic
+def deployment_approved(request: ApprovalRequest) -> dict:
+    """Carry out an approved deploy, promotion or rollback: the pinned release and
+    configuration versions, checked again as at request time."""
+    component = Component.objects.select_for_update().get(project=request.project, name=request.component)
+    release = Release.objects.get(pk=request.payload["release"], component=component)
+    _check_deployable(component, request.environment)
+    rollback_of = (
+        component.deployments.filter(pk=request.payload.get("rollback_of")).first() if request.payload.get("rollback_of") else None
+    )
+    configurables.require(
+        release.descriptor,
+        configurables.merged(release.config, request.payload["config"]),
+        action=request.summary,
+        environment_name=request.environment.name,
+    )
+    deployment = _create(
+        component=component,
+        environment=request.environment,
+        release=release,
+        config=request.payload["config"],
+        kind=request.kind,
+        rollback_of=rollback_of,
+    )
+    return {"deployment": deployment.pk}
+
+
 def _create(*, component, environment, release, config, kind, rollback_of=None) -> Deployment:
     deployment = Deployment.objects.create(
         component=component,
@@ -105,14 +143,24 @@ def _create(*, component, environment, release, config, kind, rollback_of=None) 
     )
     from deployments import jobs
 
+    details = {"build": release.build_id, "digest": release.digest, "config": config}  # key: version, never a value
+    if rollback_of is not None:
+        details["rollback_of"] = rollback_of.pk
+    target = f"deployment {deployment.pk} of {component.name}"
+    audit.record(f"deployment.{kind}", project=component.project, environment=environment, target=target, details=details)
     enqueue_after_commit(default_queue(), jobs.deployment_rollout, deployment.pk, job_id=f"rollout-{deployment.pk}", job_timeout=1800)
     return deployment
 
 
 @transaction.atomic
 def deployment_deploy(
-    *, component: Component, environment: Environment | None = None, build: Build | None = None, kind: str = Deployment.DEPLOY
-) -> Deployment:
+    *,
+    component: Component,
+    environment: Environment | None = None,
+    build: Build | None = None,
+    kind: str = Deployment.DEPLOY,
+    actor=None,
+) -> Deployment | ApprovalRequest:
     """Deploy a build (default: the newest succeeded) to an environment (default: the first).
 
     Without a build and with a deployment active there, redeploys the active release's
@@ -145,7 +193,15 @@ def deployment_deploy(
         action=f"deploy build {build.pk} to {environment.name}",
         environment_name=environment.name,
     )
-    return _create(component=component, environment=environment, release=release, config=config, kind=kind)
+    return _create_or_request(
+        component=component,
+        environment=environment,
+        release=release,
+        config=config,
+        kind=kind,
+        actor=actor,
+        summary=f"deploy build {build.pk} of {component.name} to {environment.name}",
+    )
 
 
 def _promotion_target(component: Component, source: Environment, target: Environment) -> Deployment:
@@ -184,7 +240,7 @@ def promotion_preview(*, component: Component, source: Environment, target: Envi
 
 
 @transaction.atomic
-def deployment_promote(*, component: Component, source: Environment, target: Environment) -> Deployment:
+def deployment_promote(*, component: Component, source: Environment, target: Environment, actor=None) -> Deployment | ApprovalRequest:
     """Deploy the release active in `source` to the higher `target`: same digest, same
     environment-independent configuration, the target's own configuration. Never rebuilds.
     Refuses, naming each key, when the target lacks a configurable the release needs."""
@@ -198,11 +254,21 @@ def deployment_promote(*, component: Component, source: Environment, target: Env
         action=f"promote from {source.name} to {target.name}",
         environment_name=target.name,
     )
-    return _create(component=component, environment=target, release=active.release, config=config, kind=Deployment.PROMOTE)
+    return _create_or_request(
+        component=component,
+        environment=target,
+        release=active.release,
+        config=config,
+        kind=Deployment.PROMOTE,
+        actor=actor,
+        summary=f"promote build {active.release.build_id} of {component.name} from {source.name} to {target.name}",
+    )
 
 
 @transaction.atomic
-def deployment_rollback(*, component: Component, environment: Environment, to: int | None = None) -> Deployment:
+def deployment_rollback(
+    *, component: Component, environment: Environment, to: int | None = None, actor=None
+) -> Deployment | ApprovalRequest:
     """Repeat an earlier deployment exactly: its release (image and environment-independent
     configuration) and its environment's configuration, secret versions included. Default:
     the deployment that was active before the current one."""
@@ -231,13 +297,15 @@ def deployment_rollback(*, component: Component, environment: Environment, to: i
         action=f"roll back {environment.name} to deployment {target.pk}",
         environment_name=environment.name,
     )
-    return _create(
+    return _create_or_request(
         component=component,
         environment=environment,
         release=target.release,
         config=target.config,
         kind=Deployment.ROLLBACK,
         rollback_of=target,
+        actor=actor,
+        summary=f"roll {component.name} in {environment.name} back to deployment {target.pk}",
     )
 
 
@@ -297,7 +365,8 @@ def component_config_set(
     secret: bool = False,
     is_file: bool = False,
     filename: str = "",
-) -> ConfigValue:
+    actor=None,
+) -> ConfigValue | ApprovalRequest:
     """Set a component's configuration value, environment-independent when `environment`
     is None, checked against the configurable its newest build declares for `key`.
     Running deployments keep their values; the next deployment gets this one."""
@@ -313,11 +382,12 @@ def component_config_set(
         is_file=is_file,
         filename=filename,
         declared=configurables.declared_for(component).get(key),
+        actor=actor,
     )
 
 
-def component_config_delete(*, component: Component, environment: Environment | None, key: str) -> None:
-    config_delete(project=component.project, component=component.name, environment=environment, key=key)
+def component_config_delete(*, component: Component, environment: Environment | None, key: str, actor=None) -> ApprovalRequest | None:
+    return config_delete(project=component.project, component=component.name, environment=environment, key=key, actor=actor)
 
 
 def component_config(*, component: Component, environment: Environment | None) -> list[ConfigValue]:

@@ -8,6 +8,11 @@ urlpatterns = [
     path("projects/<str:project>/components/<str:component>/deploy/promote", views.promote, name="deploy-promote"),
     path("projects/<str:project>/components/<str:component>/deploy/rollback", views.rollback, name="deploy-rollback"),
     path("projects/<str:project>/components/<str:component>/deploy/auto", views.auto_deploy_toggle, name="auto-deploy-toggle"),
+    path(
+        "projects/<str:project>/components/<str:component>/deploy/approvals/<int:approval_id>/<str:decision>",
+        views.approval_decide,
+        name="approval-decide",
+    ),
     path("projects/<str:project>/components/<str:component>/deploy/config", views.config_set, name="config-set"),
     path("projects/<str:project>/components/<str:component>/deploy/config/remove", views.config_delete, name="config-delete"),
     path(

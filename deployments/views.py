@@ -7,10 +7,11 @@ from django.views.decorators.http import require_POST
 
 from builds.models import Build
 from builds.services import component_by_names, component_update
-from choreo_site.errors import PlatformError
+from choreo_site.errors import NotFound, PlatformError
 from choreo_site.pages import page_action
 from deployments import configurables, rollout, services
-from environments import permissions
+from environments import approvals, permissions
+from environments.models import ApprovalRequest
 from environments.permissions import authorized
 from environments.services import environment_get
 from environments.values import check_request_size
@@ -53,6 +54,9 @@ def deploy_page(request, project, component):
                 "next": following,
                 "preview": preview,
                 "history": component.deployments.filter(environment=environment).select_related("release")[:10],
+                "pending": approvals.request_list(project=component.project, status=ApprovalRequest.PENDING).filter(
+                    environment=environment, component=component.name
+                ),
             }
         )
     context = {
@@ -64,12 +68,28 @@ def deploy_page(request, project, component):
         "independent": independent,
         "configurables": configurables.declared(newest).values(),
         "ingress_port": settings.INGRESS_PORT,
+        "can": permissions.abilities(request.user, component.project),
     }
     return render(request, "deployments/deploy_page.html", context)
 
 
 def _back(project, component):
     return redirect("deploy-page", project, component)
+
+
+REQUESTED = "Requested: {summary}. It waits for the approval of a project admin other than you."
+
+
+def _started(request, project, component, result, started: str):
+    """Where a deploy, promotion or rollback form leads: the new deployment, or, in a
+    protected environment, back to the page that shows the request."""
+    if isinstance(result, ApprovalRequest):
+        messages.info(request, REQUESTED.format(summary=result.summary))
+        return _back(project, component)
+    if result is None:
+        return _back(project, component)
+    messages.success(request, started.format(d=result))
+    return redirect("deployment-detail", project, component, result.pk)
 
 
 @login_required
@@ -86,14 +106,16 @@ def deploy(request, project, component):
         environment = page_action(request, lambda: environment_get(project=component_obj.project, name=request.POST["environment"]))
         if environment is None:
             return _back(project, component)
-    deployment = page_action(
+    result = page_action(
         request,
         lambda: services.deployment_deploy(
-            component=authorized(component_obj, actor=request.user, action=permissions.DEPLOY), environment=environment, build=build
+            component=authorized(component_obj, actor=request.user, action=permissions.DEPLOY),
+            environment=environment,
+            build=build,
+            actor=request.user,
         ),
-        success=lambda d: f"Deployment {d.pk} to {d.environment.name} started.",
     )
-    return redirect("deployment-detail", project, component, deployment.pk) if deployment else _back(project, component)
+    return _started(request, project, component, result, "Deployment {d.pk} to {d.environment.name} started.")
 
 
 @login_required
@@ -105,10 +127,10 @@ def promote(request, project, component):
         source = environment_get(project=component_obj.project, name=request.POST.get("from", ""))
         target = environment_get(project=component_obj.project, name=request.POST.get("to", ""))
         authorized(component_obj, actor=request.user, action=permissions.DEPLOY)
-        return services.deployment_promote(component=component_obj, source=source, target=target)
+        return services.deployment_promote(component=component_obj, source=source, target=target, actor=request.user)
 
-    deployment = page_action(request, action, success=lambda d: f"Promotion to {d.environment.name} started (deployment {d.pk}).")
-    return redirect("deployment-detail", project, component, deployment.pk) if deployment else _back(project, component)
+    result = page_action(request, action)
+    return _started(request, project, component, result, "Promotion to {d.environment.name} started (deployment {d.pk}).")
 
 
 @login_required
@@ -120,10 +142,11 @@ def rollback(request, project, component):
     def action():
         environment = environment_get(project=component_obj.project, name=request.POST.get("environment", ""))
         authorized(component_obj, actor=request.user, action=permissions.DEPLOY)
-        return services.deployment_rollback(component=component_obj, environment=environment, to=int(to) if to and to.isdigit() else None)
+        target = int(to) if to and to.isdigit() else None
+        return services.deployment_rollback(component=component_obj, environment=environment, to=target, actor=request.user)
 
-    deployment = page_action(request, action, success=lambda d: f"Rollback in {d.environment.name} started (deployment {d.pk}).")
-    return redirect("deployment-detail", project, component, deployment.pk) if deployment else _back(project, component)
+    result = page_action(request, action)
+    return _started(request, project, component, result, "Rollback in {d.environment.name} started (deployment {d.pk}).")
 
 
 @login_required
@@ -190,13 +213,15 @@ def config_set(request, project, component):
             secret=request.POST.get("secret") == "on",
             is_file=is_file,
             filename=upload.name if upload else "",
+            actor=request.user,
         )
 
-    page_action(
-        request,
-        action,
-        success=lambda item: f"{item.key} is set{' (secret)' if item.secret else ''}; it reaches the replicas with the next deployment.",
-    )
+    def done(item) -> str:
+        if isinstance(item, ApprovalRequest):
+            return REQUESTED.format(summary=item.summary)
+        return f"{item.key} is set{' (secret)' if item.secret else ''}; it reaches the replicas with the next deployment."
+
+    page_action(request, action, success=done)
     return _back(project, component)
 
 
@@ -211,7 +236,31 @@ def config_delete(request, project, component):
             component=authorized(component_obj, actor=request.user, action=permissions.CONFIGURE),
             environment=_config_scope(request, component_obj),
             key=key,
+            actor=request.user,
         ),
-        success=f"{key} is removed; the replicas keep it until the next deployment.",
+        success=lambda requested: (
+            REQUESTED.format(summary=requested.summary)
+            if requested
+            else f"{key} is removed; the replicas keep it until the next deployment."
+        ),
     )
+    return _back(project, component)
+
+
+@login_required
+@require_POST
+def approval_decide(request, project, component, approval_id, decision):
+    """Approve or reject a request from the Deploy page."""
+    component_obj = _component(request, project, component)
+    decide = {"approve": approvals.approve, "reject": approvals.reject}.get(decision)
+    if decide is None:
+        raise Http404("Approve or reject.")
+
+    def action():
+        approval = approvals.request_get(pk=approval_id, actor=request.user)
+        if approval.project_id != component_obj.project_id or approval.component != component_obj.name:
+            raise NotFound(f"Approval request {approval_id} does not exist.")
+        return decide(request=approval, actor=request.user, comment=request.POST.get("comment", "")[:1000])
+
+    page_action(request, action, success=lambda a: f"Request {a.pk} {a.status}: {a.summary}.")
     return _back(project, component)

@@ -1,35 +1,44 @@
+"""Projects, environments, members and configuration, read-only (choreo_site.admin_site)."""
+
 from django.contrib import admin
 
+from choreo_site.admin_site import ReadOnlyAdmin
 from environments.models import ConfigValue, Environment, Membership, Project
 
 
 class EnvironmentInline(admin.TabularInline):
     model = Environment
     extra = 0
+    can_delete = False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
-class MembershipInline(admin.TabularInline):
-    """Who may do what in the project (environments.permissions)."""
+class MembershipInline(EnvironmentInline):
+    """Who may do what in the project (environments.permissions); changed on the Members page."""
 
     model = Membership
-    extra = 0
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(ReadOnlyAdmin):
     list_display = ["name", "created_at"]
     search_fields = ["name"]
     inlines = [MembershipInline, EnvironmentInline]
 
 
 @admin.register(Environment)
-class EnvironmentAdmin(admin.ModelAdmin):
+class EnvironmentAdmin(ReadOnlyAdmin):
     list_display = ["name", "project", "position"]
     list_filter = ["project"]
 
 
 @admin.register(ConfigValue)
-class ConfigValueAdmin(admin.ModelAdmin):
+class ConfigValueAdmin(ReadOnlyAdmin):
     """Read-only: values are set through the API and the Deploy page, where they are
     checked against the component's configurables. No value is ever shown here."""
 
@@ -39,8 +48,4 @@ class ConfigValueAdmin(admin.ModelAdmin):
     exclude = ["plain", "sealed"]
     readonly_fields = ["project", "component", "environment", "key", "secret", "is_file", "filename", "fingerprint", "size", "current"]
 
-    def has_add_permission(self, request) -> bool:
-        return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False

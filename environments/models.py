@@ -25,6 +25,9 @@ class Environment(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="environments")
     name = models.CharField(max_length=40, validators=[validate_name])
     position = models.PositiveIntegerField()
+    # Deploys, promotions, rollbacks and configuration changes here wait for an admin's
+    # approval (environments.approvals).
+    protected = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -109,3 +112,35 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} is {self.role} of {self.project}"
+
+
+class ApprovalRequest(models.Model):
+    """A change asked for in a protected environment, waiting for a project admin other
+    than the requester. `payload` pins exactly what will be done on approval (a release
+    and configuration versions, a version to make current), so approval carries out what
+    was asked, not what is current by then. Never holds a secret value."""
+
+    PENDING, APPROVED, REJECTED, EXPIRED, SUPERSEDED = "pending", "approved", "rejected", "expired", "superseded"
+    STATUS_CHOICES = [(s, s) for s in (PENDING, APPROVED, REJECTED, EXPIRED, SUPERSEDED)]
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="approval_requests")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="approval_requests")
+    component = models.CharField(max_length=40)
+    kind = models.CharField(max_length=20)  # deploy, promote, rollback, config.set, config.delete
+    summary = models.CharField(max_length=300)
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES, default=PENDING, db_index=True)
+    requested_by = models.ForeignKey("auth.User", null=True, on_delete=models.SET_NULL, related_name="approval_requests")
+    requested_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    decided_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="approval_decisions")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    comment = models.CharField(max_length=1000, blank=True)
+    result = models.JSONField(default=dict, blank=True)  # what approval made, e.g. {"deployment": 12}
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        indexes = [models.Index(fields=["environment", "component", "status"], name="approval_pending_idx")]
+
+    def __str__(self) -> str:
+        return f"request {self.pk}: {self.summary} ({self.status})"

@@ -27,6 +27,36 @@ ROLE_ACTIONS: dict[str, frozenset[str]] = {
 }
 
 
+# Who may, in words, for a page that hides a button: "Only project admins can …".
+ACTION_WORDS: dict[str, str] = {
+    VIEW: "see this project",
+    BUILD: "start and cancel builds",
+    DEPLOY: "deploy, promote and roll back",
+    CONFIGURE: "change configuration and component settings",
+    MANAGE: "manage members and environments, or delete the project",
+}
+
+
+def least_role(action: str) -> str:
+    """The lowest role that may do `action` (roles are listed from lowest to highest)."""
+    return next(role for role, _ in Membership.ROLE_CHOICES if action in ROLE_ACTIONS[role])
+
+
+def refusal(action: str) -> str:
+    return f"Only project {least_role(action)}s can {ACTION_WORDS[action]}."
+
+
+def abilities(actor, project: Project) -> dict:
+    """What `actor` may do in `project`, for a page: `can.deploy`, and `can.why.deploy`
+    saying who may when the actor may not."""
+    role = role_of(actor, project)
+    allowed = ROLE_ACTIONS.get(role, frozenset())
+    can: dict = {action: action in allowed for action in ACTION_WORDS}
+    can["why"] = {action: refusal(action) for action in ACTION_WORDS if action not in allowed}
+    can["role"] = "superuser" if getattr(actor, "is_superuser", False) else role
+    return can
+
+
 def role_of(actor, project: Project) -> str | None:
     if actor is None or getattr(actor, "is_superuser", False):
         return Membership.ADMIN

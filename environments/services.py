@@ -9,10 +9,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils.crypto import salted_hmac
 
-from choreo_site import redaction
+from choreo_site import audit, redaction
 from choreo_site.errors import Conflict, NotFound, PlatformError
-from environments import permissions
-from environments.models import ConfigValue, Environment, Membership, Project
+from environments import approvals, permissions
+from environments.models import ApprovalRequest, ConfigValue, Environment, Membership, Project
 from environments.names import NAME_HELP, NAME_RE
 from environments.values import ENV_NAME_HELP, ENV_NAME_RE, FILE_NAME_HELP, FILE_NAME_RE, coerce_config_value
 
@@ -57,7 +57,68 @@ def project_create(*, name: str, actor=None) -> Project:
     Environment.objects.bulk_create(
         Environment(project=project, name=env_name, position=i) for i, env_name in enumerate(DEFAULT_ENVIRONMENTS)
     )
+    audit.record("project.create", project=project, target=f"project {name}")
     return project
+
+
+# Members. A project always keeps an admin: the last one can be neither removed nor given
+# another role. Checked under a lock on the project row, so two admins demoting each other
+# at once cannot both succeed.
+
+
+def member_list(*, project: Project) -> list[Membership]:
+    return list(project.memberships.select_related("user").order_by("user__username"))
+
+
+def _member_user(username: str):
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.filter(username=username, is_active=True).first() if isinstance(username, str) else None
+    if user is None:
+        raise PlatformError(f"There is no user {username!r}.", errors={"username": ["No such user."]})
+    return user
+
+
+def _keeps_an_admin(project: Project, *, losing) -> None:
+    admins = project.memberships.filter(role=Membership.ADMIN).exclude(user=losing)
+    if not admins.exists():
+        raise Conflict(
+            f"{losing.username} is the last admin of {project.name!r}: make another member admin first.",
+            errors={"role": ["A project keeps at least one admin."]},
+        )
+
+
+@transaction.atomic
+def member_set(*, project: Project, username: str, role: str) -> tuple[Membership, bool]:
+    """Give `username` the role `role` in the project; returns the membership and whether it is new."""
+    roles = [r for r, _ in Membership.ROLE_CHOICES]
+    if role not in roles:
+        raise PlatformError(f"{role!r} is not a role: use one of {', '.join(roles)}.", errors={"role": [f"Use one of {', '.join(roles)}."]})
+    user = _member_user(username)
+    project = Project.objects.select_for_update().get(pk=project.pk)
+    membership = project.memberships.filter(user=user).first()
+    if membership is None:
+        audit.record("member.add", project=project, target=f"user {user.username}", details={"role": role})
+        return Membership.objects.create(project=project, user=user, role=role), True
+    if membership.role == Membership.ADMIN and role != Membership.ADMIN:
+        _keeps_an_admin(project, losing=user)
+    audit.record("member.role", project=project, target=f"user {user.username}", details={"role": role, "was": membership.role})
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership, False
+
+
+@transaction.atomic
+def member_remove(*, project: Project, username: str) -> None:
+    user = _member_user(username)
+    project = Project.objects.select_for_update().get(pk=project.pk)
+    membership = project.memberships.filter(user=user).first()
+    if membership is None:
+        raise NotFound(f"{username} is not a member of {project.name!r}.", errors={"username": ["Not a member."]})
+    if membership.role == Membership.ADMIN:
+        _keeps_an_admin(project, losing=user)
+    audit.record("member.remove", project=project, target=f"user {user.username}", details={"was": membership.role})
+    membership.delete()
 
 
 @transaction.atomic
@@ -84,7 +145,19 @@ def environment_create(*, project: Project, name: str, after: str | None = None)
         # Shift in descending order so the unique (project, position) never collides.
         for env in sorted((e for e in envs if e.position >= position), key=lambda e: -e.position):
             Environment.objects.filter(pk=env.pk).update(position=F("position") + 1)
-    return Environment.objects.create(project=project, name=name, position=position)
+    environment = Environment.objects.create(project=project, name=name, position=position)
+    audit.record("environment.create", project=project, environment=environment, target=f"environment {name}", details={"after": after})
+    return environment
+
+
+def environment_update(*, environment: Environment, protected: bool) -> Environment:
+    """Protect an environment (changes there then need an admin's approval), or stop."""
+    if environment.protected != protected:
+        Environment.objects.filter(pk=environment.pk).update(protected=protected)
+        environment.protected = protected
+        action = "environment.protect" if protected else "environment.unprotect"
+        audit.record(action, project=environment.project, environment=environment, target=f"environment {environment.name}")
+    return environment
 
 
 # Apps that run things for a project (builds, deployments, tasks) register how to stop
@@ -102,6 +175,7 @@ def project_delete(*, project: Project) -> None:
     """Stop and remove everything the project runs, then delete its records."""
     for teardown in reversed(_project_teardowns):
         teardown(project=project)
+    audit.record("project.delete", project=project, target=f"project {project.name}")
     project.delete()
 
 
@@ -184,14 +258,16 @@ def config_set(
     is_file: bool = False,
     filename: str = "",
     declared: dict | None = None,
-) -> ConfigValue:
+    actor=None,
+) -> ConfigValue | ApprovalRequest:
     """Set one configuration value: a new version that becomes the current one.
 
     `declared` is the configurable of that name in the component's newest build, if any:
     the value must have its type, and a declared secret is kept as a secret whatever
     `secret` says. `is_file` means `value` is a file's bytes. Setting the value it already
     has changes nothing. Running deployments are untouched: a value reaches replicas
-    through the next deployment.
+    through the next deployment. In a protected environment the new version is kept,
+    not current, and the request for approval to make it current is returned.
     """
     secret = bool(secret) or bool((declared or {}).get("secret"))
     data, as_file = _config_payload(key, value, is_file=is_file, secret=secret, declared=declared)
@@ -200,7 +276,9 @@ def config_set(
     current = _current(project=project, component=component, environment=environment).filter(key=key).first()
     if current is not None and (current.fingerprint, current.secret, current.is_file) == (fingerprint, secret, as_file):
         return current
-    _current(project=project, component=component, environment=environment).filter(key=key).update(current=False)
+    protected = environment is not None and environment.protected
+    if not protected:
+        _current(project=project, component=component, environment=environment).filter(key=key).update(current=False)
     item = ConfigValue.objects.create(
         project=project,
         component=component,
@@ -213,19 +291,72 @@ def config_set(
         sealed=data if secret else None,
         fingerprint=fingerprint,
         size=len(data),
+        current=not protected,
     )
     if secret:
         transaction.on_commit(redaction.secrets_changed)
+    if protected:
+        return approvals.gate(
+            environment=environment,
+            component=component,
+            kind="config.set",
+            payload={"version": item.pk, "key": key},
+            summary=f"set {key} of {component} in {environment.name}" + (" (a secret)" if secret else ""),
+            actor=actor,
+        )
+    # The key and the version, never the value.
+    details = {"version": item.pk, "secret": secret, "file": as_file}
+    audit.record("config.set", project=project, environment=environment, target=f"{component} {key}", details=details)
     return item
 
 
 @transaction.atomic
-def config_delete(*, project: Project, component: str, environment: Environment | None, key: str) -> None:
-    """Remove a key from a scope. Its versions stay, for the deployments that used them."""
+def config_delete(
+    *, project: Project, component: str, environment: Environment | None, key: str, actor=None, approved: bool = False
+) -> ApprovalRequest | None:
+    """Remove a key from a scope. Its versions stay, for the deployments that used them.
+    In a protected environment, returns the request for approval instead."""
     Project.objects.select_for_update().filter(pk=project.pk).first()
-    if not _current(project=project, component=component, environment=environment).filter(key=key).update(current=False):
+    current = _current(project=project, component=component, environment=environment).filter(key=key)
+    if not current.exists():
         scope = f"environment {environment.name}" if environment else "the environment-independent configuration"
         raise NotFound(f"{key!r} is not set in {scope} of {component}.", errors={"key": ["Not set."]})
+    if not approved:
+        request = approvals.gate(
+            environment=environment,
+            component=component,
+            kind="config.delete",
+            payload={"key": key},
+            summary=f"remove {key} of {component} from {environment.name if environment else ''}",
+            actor=actor,
+        )
+        if request is not None:
+            return request
+    current.update(current=False)
+    audit.record("config.delete", project=project, environment=environment, target=f"{component} {key}")
+    return None
+
+
+@transaction.atomic
+def config_approved(request: ApprovalRequest) -> dict:
+    """Carry out an approved configuration change: make the pinned version current, or
+    remove the key."""
+    if request.kind == "config.delete":
+        config_delete(
+            project=request.project, component=request.component, environment=request.environment, key=request.payload["key"], approved=True
+        )
+        return {"removed": request.payload["key"]}
+    item = ConfigValue.objects.get(pk=request.payload["version"], project=request.project, environment=request.environment)
+    _current(project=request.project, component=item.component, environment=item.environment).filter(key=item.key).update(current=False)
+    ConfigValue.objects.filter(pk=item.pk).update(current=True)
+    audit.record(
+        "config.set",
+        project=request.project,
+        environment=request.environment,
+        target=f"{item.component} {item.key}",
+        details={"version": item.pk, "secret": item.secret, "file": item.is_file, "approval": request.pk},
+    )
+    return {"version": item.pk}
 
 
 def config_secret_values(project_id: int | None = None) -> list[str]:

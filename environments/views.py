@@ -1,9 +1,17 @@
+from urllib.parse import urlencode
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from choreo_site import audit as audit_trail
+from choreo_site.errors import PlatformError
+from choreo_site.models import AuditEvent
 from choreo_site.pages import page_action
 from environments import permissions, services
+from environments.models import Membership
 
 
 @login_required
@@ -34,9 +42,52 @@ def project_delete(request, project):
 @login_required
 def environments(request, project):
     project = services.project_get(name=project, actor=request.user)
-    return render(
-        request, "environments/environments.html", {"project": project, "environments": project.environments.order_by("position")}
+    context = {"project": project, "environments": project.environments.order_by("position")}
+    return render(request, "environments/environments.html", {**context, "can": permissions.abilities(request.user, project)})
+
+
+@login_required
+@require_POST
+def environment_protect(request, project, environment):
+    project_obj = services.project_get(name=project, actor=request.user, action=permissions.MANAGE)
+    protected = request.POST.get("protected") == "on"
+    page_action(
+        request,
+        lambda: services.environment_update(
+            environment=services.environment_get(project=project_obj, name=environment), protected=protected
+        ),
+        success=f"{environment} is protected: changes there need an admin's approval." if protected else f"{environment} is not protected.",
     )
+    return redirect("environments", project)
+
+
+@login_required
+def members(request, project):
+    project = services.project_get(name=project, actor=request.user)
+    context = {"project": project, "members": services.member_list(project=project), "roles": Membership.ROLE_CHOICES}
+    return render(request, "environments/members.html", {**context, "can": permissions.abilities(request.user, project)})
+
+
+@login_required
+@require_POST
+def member_set(request, project):
+    project_obj = services.project_get(name=project, actor=request.user, action=permissions.MANAGE)
+    username = request.POST.get("username", "").strip()
+    page_action(
+        request,
+        lambda: services.member_set(project=project_obj, username=username, role=request.POST.get("role", "")),
+        success=lambda result: f"{username} is now {result[0].role} of {project}.",
+    )
+    return redirect("members", project)
+
+
+@login_required
+@require_POST
+def member_remove(request, project):
+    project_obj = services.project_get(name=project, actor=request.user, action=permissions.MANAGE)
+    username = request.POST.get("username", "")
+    page_action(request, lambda: services.member_remove(project=project_obj, username=username), success=f"{username} removed.")
+    return redirect("members", project)
 
 
 @login_required
@@ -51,3 +102,20 @@ def environment_create(request, project):
         success="Environment created.",
     )
     return redirect("environments", project)
+
+
+@login_required
+def audit(request, project):
+    project = services.project_get(name=project, actor=request.user)
+    filters = {name: request.GET.get(name, "").strip() for name in audit_trail.FILTERS}
+    events = AuditEvent.objects.filter(project_id=project.pk)
+    try:
+        events = audit_trail.events_filtered(events, filters)
+    except PlatformError as exc:
+        messages.error(request, exc.detail)
+        filters["since"] = ""
+        events = audit_trail.events_filtered(AuditEvent.objects.filter(project_id=project.pk), filters)
+    page = Paginator(events, 50).get_page(request.GET.get("page"))
+    query = urlencode({k: v for k, v in filters.items() if v})
+    context = {"project": project, "page": page, "filters": filters, "query": query}
+    return render(request, "environments/audit.html", {**context, "environments": project.environments.order_by("position")})

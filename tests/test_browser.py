@@ -211,6 +211,76 @@ def test_set_config_and_a_secret_on_the_deploy_page(page, platform, admin_user, 
     project_delete(project=Project.objects.get(name="shop"))
 
 
+@pytest.mark.usefixtures("platform_ingress")
+def test_a_protected_promotion_is_requested_and_approved_from_the_deploy_page(browser, platform, make_repo, settings):
+    """Issue 11: a developer's page offers "Request promotion"; an admin's shows the pending
+    request with Approve and Reject; after approval, both show the new deployment."""
+    import time
+
+    from django.contrib.auth.models import User
+
+    from builds.models import Build
+    from builds.services import build_start
+    from deployments import services
+    from deployments.models import Deployment
+    from environments.models import Environment, Membership
+    from tests.deployments.test_deploy import DESCRIPTOR, SERVING
+
+    settings.ROLLOUT_STOP_GRACE = 1
+    descriptor = DESCRIPTOR.replace("STARTUP", "20s").replace("replicas: 2", "replicas: 1")
+    repo = make_repo({".choreo/component.yaml": descriptor, "Dockerfile": SERVING, "index.html": "v1\n"})
+    component = component_create(project=project_create(name="shop"), name="web", repository=str(repo.path))
+    for name, role in (("dev", Membership.DEVELOPER), ("boss", Membership.ADMIN)):
+        user = User.objects.create_user(name, password=f"{name}-password-123")
+        Membership.objects.create(project=component.project, user=user, role=role)
+    Environment.objects.filter(project=component.project, name="production").update(protected=True)
+    build = build_start(component=component)
+    deadline = time.monotonic() + 120
+    while Build.objects.get(pk=build.pk).status != Build.SUCCEEDED:
+        assert time.monotonic() < deadline, Build.objects.get(pk=build.pk).error
+        time.sleep(0.3)
+    dev_deployment = services.deployment_deploy(component=component, build=Build.objects.get(pk=build.pk))
+    while Deployment.objects.get(pk=dev_deployment.pk).status != Deployment.ACTIVE:
+        assert time.monotonic() < deadline, Deployment.objects.get(pk=dev_deployment.pk).error
+        time.sleep(0.3)
+
+    def logged_in(name: str):
+        page = browser.new_context().new_page()
+        page.goto(f"{platform}/login/")
+        page.fill("input[name=username]", name)
+        page.fill("input[name=password]", f"{name}-password-123")
+        page.click("button[type=submit]")
+        page.goto(f"{platform}/projects/shop/components/web/deploy/")
+        return page
+
+    developer = logged_in("dev")
+    expect(developer.locator("#env-production h2")).to_contain_text("protected")
+    expect(developer.locator("#env-development .promote")).to_have_text("Request promotion to production")
+    developer.click("#env-development .promote")
+    expect(developer.locator(".messages")).to_contain_text("Requested: promote build")
+    expect(developer.locator("#env-production .approval")).to_contain_text("asked by dev")
+    expect(developer.locator("#env-production .approve")).to_have_count(0)  # not theirs to approve
+    assert not Deployment.objects.filter(environment__name="production").exists()
+
+    admin = logged_in("boss")
+    expect(admin.locator("#env-production .approve")).to_have_text("Approve")
+    expect(admin.locator("#env-production .reject")).to_have_text("Reject")
+    admin.click("#env-production .approve")
+    expect(admin.locator(".messages")).to_contain_text("approved")
+    production = Deployment.objects.get(environment__name="production")
+    while Deployment.objects.get(pk=production.pk).status != Deployment.ACTIVE:
+        assert time.monotonic() < deadline + 60, Deployment.objects.get(pk=production.pk).error
+        time.sleep(0.3)
+    for page in (admin, developer):
+        page.goto(f"{platform}/projects/shop/components/web/deploy/")
+        expect(page.locator("#env-production dl.facts")).to_contain_text(f"deployment #{production.pk}")
+        expect(page.locator("#env-production .approval")).to_have_count(0)
+    from environments.models import Project
+    from environments.services import project_delete
+
+    project_delete(project=Project.objects.get(name="shop"))
+
+
 def test_the_api_docs_page_loads_with_no_request_leaving_the_machine(page, platform, admin_user):
     requested = []
     page.on("request", lambda request: requested.append(request.url))

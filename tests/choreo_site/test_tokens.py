@@ -64,3 +64,31 @@ def test_the_command_makes_a_token_and_reset_revokes_the_others(admin_user):
     new = out.getvalue().split()[2]
     assert with_token(old).get("/api/projects/").status_code == 401
     assert with_token(new).get("/api/projects/").status_code == 200
+
+
+def test_users_make_see_and_revoke_their_own_tokens_on_the_profile_page(django_user_model):
+    from django.test import Client
+    from knox.models import AuthToken
+
+    alice = django_user_model.objects.create_user("alice", password="alice-password-123")
+    bob = django_user_model.objects.create_user("bob", password="bob-password-123")
+    page = Client()
+    page.force_login(alice)
+    made = page.post("/profile/", {"days": "7"})
+    key = made.context["new_key"]
+    assert made.status_code == 200 and key in made.content.decode()
+    assert Client().get("/api/projects/", HTTP_AUTHORIZATION=f"Token {key}").status_code == 200
+    token = AuthToken.objects.get(user=alice)
+    assert 6 <= (token.expiry - token.created).days <= 7
+    listed = page.get("/profile/").content.decode()
+    assert token.token_key in listed and key not in listed  # shown once
+    assert "give a number of days" in page.post("/profile/", {"days": "0"}).content.decode()
+    assert AuthToken.objects.filter(user=alice).count() == 1
+
+    other = Client()
+    other.force_login(bob)
+    refused = other.post(f"/profile/tokens/{token.token_key}/revoke", follow=True)
+    assert "You have no token" in refused.content.decode() and AuthToken.objects.filter(user=alice).exists()
+    page.post(f"/profile/tokens/{token.token_key}/revoke")
+    assert not AuthToken.objects.filter(user=alice).exists()
+    assert Client().get("/api/projects/", HTTP_AUTHORIZATION=f"Token {key}").status_code == 401
