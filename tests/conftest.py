@@ -191,6 +191,22 @@ def logged_in(admin_user):
     return client
 
 
+def api_as(user) -> APIClient:
+    """An API client authenticated as `user`."""
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def page_as(user):
+    """A page client logged in as `user`."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
+
+
 def messages_of(response) -> list[str]:
     """The messages a page shows (a refused action's reason, a success)."""
     return [str(m) for m in response.context["messages"]]

@@ -6,10 +6,10 @@ import json
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
-from rest_framework.test import APIClient
 
 from choreo_site.models import AuditEvent
 from environments.models import Project
+from tests.conftest import api_as
 
 pytestmark = pytest.mark.django_db(transaction=True)
 MARKER = "audit-marker-secret-4f9a1c"
@@ -20,10 +20,6 @@ def alice():
     return User.objects.create_user("alice", password="alice-password-123")
 
 
-def api_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def actions(**filters) -> list[tuple[str, str, str]]:
@@ -33,7 +29,7 @@ def actions(**filters) -> list[tuple[str, str, str]]:
 @pytest.mark.usefixtures("registry_server")  # deleting the project deletes its images
 def test_changes_through_the_api_are_events_with_actor_and_interface_and_no_secret(alice, make_repo):
     User.objects.create_user("bob", password="bob-password-123")
-    api = api_for(alice)
+    api = api_as(alice)
     assert api.post("/api/projects/", {"name": "shop"}, format="json").status_code == 201
     assert api.put("/api/projects/shop/members/bob/", {"role": "developer"}, format="json").status_code == 201
     assert api.post("/api/projects/shop/environments/", {"name": "staging", "after": "development"}, format="json").status_code == 201
@@ -79,7 +75,7 @@ def test_changes_through_the_api_are_events_with_actor_and_interface_and_no_secr
 
 
 def test_events_are_append_only(alice):
-    api_for(alice).post("/api/projects/", {"name": "shop"}, format="json")
+    api_as(alice).post("/api/projects/", {"name": "shop"}, format="json")
     event = AuditEvent.objects.get()
     with pytest.raises(TypeError):
         AuditEvent.objects.update(actor="mallory")
@@ -111,9 +107,9 @@ def test_logins_and_tokens_are_audited(alice):
 
 
 def test_the_platform_wide_trail_is_for_superusers(alice, admin_user):
-    api_for(alice).post("/api/projects/", {"name": "shop"}, format="json")
-    assert api_for(alice).get("/api/audit/").status_code == 403
-    listed = api_for(admin_user).get("/api/audit/?project=shop").json()
+    api_as(alice).post("/api/projects/", {"name": "shop"}, format="json")
+    assert api_as(alice).get("/api/audit/").status_code == 403
+    listed = api_as(admin_user).get("/api/audit/?project=shop").json()
     assert [e["action"] for e in listed["results"]] == ["project.create"]
     admin = Client()
     admin.force_login(admin_user)
@@ -124,7 +120,7 @@ def test_the_platform_wide_trail_is_for_superusers(alice, admin_user):
 
 
 def test_the_audit_page_filters(alice):
-    api_for(alice).post("/api/projects/", {"name": "shop"}, format="json")
+    api_as(alice).post("/api/projects/", {"name": "shop"}, format="json")
     page = Client()
     page.force_login(alice)
     html = page.get("/projects/shop/audit/").content.decode()

@@ -21,7 +21,6 @@ from deployments import services
 from deployments.ingress.haproxy import slot_name
 from deployments.models import Deployment, Route
 from deployments.rollout import ingress_reconcile
-from environments.models import Project
 from environments.services import project_create, project_delete
 from tests.conftest import MANAGE, free_port, run_build_jobs, run_default_jobs, start_process, wait_http
 from tests.deployments.load import KeepAliveLoad
@@ -29,16 +28,6 @@ from tests.deployments.test_deploy import DESCRIPTOR, SERVING, get
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")]
 HOST = "web.development.shop.localhost"
-
-
-@pytest.fixture
-def component(make_repo):
-    repo = make_repo({".choreo/component.yaml": DESCRIPTOR.replace("STARTUP", "20s"), "Dockerfile": SERVING, "index.html": "v1\n"})
-    component = component_create(project=project_create(name="shop"), name="web", repository=str(repo.path))
-    component.repo = repo
-    yield component
-    for project in Project.objects.filter(name="shop"):
-        project_delete(project=project)
 
 
 def test_auto_deploy_on_build_deploys_an_automatic_build(component):

@@ -9,11 +9,10 @@ import pytest
 from django.conf import settings
 
 from builds.models import Build
-from builds.services import build_start, component_create
+from builds.services import build_start
 from deployments import services
 from deployments.models import Deployment, Route
-from environments.models import Project
-from environments.services import project_create, project_delete
+from environments.services import project_delete
 from tests.conftest import run_build_jobs, run_default_jobs
 from tests.deployments.load import KeepAliveLoad
 
@@ -36,17 +35,6 @@ SERVING = (
     'FROM choreo/busybox:1\nCOPY index.html /www/index.html\nCMD ["sh", "-c", "echo serving on 8080 && exec httpd -f -p 8080 -h /www"]\n'
 )
 NEVER_HEALTHY = 'FROM choreo/busybox:1\nCMD ["sleep", "600"]\n'
-
-
-@pytest.fixture
-def component(make_repo):
-    repo = make_repo({".choreo/component.yaml": DESCRIPTOR.replace("STARTUP", "20s"), "Dockerfile": SERVING, "index.html": "v1\n"})
-    project = project_create(name="shop")
-    component = component_create(project=project, name="web", repository=str(repo.path))
-    component.repo = repo
-    yield component
-    for leftover in Project.objects.filter(name="shop"):  # stop what the test left running
-        project_delete(project=leftover)
 
 
 def build(component, files=None, trigger=Build.MANUAL) -> Build:

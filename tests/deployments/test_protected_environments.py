@@ -9,36 +9,17 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.utils import timezone
-from rest_framework.test import APIClient
 
-from builds.services import component_create
 from choreo_site.models import AuditEvent
 from deployments import services
 from deployments.models import Deployment
-from environments.models import ApprovalRequest, ConfigValue, Membership, Project
-from environments.services import project_create, project_delete
+from environments.models import ApprovalRequest, ConfigValue, Membership
+from tests.conftest import api_as
 from tests.deployments.load import KeepAliveLoad
-from tests.deployments.test_deploy import DESCRIPTOR, SERVING, build, env, finish, get
+from tests.deployments.test_deploy import build, env, finish, get
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")]
 MARKER = "protected-config-marker-77c1"
-
-
-def api_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
-@pytest.fixture
-def component(make_repo):
-    """As in test_deploy: a static site that answers its version, in project shop."""
-    repo = make_repo({".choreo/component.yaml": DESCRIPTOR.replace("STARTUP", "20s"), "Dockerfile": SERVING, "index.html": "v1\n"})
-    component = component_create(project=project_create(name="shop"), name="web", repository=str(repo.path))
-    component.repo = repo
-    yield component
-    for leftover in Project.objects.filter(name="shop"):
-        project_delete(project=leftover)
 
 
 @pytest.fixture
@@ -49,7 +30,7 @@ def team(component):
         Membership.objects.create(project=component.project, user=users[name], role=role)
     users["root"].is_superuser = True
     users["root"].save()
-    answer = api_for(users["alice"]).patch("/api/projects/shop/environments/production/", {"protected": True}, format="json")
+    answer = api_as(users["alice"]).patch("/api/projects/shop/environments/production/", {"protected": True}, format="json")
     assert answer.status_code == 200 and answer.json()["protected"] is True
     return users
 
@@ -60,18 +41,18 @@ def test_a_promotion_to_production_waits_for_another_admin_and_then_serves_with_
     assert finish(services.deployment_deploy(component=component, build=v1)).status == Deployment.ACTIVE
     first = ApprovalRequest.objects.count()
     # v1 reaches production through a request too, approved by an admin.
-    asked = api_for(team["bob"]).post(
+    asked = api_as(team["bob"]).post(
         "/api/projects/shop/components/web/promote/", {"from": "development", "to": "production"}, format="json"
     )
     assert asked.status_code == 202, asked.content
-    approved = api_for(team["alice"]).post(f"/api/approvals/{asked.json()['approval']['id']}/approve/", {}, format="json")
+    approved = api_as(team["alice"]).post(f"/api/approvals/{asked.json()['approval']['id']}/approve/", {}, format="json")
     assert approved.status_code == 200
     assert finish(Deployment.objects.get(pk=approved.json()["result"]["deployment"])).status == Deployment.ACTIVE
     assert get(prod_host) == (200, "v1")
 
     v2 = build(component, {"index.html": "v2\n"})
     assert finish(services.deployment_deploy(component=component, build=v2)).status == Deployment.ACTIVE
-    bob, alice, dave = (api_for(team[name]) for name in ("bob", "alice", "dave"))
+    bob, alice, dave = (api_as(team[name]) for name in ("bob", "alice", "dave"))
     with KeepAliveLoad(settings.INGRESS_PORT, prod_host) as load:
         asked = bob.post("/api/projects/shop/components/web/promote/?wait=1", {"from": "development", "to": "production"}, format="json")
         assert asked.status_code == 202, asked.content
@@ -124,7 +105,7 @@ def test_a_promotion_to_production_waits_for_another_admin_and_then_serves_with_
 def test_expired_rejected_and_superuser_decisions(component, team):
     v1 = build(component)
     finish(services.deployment_deploy(component=component, build=v1))
-    bob, alice, root = (api_for(team[name]) for name in ("bob", "alice", "root"))
+    bob, alice, root = (api_as(team[name]) for name in ("bob", "alice", "root"))
 
     def ask():
         answer = bob.post("/api/projects/shop/components/web/promote/", {"from": "development", "to": "production"}, format="json")
@@ -150,11 +131,11 @@ def test_expired_rejected_and_superuser_decisions(component, team):
     assert not Deployment.objects.filter(environment__name="production", kind=Deployment.AUTO).exists()
     # A non-member does not learn that the request exists.
     stranger = User.objects.create_user("eve", password="eve-password-123")
-    assert api_for(stranger).post(f"/api/approvals/{by_root}/approve/", {}, format="json").status_code == 404
+    assert api_as(stranger).post(f"/api/approvals/{by_root}/approve/", {}, format="json").status_code == 404
 
 
 def test_a_configuration_change_in_production_waits_and_never_shows_its_value(component, team):
-    bob, dave = api_for(team["bob"]), api_for(team["dave"])
+    bob, dave = api_as(team["bob"]), api_as(team["dave"])
     answer = bob.put(
         "/api/projects/shop/components/web/config/?environment=production",
         {"key": "DB_PASSWORD", "value": MARKER, "secret": True},
@@ -181,7 +162,7 @@ def test_automatic_deploys_never_go_into_a_protected_environment(component, team
 
     v1 = build(component)
     development = env(component, "development")
-    api_for(team["alice"]).patch("/api/projects/shop/environments/development/", {"protected": True}, format="json")
+    api_as(team["alice"]).patch("/api/projects/shop/environments/development/", {"protected": True}, format="json")
     development.refresh_from_db()
     with pytest.raises(Forbidden, match="protected"):
         services.deployment_deploy(component=component, build=v1, kind=Deployment.AUTO)

@@ -3,24 +3,15 @@ an admin; bad input is refused naming the field, and nothing changes."""
 
 import pytest
 from django.contrib.auth.models import User
-from django.test import Client
-from rest_framework.test import APIClient
 
 from environments.models import Membership, Project
+from tests.conftest import api_as, page_as
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
-def page_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
@@ -30,7 +21,7 @@ def users():
 
 @pytest.fixture
 def shop(users):
-    assert client_for(users["alice"]).post("/api/projects/", {"name": "shop"}, format="json").status_code == 201
+    assert api_as(users["alice"]).post("/api/projects/", {"name": "shop"}, format="json").status_code == 201
     return Project.objects.get(name="shop")
 
 
@@ -39,7 +30,7 @@ def roles(project) -> dict[str, str]:
 
 
 def test_the_creator_is_admin_and_adds_members_through_the_api(users, shop):
-    alice = client_for(users["alice"])
+    alice = api_as(users["alice"])
     assert roles(shop) == {"alice": "admin"}
     answer = alice.put("/api/projects/shop/members/bob/", {"role": "developer"}, format="json")
     assert answer.status_code == 201 and answer.json()["role"] == "developer"
@@ -47,12 +38,12 @@ def test_the_creator_is_admin_and_adds_members_through_the_api(users, shop):
     listed = alice.get("/api/projects/shop/members/").json()
     assert [(m["username"], m["role"]) for m in listed] == [("alice", "admin"), ("bob", "viewer")]
     # A viewer reads the members, and may not change them (403, naming the role).
-    bob = client_for(users["bob"])
+    bob = api_as(users["bob"])
     assert bob.get("/api/projects/shop/members/").status_code == 200
     refused = bob.put("/api/projects/shop/members/carol/", {"role": "admin"}, format="json")
     assert refused.status_code == 403 and "viewer" in refused.json()["detail"]
     # A non-member does not see that the project exists.
-    assert client_for(users["carol"]).get("/api/projects/shop/members/").status_code == 404
+    assert api_as(users["carol"]).get("/api/projects/shop/members/").status_code == 404
     assert alice.delete("/api/projects/shop/members/bob/").status_code == 204
     assert roles(shop) == {"alice": "admin"}
 
@@ -71,7 +62,7 @@ def test_the_creator_is_admin_and_adds_members_through_the_api(users, shop):
     ],
 )
 def test_bad_input_names_the_field_and_changes_nothing(users, shop, method, path, body, status, field):
-    alice = client_for(users["alice"])
+    alice = api_as(users["alice"])
     alice.put("/api/projects/shop/members/bob/", {"role": "developer"}, format="json")
     before = roles(shop)
     answer = getattr(alice, method)(path, body, format="json") if body is not None else getattr(alice, method)(path)
@@ -81,29 +72,29 @@ def test_bad_input_names_the_field_and_changes_nothing(users, shop, method, path
 
 
 def test_an_admin_can_step_down_once_another_admin_exists(users, shop):
-    alice = client_for(users["alice"])
+    alice = api_as(users["alice"])
     alice.put("/api/projects/shop/members/bob/", {"role": "admin"}, format="json")
     assert alice.put("/api/projects/shop/members/alice/", {"role": "viewer"}, format="json").status_code == 200
     assert roles(shop) == {"alice": "viewer", "bob": "admin"}
-    assert client_for(users["bob"]).delete("/api/projects/shop/members/bob/").status_code == 409
+    assert api_as(users["bob"]).delete("/api/projects/shop/members/bob/").status_code == 409
 
 
 def test_the_members_page_offers_the_forms_to_admins_only_and_says_why(users, shop):
     Membership.objects.create(project=shop, user=users["bob"], role=Membership.DEVELOPER)
-    admin_page = page_for(users["alice"]).get("/projects/shop/members/").content.decode()
+    admin_page = page_as(users["alice"]).get("/projects/shop/members/").content.decode()
     assert "Add member" in admin_page and 'name="role"' in admin_page
-    developer_page = page_for(users["bob"]).get("/projects/shop/members/").content.decode()
+    developer_page = page_as(users["bob"]).get("/projects/shop/members/").content.decode()
     assert "Add member" not in developer_page and "Remove" not in developer_page
     assert "Only project admins can manage members and environments" in developer_page
     # The form's action refuses too: the page hides the button, the service decides.
-    response = page_for(users["bob"]).post("/projects/shop/members/set", {"username": "carol", "role": "admin"})
+    response = page_as(users["bob"]).post("/projects/shop/members/set", {"username": "carol", "role": "admin"})
     assert response.status_code == 403
     assert roles(shop) == {"alice": "admin", "bob": "developer"}
-    assert page_for(users["carol"]).get("/projects/shop/members/").status_code == 404
+    assert page_as(users["carol"]).get("/projects/shop/members/").status_code == 404
 
 
 def test_an_admin_manages_members_from_the_page(users, shop):
-    alice = page_for(users["alice"])
+    alice = page_as(users["alice"])
     alice.post("/projects/shop/members/set", {"username": "bob", "role": "developer"})
     alice.post("/projects/shop/members/set", {"username": "bob", "role": "viewer"})
     assert roles(shop) == {"alice": "admin", "bob": "viewer"}
@@ -120,7 +111,7 @@ def test_pages_hide_what_a_role_may_not_do_and_say_who_may(users, shop, make_rep
 
     component_create(project=shop, name="web", repository=str(make_repo().path))
     Membership.objects.create(project=shop, user=users["bob"], role=Membership.VIEWER)
-    viewer, admin = page_for(users["bob"]), page_for(users["alice"])
+    viewer, admin = page_as(users["bob"]), page_as(users["alice"])
     pages = {
         "/projects/shop/": ("Create component", "Only project admins can manage members and environments"),
         "/projects/shop/components/web/build/": ('id="build-latest"', "Only project developers can start and cancel builds."),

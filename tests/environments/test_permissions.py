@@ -7,35 +7,26 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
-from django.test import Client
-from rest_framework.test import APIClient
 
 from builds.models import Build
 from builds.services import component_create
 from choreo_site.asgi import application
 from choreo_site.logstream import LogWriter
 from environments.models import ConfigValue, Membership, Project
+from tests.conftest import api_as, page_as
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
-def page_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
 def alpha(make_repo):
     """Alice's project, made through the API by Alice, a user who is not staff."""
     alice = User.objects.create_user("alice", password="alice-password-123")
-    assert client_for(alice).post("/api/projects/", {"name": "alpha"}, format="json").status_code == 201
+    assert api_as(alice).post("/api/projects/", {"name": "alpha"}, format="json").status_code == 201
     project = Project.objects.get(name="alpha")
     component = component_create(project=project, name="web", repository=str(make_repo().path))
     build = Build.objects.create(component=component, commit="a" * 40, status=Build.FAILED)
@@ -46,12 +37,12 @@ def alpha(make_repo):
 def test_the_creator_is_the_projects_admin(alpha):
     alice, project, _ = alpha
     assert Membership.objects.get(project=project, user=alice).role == Membership.ADMIN
-    assert [p["name"] for p in client_for(alice).get("/api/projects/").json()] == ["alpha"]
+    assert [p["name"] for p in api_as(alice).get("/api/projects/").json()] == ["alpha"]
 
 
 def test_another_user_cannot_see_or_touch_the_project(alpha):
     _, project, build = alpha
-    bob = client_for(User.objects.create_user("bob"))
+    bob = api_as(User.objects.create_user("bob"))
     assert bob.get("/api/projects/").json() == []
     for method, path, body in [
         ("get", "/api/projects/alpha/", None),
@@ -74,7 +65,7 @@ def test_another_user_cannot_see_or_touch_the_project(alpha):
     assert not ConfigValue.objects.exists()
     assert not project.components.get().webhook_secret
 
-    pages = page_for(User.objects.get(username="bob"))
+    pages = page_as(User.objects.get(username="bob"))
     for path in ("/projects/alpha/", "/projects/alpha/components/web/build/", "/projects/alpha/components/web/deploy/"):
         assert pages.get(path).status_code == 404, path
     pages.post("/projects/alpha/delete")
@@ -104,7 +95,7 @@ def test_each_role_does_what_the_table_says(alpha):
     viewer, developer = User.objects.create_user("vera"), User.objects.create_user("dev")
     Membership.objects.create(project=project, user=viewer, role=Membership.VIEWER)
     Membership.objects.create(project=project, user=developer, role=Membership.DEVELOPER)
-    as_viewer, as_developer = client_for(viewer), client_for(developer)
+    as_viewer, as_developer = api_as(viewer), api_as(developer)
 
     assert as_viewer.get(f"/api/builds/{build.pk}/logs/").status_code == 200
     refused = as_viewer.put("/api/projects/alpha/components/web/config/", {"key": "X", "value": "1"}, format="json")
@@ -118,5 +109,5 @@ def test_each_role_does_what_the_table_says(alpha):
     assert Project.objects.filter(name="alpha").exists()
 
     # A refused button on a page says why.
-    response = page_for(viewer).post("/projects/alpha/components/web/build/start", follow=True)
+    response = page_as(viewer).post("/projects/alpha/components/web/build/start", follow=True)
     assert any("may not build" in str(m) for m in response.context["messages"])
