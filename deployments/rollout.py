@@ -291,25 +291,34 @@ def ingress_reconcile() -> None:
 
 
 def project_remove(*, project) -> None:
-    """Stop and remove what the project runs. Idempotent: when a step fails, the active
-    deployments are active again (reconciliation restores what was already stopped), the
-    records stay, and the delete can be tried again."""
-    active = list(Deployment.objects.filter(component__project=project, status=Deployment.ACTIVE).values_list("pk", flat=True))
+    """Stop and remove what the project runs (see `environments_remove`)."""
+    environments_remove(project=project, environments=list(project.environments.all()), what=f"Project {project.name}")
+
+
+def environments_remove(*, project, environments: list, what: str) -> None:
+    """Stop and remove what runs in these environments of the project. Idempotent: when a
+    step fails, the active deployments are active again (reconciliation restores what was
+    already stopped), the records stay, and the delete can be tried again."""
+    active = list(
+        Deployment.objects.filter(component__project=project, environment__in=environments, status=Deployment.ACTIVE).values_list(
+            "pk", flat=True
+        )
+    )
     # First, so that reconciliation never starts a replacement for what is being removed.
     Deployment.objects.filter(pk__in=active, status=Deployment.ACTIVE).update(status=Deployment.SUPERSEDED)
     try:
         rt = runtime()
         ing = ingress()
-        for route in Route.objects.filter(component__project=project):
+        for route in Route.objects.filter(component__project=project, environment__in=environments):
             if ing.is_up():
                 ing.route_delete(route.host)
                 for server in ing.servers(slot_name(route.slot)):
                     ing.server_delete(slot_name(route.slot), server.name)
-        for environment in project.environments.all():
+        for environment in environments:
             rt.environment_remove(project=project.name, environment=environment.name, grace=settings.ROLLOUT_STOP_GRACE)
     except (RuntimeFailure, IngressError) as exc:
         Deployment.objects.filter(pk__in=active, status=Deployment.SUPERSEDED).update(status=Deployment.ACTIVE)
-        detail = f"Project {project.name} could not be removed: {exc}. Nothing was deleted; try again."
+        detail = f"{what} could not be removed: {exc}. Nothing was deleted; try again."
         raise PlatformError(detail, status_code=503) from None
 
 

@@ -339,6 +339,24 @@ def auto_deploy(*, build_id: int) -> Deployment | None:
         return None
 
 
+def environment_in_use(*, environment: Environment) -> bool:
+    """Whether anything is deployed, being deployed or routed in the environment."""
+    live = (Deployment.PENDING, Deployment.ROLLING_OUT, Deployment.ACTIVE)
+    return environment.deployments.filter(status__in=live).exists() or environment.routes.exists()
+
+
+def environment_teardown(*, environment: Environment) -> None:
+    """Stop and remove every replica, network and route of the environment."""
+    from deployments import rollout
+
+    busy = environment.deployments.filter(status__in=(Deployment.PENDING, Deployment.ROLLING_OUT)).first()
+    if busy is not None:
+        raise Conflict(
+            f"Deployment {busy.pk} to {environment.name} is still {busy.status}; wait for it to finish.", errors={"environment": ["Busy."]}
+        )
+    rollout.environments_remove(project=environment.project, environments=[environment], what=f"Environment {environment.name}")
+
+
 def project_teardown(*, project: Project) -> None:
     """Stop and remove every replica, network and route the project has."""
     from deployments import rollout

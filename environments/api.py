@@ -99,6 +99,12 @@ class EnvironmentDetail(APIView):
         env = services.environment_update(environment=services.environment_get(project=project, name=environment), **data)
         return Response(EnvironmentSerializer(env).data)
 
+    @extend_schema(responses={204: None})
+    def delete(self, request, project, environment):
+        project = services.project_get(name=project, actor=request.user, action=permissions.MANAGE)
+        services.environment_delete(environment=services.environment_get(project=project, name=environment))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
 
 def approval_accepted(request_obj) -> Response:
     """What a deploy, promotion, rollback or configuration change in a protected

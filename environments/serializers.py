@@ -11,7 +11,9 @@ class EnvironmentSerializer(serializers.ModelSerializer):
 
 
 class EnvironmentUpdateSerializer(StrictSerializer):
-    protected = serializers.BooleanField()
+    name = serializers.CharField(max_length=100, required=False)
+    after = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    protected = serializers.BooleanField(required=False)
 
 
 class ProjectSerializer(serializers.ModelSerializer):

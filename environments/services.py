@@ -150,14 +150,96 @@ def environment_create(*, project: Project, name: str, after: str | None = None)
     return environment
 
 
-def environment_update(*, environment: Environment, protected: bool) -> Environment:
-    """Protect an environment (changes there then need an admin's approval), or stop."""
-    if environment.protected != protected:
-        Environment.objects.filter(pk=environment.pk).update(protected=protected)
+@transaction.atomic
+def environment_update(
+    *, environment: Environment, protected: bool | None = None, name: str | None = None, after: str | None = None
+) -> Environment:
+    """Protect an environment (changes there then need an admin's approval) or stop; move it
+    right after `after` in the promotion order ("" for first); rename it.
+
+    A rename is refused while anything is deployed there: its URLs, its network and its
+    replicas' labels are named after it. Tear it down (or deploy elsewhere) first."""
+    project = Project.objects.select_for_update().get(pk=environment.project_id)
+    environment = project.environments.get(pk=environment.pk)
+    if name is not None and name != environment.name:
+        _check_name("name", name)
+        if project.environments.filter(name=name).exists():
+            raise Conflict(f"Environment {name!r} already exists in {project.name!r}.", errors={"name": ["Exists already."]})
+        if _environment_in_use(environment):
+            raise Conflict(
+                f"{environment.name} has deployments or routes: its URLs and network are named after it. "
+                "Delete the environment's deployments (or the environment) before renaming it.",
+                errors={"name": ["In use."]},
+            )
+        audit.record(
+            "environment.rename", project=project, environment=environment, target=f"environment {environment.name}", details={"to": name}
+        )
+        environment.name = name
+        environment.save(update_fields=["name"])
+    if after is not None:
+        _environment_move(project, environment, after)
+        audit.record(
+            "environment.move", project=project, environment=environment, target=f"environment {environment.name}", details={"after": after}
+        )
+    if protected is not None and environment.protected != protected:
         environment.protected = protected
+        environment.save(update_fields=["protected"])
         action = "environment.protect" if protected else "environment.unprotect"
-        audit.record(action, project=environment.project, environment=environment, target=f"environment {environment.name}")
+        audit.record(action, project=project, environment=environment, target=f"environment {environment.name}")
+    environment.refresh_from_db()
     return environment
+
+
+def _environment_move(project: Project, environment: Environment, after: str) -> None:
+    order = [e for e in project.environments.order_by("position") if e.pk != environment.pk]
+    if after == "":
+        index = 0
+    else:
+        anchor = next((i for i, e in enumerate(order) if e.name == after), None)
+        if anchor is None:
+            raise PlatformError(
+                f"Cannot place {environment.name!r} after {after!r}: no such other environment in {project.name!r}.",
+                errors={"after": [f"Unknown environment {after!r}."]},
+            )
+        index = anchor + 1
+    order.insert(index, environment)
+    # Two passes, so that the unique (project, position) never collides on the way.
+    top = max(e.position for e in order) + 1
+    for i, env in enumerate(order):
+        Environment.objects.filter(pk=env.pk).update(position=top + i)
+    for i, env in enumerate(order):
+        Environment.objects.filter(pk=env.pk).update(position=i)
+
+
+def _environment_in_use(environment: Environment) -> bool:
+    return any(check(environment=environment) for check in _environment_users)
+
+
+# Apps that run things in an environment register how to tell (for a rename) and how to
+# stop and remove them (for a delete).
+_environment_users: list = []
+_environment_teardowns: list = []
+
+
+def register_environment_use(*, in_use, teardown) -> None:
+    if in_use not in _environment_users:
+        _environment_users.append(in_use)
+        _environment_teardowns.append(teardown)
+
+
+def environment_delete(*, environment: Environment) -> None:
+    """Stop and remove what runs in the environment, then delete it with its configuration
+    and history. The last environment of a project cannot be deleted."""
+    project = environment.project
+    if project.environments.count() <= 1:
+        raise Conflict(
+            f"{environment.name} is the last environment of {project.name!r}: a project keeps one.",
+            errors={"environment": ["The last environment."]},
+        )
+    for teardown in reversed(_environment_teardowns):
+        teardown(environment=environment)
+    audit.record("environment.delete", project=project, environment=environment, target=f"environment {environment.name}")
+    environment.delete()
 
 
 # Apps that run things for a project (builds, deployments, tasks) register how to stop

@@ -190,3 +190,20 @@ def test_deleting_the_project_removes_what_it_runs(component, platform_ingress):
     assert client.networks.list(filters={"label": labels}) == []
     assert get("web.development.shop.localhost")[0] == 404
     assert platform_ingress.servers(slot) == []
+
+
+def test_deleting_an_environment_removes_what_runs_there_and_a_rename_waits_for_it(component, api):
+    dev_host = "web.development.shop.localhost"
+    v1 = build(component)
+    assert finish(services.deployment_deploy(component=component, build=v1)).status == Deployment.ACTIVE
+    assert get(dev_host) == (200, "v1")
+    renamed = api.patch("/api/projects/shop/environments/development/", {"name": "dev"}, format="json")
+    assert renamed.status_code == 409 and renamed.json()["errors"]["name"] == ["In use."]
+
+    assert api.delete("/api/projects/shop/environments/development/").status_code == 204
+    assert get(dev_host)[0] == 404
+    client = docker.from_env()
+    labels = [f"io.choreo.instance={settings.INSTANCE_NAMESPACE}", "io.choreo.project=shop"]
+    assert client.containers.list(filters={"label": labels}) == []
+    assert not Route.objects.exists() and not Deployment.objects.exists()
+    assert [e.name for e in component.project.environments.all()] == ["production"]

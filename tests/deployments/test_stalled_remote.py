@@ -17,7 +17,7 @@ from django.test import Client
 from builds.models import Component, PushEvent
 from deployments import services
 from deployments.models import Deployment
-from tests.deployments.test_deploy import build, component  # noqa: F401 - the fixture
+from tests.deployments.test_deploy import build  # `component` is tests/deployments/conftest.py's
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")]
 

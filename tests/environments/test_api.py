@@ -103,3 +103,45 @@ def test_token_endpoint_and_schema(admin_user):
     paths = schema.json()["paths"]
     assert "/api/projects/{project}/components/{component}/builds/" in paths
     assert "/api/builds/{build_id}/cancel/" in paths
+
+
+def test_environments_are_moved_renamed_and_deleted(api):
+    api.post("/api/projects/", {"name": "shop"}, format="json")
+    api.post("/api/projects/shop/environments/", {"name": "staging", "after": "development"}, format="json")
+
+    def names():
+        return [e["name"] for e in api.get("/api/projects/shop/environments/").json()]
+
+    moved = api.patch("/api/projects/shop/environments/staging/", {"after": "production"}, format="json")
+    assert moved.status_code == 200 and names() == ["development", "production", "staging"]
+    assert api.patch("/api/projects/shop/environments/staging/", {"after": ""}, format="json").status_code == 200
+    assert names() == ["staging", "development", "production"]
+    renamed = api.patch("/api/projects/shop/environments/staging/", {"name": "qa", "after": "development"}, format="json")
+    assert renamed.status_code == 200 and renamed.json()["name"] == "qa"
+    assert names() == ["development", "qa", "production"]
+    assert api.delete("/api/projects/shop/environments/qa/").status_code == 204
+    assert names() == ["development", "production"]
+    assert api.delete("/api/projects/shop/environments/production/").status_code == 204
+    last = api.delete("/api/projects/shop/environments/development/")
+    assert last.status_code == 409 and "environment" in last.json()["errors"]
+    assert names() == ["development"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"name": "Bad Name"}, 400, "name"),
+        ({"name": "production"}, 409, "name"),
+        ({"after": "nowhere"}, 400, "after"),
+        ({"after": "development"}, 400, "after"),  # itself
+        ({"protected": "maybe"}, 400, "protected"),
+        ({"colour": "red"}, 400, "colour"),
+    ],
+)
+def test_bad_environment_changes_name_the_field_and_change_nothing(api, body, status, field):
+    api.post("/api/projects/", {"name": "shop"}, format="json")
+    before = list(Environment.objects.values_list("name", "position", "protected"))
+    answer = api.patch("/api/projects/shop/environments/development/", body, format="json")
+    assert answer.status_code == status, answer.content
+    assert field in answer.json()["errors"]
+    assert list(Environment.objects.values_list("name", "position", "protected")) == before

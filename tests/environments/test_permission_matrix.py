@@ -33,7 +33,7 @@ ROUTES: dict[str, dict[str, tuple[str, dict | None]]] = {
     # API
     "api/" + P: {"GET": (VIEW, None), "DELETE": (MANAGE, None)},
     "api/" + P + "environments/": {"GET": (VIEW, None), "POST": (MANAGE, {"name": "staging"})},
-    "api/" + P + "environments/<str:environment>/": {"PATCH": (MANAGE, {"protected": False})},
+    "api/" + P + "environments/<str:environment>/": {"PATCH": (MANAGE, {"protected": False}), "DELETE": (MANAGE, None)},
     "api/" + P + "approvals/": {"GET": (VIEW, None)},
     "api/approvals/<int:approval_id>/approve/": {"POST": (MANAGE, {})},
     "api/approvals/<int:approval_id>/reject/": {"POST": (MANAGE, {})},
