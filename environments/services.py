@@ -157,8 +157,8 @@ def environment_update(
     """Protect an environment (changes there then need an admin's approval) or stop; move it
     right after `after` in the promotion order ("" for first); rename it.
 
-    A rename is refused while anything is deployed there: its URLs, its network and its
-    replicas' labels are named after it. Tear it down (or deploy elsewhere) first."""
+    A rename is refused once anything has been deployed or routed there: its URLs, its
+    network and its replicas' labels are named after it (and an ingress route stays)."""
     project = Project.objects.select_for_update().get(pk=environment.project_id)
     environment = project.environments.get(pk=environment.pk)
     if name is not None and name != environment.name:
