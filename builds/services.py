@@ -342,7 +342,10 @@ def registry_collect() -> str:
 
     if not settings.REGISTRY_EMBEDDED:  # another's registry: its repositories may be another platform's
         return "skipped: the registry is external (REGISTRY_URL); collect its garbage there"
-    if not cache.add(COLLECTION_KEY, timezone.now().isoformat(), timeout=settings.REGISTRY_GC_TIMEOUT):
+    # Held for longer than the purge and the collector together may take, and released
+    # only by its owner: builds must never push while blobs are being swept.
+    owner = secrets.token_hex(8)
+    if not cache.add(COLLECTION_KEY, owner, timeout=3 * settings.REGISTRY_GC_TIMEOUT):
         return "skipped: another collection is running"
     try:
         # Set before this check: a build that starts after it waits for the key to go.
@@ -354,14 +357,18 @@ def registry_collect() -> str:
         log.info("registry garbage collection: %d manifest(s) of repositories without a component deleted; %s", deleted, summary)
         return f"{deleted} manifest(s) of repositories without a component deleted; {summary}"
     finally:
-        cache.delete(COLLECTION_KEY)
+        if cache.get(COLLECTION_KEY) == owner:
+            cache.delete(COLLECTION_KEY)
 
 
 def registry_collection_wait(writer: LogWriter | None = None) -> None:
-    """Hold a build back while the registry's garbage is being collected."""
-    deadline = time.monotonic() + settings.REGISTRY_GC_TIMEOUT
+    """Hold a build back while the registry's garbage is being collected; fail it rather
+    than push into a collection that will not end."""
+    deadline = time.monotonic() + 3 * settings.REGISTRY_GC_TIMEOUT
     told = False
-    while cache.get(COLLECTION_KEY) and time.monotonic() < deadline:
+    while cache.get(COLLECTION_KEY):
+        if time.monotonic() > deadline:
+            raise PlatformError("the registry's garbage collection did not end: not pushing into it; build again later")
         if writer is not None and not told:
             writer.line("waiting for the registry's garbage collection to finish")
             told = True

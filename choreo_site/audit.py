@@ -143,8 +143,9 @@ def _logged_in(sender, request, user, **kwargs):
 
 @receiver(user_login_failed)
 def _login_failed(sender, credentials, request=None, **kwargs):
+    # Anyone can type a name: the attempt is the anonymous caller's, against that name.
     name = str(credentials.get("username", ""))[:100]
-    record("login", target=f"user {name}", outcome=AuditEvent.REFUSED, actor=name or "anonymous")
+    record("login", target=f"user {name}", outcome=AuditEvent.REFUSED, actor="anonymous")
 
 
 @receiver(user_logged_out)

@@ -94,6 +94,13 @@ def _check_deployable(component: Component, environment: Environment) -> None:
         )
 
 
+def _lock(component: Component) -> None:
+    """Lock the project, then the component: the order every change to a project's
+    deployments, configuration and approval requests takes (environments.approvals)."""
+    Project.objects.select_for_update().filter(pk=component.project_id).first()
+    Component.objects.select_for_update().filter(pk=component.pk).first()
+
+
 def _create_or_request(*, component, environment, release, config, kind, actor, summary, rollback_of=None):
     """Deploy now, or, in a protected environment, ask for approval of exactly this
     release and these configuration versions (environments.approvals)."""
@@ -108,8 +115,11 @@ def _create_or_request(*, component, environment, release, config, kind, actor, 
 def deployment_approved(request: ApprovalRequest) -> dict:
     """Carry out an approved deploy, promotion or rollback: the pinned release and
     configuration versions, checked again as at request time."""
-    component = Component.objects.select_for_update().get(project=request.project, name=request.component)
-    release = Release.objects.get(pk=request.payload["release"], component=component)
+    component = Component.objects.filter(project=request.project, name=request.component).first()
+    release = Release.objects.filter(pk=request.payload["release"], component=component).first() if component else None
+    if release is None:
+        raise Conflict(f"Request {request.pk} can no longer be carried out: its component or release is gone.", errors={"status": ["gone"]})
+    _lock(component)
     _check_deployable(component, request.environment)
     rollback_of = (
         component.deployments.filter(pk=request.payload.get("rollback_of")).first() if request.payload.get("rollback_of") else None
@@ -167,7 +177,7 @@ def deployment_deploy(
     image with the current configuration. Refuses, naming each key, when a configurable
     the build declares would be missing or invalid there. Enqueues the rollout after commit.
     """
-    Component.objects.select_for_update().filter(pk=component.pk).first()
+    _lock(component)
     environment = environment or component.project.environments.order_by("position").first()
     _check_deployable(component, environment)
     if build is None:
@@ -244,7 +254,7 @@ def deployment_promote(*, component: Component, source: Environment, target: Env
     """Deploy the release active in `source` to the higher `target`: same digest, same
     environment-independent configuration, the target's own configuration. Never rebuilds.
     Refuses, naming each key, when the target lacks a configurable the release needs."""
-    Component.objects.select_for_update().filter(pk=component.pk).first()
+    _lock(component)
     active = _promotion_target(component, source, target)
     _check_deployable(component, target)
     config = _environment_snapshot(component, target)
@@ -272,7 +282,7 @@ def deployment_rollback(
     """Repeat an earlier deployment exactly: its release (image and environment-independent
     configuration) and its environment's configuration, secret versions included. Default:
     the deployment that was active before the current one."""
-    Component.objects.select_for_update().filter(pk=component.pk).first()
+    _lock(component)
     active = deployment_active(component=component, environment=environment)
     if active is None:
         raise PlatformError(f"Nothing is deployed in {environment.name} to roll back.", errors={"environment": ["No active deployment."]})

@@ -47,5 +47,3 @@ class ConfigValueAdmin(ReadOnlyAdmin):
     search_fields = ["key", "component"]
     exclude = ["plain", "sealed"]
     readonly_fields = ["project", "component", "environment", "key", "secret", "is_file", "filename", "fingerprint", "size", "current"]
-
-

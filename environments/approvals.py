@@ -8,8 +8,13 @@ kind registered (`register_executor`), with that payload: what was asked is what
 
 Rules, all here: the requester never approves their own request, superusers included; only
 project admins (and superusers) approve or reject; a request expires after
-APPROVAL_EXPIRY_HOURS; a newer request for the same environment and component supersedes
-an older pending one; a decided request cannot be decided again. Every step is audited.
+APPROVAL_EXPIRY_HOURS; a newer request supersedes an older pending one for the same thing
+(a deployment of the component in that environment, or the same configuration key); a
+decided request cannot be decided again. Every step is audited.
+
+Locks, in one order everywhere: the project row, then the component's, then the requests.
+The services lock the project before they call `gate()`; `approve()` and `reject()` lock it
+before the request.
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ def gate(*, environment: Environment | None, component: str, kind: str, payload:
     """None when the change may go ahead now; else the request recorded for it. The
     platform itself (`actor=None`: auto deploys) never gets a request: callers that act
     without a user must not change a protected environment at all."""
-    if environment is None or not environment.protected:
+    # Read again under the caller's project lock: a concurrent "protect" must not be missed.
+    if environment is None or not Environment.objects.filter(pk=environment.pk, protected=True).exists():
         return None
     if actor is None or not getattr(actor, "is_authenticated", False):
         raise Forbidden(f"{environment.name} is protected: changes there need a person to ask and an admin to approve.")
@@ -46,6 +52,10 @@ def gate(*, environment: Environment | None, component: str, kind: str, payload:
         pending = ApprovalRequest.objects.select_for_update().filter(
             environment=environment, component=component, status=ApprovalRequest.PENDING
         )
+        if kind.startswith("config."):  # the same key's pending change, not the others'
+            pending = pending.filter(kind__startswith="config.", payload__key=payload.get("key"))
+        else:
+            pending = pending.exclude(kind__startswith="config.")
         for older in pending:
             older.status = ApprovalRequest.SUPERSEDED
             older.decided_at = timezone.now()
@@ -111,6 +121,7 @@ def approve(*, request: ApprovalRequest, actor, comment: str = "") -> ApprovalRe
     carried out now (another rollout is running there, say), it stays pending, with the reason."""
     expire_due()
     with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=request.project_id).first()
         request = ApprovalRequest.objects.select_for_update().select_related("project", "environment").get(pk=request.pk)
         _decidable(request, actor)
         request.result = _executors[request.kind](request)
@@ -129,6 +140,7 @@ def approve(*, request: ApprovalRequest, actor, comment: str = "") -> ApprovalRe
 def reject(*, request: ApprovalRequest, actor, comment: str = "") -> ApprovalRequest:
     expire_due()
     with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=request.project_id).first()
         request = ApprovalRequest.objects.select_for_update().select_related("project", "environment").get(pk=request.pk)
         _decidable(request, actor)
         request.status, request.decided_by, request.decided_at, request.comment = ApprovalRequest.REJECTED, actor, timezone.now(), comment

@@ -70,17 +70,18 @@ def member_list(*, project: Project) -> list[Membership]:
     return list(project.memberships.select_related("user").order_by("user__username"))
 
 
-def _member_user(username: str):
+def _member_user(username: str, *, active: bool = True):
     from django.contrib.auth import get_user_model
 
-    user = get_user_model().objects.filter(username=username, is_active=True).first() if isinstance(username, str) else None
+    users = get_user_model().objects.filter(username=username)
+    user = (users.filter(is_active=True) if active else users).first() if isinstance(username, str) else None
     if user is None:
         raise PlatformError(f"There is no user {username!r}.", errors={"username": ["No such user."]})
     return user
 
 
 def _keeps_an_admin(project: Project, *, losing) -> None:
-    admins = project.memberships.filter(role=Membership.ADMIN).exclude(user=losing)
+    admins = project.memberships.filter(role=Membership.ADMIN, user__is_active=True).exclude(user=losing)
     if not admins.exists():
         raise Conflict(
             f"{losing.username} is the last admin of {project.name!r}: make another member admin first.",
@@ -110,7 +111,7 @@ def member_set(*, project: Project, username: str, role: str) -> tuple[Membershi
 
 @transaction.atomic
 def member_remove(*, project: Project, username: str) -> None:
-    user = _member_user(username)
+    user = _member_user(username, active=False)  # a deactivated user can still be removed
     project = Project.objects.select_for_update().get(pk=project.pk)
     membership = project.memberships.filter(user=user).first()
     if membership is None:
@@ -358,7 +359,7 @@ def config_set(
     current = _current(project=project, component=component, environment=environment).filter(key=key).first()
     if current is not None and (current.fingerprint, current.secret, current.is_file) == (fingerprint, secret, as_file):
         return current
-    protected = environment is not None and environment.protected
+    protected = environment is not None and Environment.objects.filter(pk=environment.pk, protected=True).exists()  # under the lock
     if not protected:
         _current(project=project, component=component, environment=environment).filter(key=key).update(current=False)
     item = ConfigValue.objects.create(
@@ -428,7 +429,9 @@ def config_approved(request: ApprovalRequest) -> dict:
             project=request.project, component=request.component, environment=request.environment, key=request.payload["key"], approved=True
         )
         return {"removed": request.payload["key"]}
-    item = ConfigValue.objects.get(pk=request.payload["version"], project=request.project, environment=request.environment)
+    item = ConfigValue.objects.filter(pk=request.payload["version"], project=request.project, environment=request.environment).first()
+    if item is None:
+        raise Conflict(f"Request {request.pk} can no longer be carried out: its value is gone.", errors={"status": ["gone"]})
     _current(project=request.project, component=item.component, environment=item.environment).filter(key=item.key).update(current=False)
     ConfigValue.objects.filter(pk=item.pk).update(current=True)
     audit.record(

@@ -167,3 +167,17 @@ def test_automatic_deploys_never_go_into_a_protected_environment(component, team
     with pytest.raises(Forbidden, match="protected"):
         services.deployment_deploy(component=component, build=v1, kind=Deployment.AUTO)
     assert not Deployment.objects.exists() and not ApprovalRequest.objects.exists()
+
+
+def test_a_newer_request_supersedes_only_a_request_for_the_same_thing(component, team):
+    bob = api_as(team["bob"])
+    url = "/api/projects/shop/components/web/config/?environment=production"
+
+    def ask(key, value):
+        answer = bob.put(url, {"key": key, "value": value}, format="json")
+        assert answer.status_code == 202, answer.content
+        return answer.json()["approval"]["id"]
+
+    first_url, name, second_url = ask("DB_URL", "postgres://db/1"), ask("DB_NAME", "shop"), ask("DB_URL", "postgres://db/2")
+    statuses = dict(ApprovalRequest.objects.values_list("pk", "status"))
+    assert statuses == {first_url: "superseded", name: "pending", second_url: "pending"}
