@@ -82,6 +82,10 @@ defaults
 frontend ingress
     bind {bind}:{port}
     http-request set-var(txn.route) req.hdr(host),field(1,:),lower,map({map_file})
+    # A request that may change something is sent to a replica once: when one closes or
+    # times out after taking it, the client gets the error, not a second execution
+    # elsewhere. GET, HEAD and OPTIONS are retried; a failed connection (nothing sent) always is.
+    http-request disable-l7-retry if !METH_GET !METH_OPTIONS
     use_backend %[var(txn.route)] if {{ var(txn.route) -m found }}
     default_backend no_route
 

@@ -3,7 +3,9 @@ that keeps its connections alive and never retries sends requests: nothing may f
 
 import http.client
 import socket
+import socketserver
 import subprocess
+import threading
 import time
 import uuid
 
@@ -127,3 +129,63 @@ def test_healthz_names_what_is_down(client):
     assert checks["database"] == "ok" and checks["redis"] == "ok"
     assert checks["ingress"] in ("ok", "HAProxy's runtime API is not answering")
     assert checks["workers"].startswith("no worker on")
+
+
+def _loopback_server(answer: bool) -> tuple[socketserver.ThreadingTCPServer, list[str]]:
+    """A server on loopback that records each request's method. One that does not answer
+    closes the connection after reading a whole request, as a replica that crashes does."""
+    seen: list[str] = []
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self):
+            while True:
+                line = self.rfile.readline()
+                if not line.strip():
+                    return  # HAProxy's check, or the client has gone
+                length = 0
+                while (header := self.rfile.readline()) not in (b"\r\n", b"\n", b""):
+                    if header.lower().startswith(b"content-length:"):
+                        length = int(header.split(b":", 1)[1])
+                self.rfile.read(length)
+                seen.append(line.split()[0].decode())
+                if not answer:
+                    return
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, seen
+
+
+def test_a_request_that_may_change_something_is_never_sent_twice(ingress):
+    slot, host = slot_name(1), "once.development.shop.localhost"
+    crashing, crashed_on = _loopback_server(answer=False)
+    healthy, served = _loopback_server(answer=True)
+    ingress.route_set(host, slot)
+    for server in (crashing, healthy):
+        name = ingress.server_free(slot)
+        ingress.server_add(slot, name, "127.0.0.1", server.server_address[1])
+        assert ingress.wait_up(slot, name, timeout=10)
+    try:
+        answers = {}
+        for method in ("POST", "PUT", "PATCH", "DELETE", "GET"):
+            answers[method] = []
+            for _ in range(6):  # round robin: about half reach the crashing one first
+                conn = http.client.HTTPConnection("127.0.0.1", ingress.port, timeout=10)
+                conn.request(method, "/orders", body=b"{}", headers={"Host": host})
+                answers[method].append(conn.getresponse().status)
+                conn.close()
+    finally:
+        for state in ingress.servers(slot):
+            ingress.server_delete(slot, state.name)
+        ingress.route_delete(host)
+        crashing.shutdown()
+        healthy.shutdown()
+
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        # Each request reached one replica exactly once; those the crashing one took failed.
+        assert crashed_on.count(method) + served.count(method) == 6, (method, crashed_on, served)
+        assert answers[method].count(502) == crashed_on.count(method) >= 1, (method, answers[method])
+    # A GET the crashing replica took is sent again, to the other one: the client sees no error.
+    assert answers["GET"] == [200] * 6 and served.count("GET") == 6 and crashed_on.count("GET") >= 1
