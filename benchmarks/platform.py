@@ -16,6 +16,8 @@ from pathlib import Path
 
 import requests
 
+from choreo_site.processes import child_of_this_process
+
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "benchmark-password"
 GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@l", "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@l"}
@@ -53,7 +55,8 @@ def running_platform(prefix: str, **settings: str):
     }
     log = open(tmp / "platform.log", "wb")
     cmd = [sys.executable, str(ROOT / "manage.py"), "up"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # Dies with the benchmark, however it ends (up then stops everything it started).
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=child_of_this_process())
     base = f"http://127.0.0.1:{web}"
     try:
         deadline = time.monotonic() + 120

@@ -86,6 +86,7 @@ class LogFollower(threading.Thread):
 
 
 def main(rounds: int = 3, seconds: int = 10) -> None:
+    subprocess.run([str(ROOT / "scripts" / "base-images.sh"), "busybox"], check=True)
     with running_platform("bench-web-") as (tmp, base, session):
         token = session.headers["Authorization"].split()[1]
         for i in range(20):
@@ -101,7 +102,11 @@ def main(rounds: int = 3, seconds: int = 10) -> None:
         build = session.post(f"{base}/api/projects/p0/components/chatty/builds/", json={}).json()
         follower = LogFollower(base, f"build-{build['id']}")
         follower.start()
+        deadline = time.monotonic() + 120
         while not follower.arrivals:
+            status = session.get(f"{base}/api/builds/{build['id']}/").json()["status"]
+            if status not in ("queued", "running") or time.monotonic() > deadline:
+                raise SystemExit(f"the chatty build is {status} and printed nothing: see {base}/api/builds/{build['id']}/logs/")
             time.sleep(0.2)
 
         port = free_port()

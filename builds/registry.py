@@ -210,6 +210,8 @@ def collect_garbage(timeout: float = 3600) -> str:
     config = settings.DATA_DIR / "registry" / "config.yml"
     if not settings.REGISTRY_EMBEDDED or binary is None or not config.exists():
         raise RegistryError("only the embedded registry's garbage is collected here: run your registry's own collector")
+    if not (settings.DATA_DIR / "registry" / "storage" / "docker" / "registry" / "v2" / "repositories").is_dir():
+        return "nothing stored yet"  # the collector fails on a registry nothing was ever pushed to
     try:
         done = subprocess.run([binary, "garbage-collect", str(config)], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:

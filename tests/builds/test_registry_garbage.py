@@ -125,3 +125,13 @@ def test_an_external_registry_is_left_alone(settings):
     cache.delete("registry-collection-due")
     assert registry_collect().startswith("skipped: the registry is external")
     assert registry_collect_due() is False
+
+
+def test_collecting_a_registry_nothing_was_pushed_to_yet_is_not_an_error(settings, tmp_path):
+    # On a new platform's first collection the registry has no repositories directory,
+    # and Distribution's collector fails on that.
+    from builds.registry import collect_garbage, embedded_config
+
+    settings.DATA_DIR = tmp_path
+    embedded_config(tmp_path, port=5999)
+    assert collect_garbage(timeout=60) == "nothing stored yet"
