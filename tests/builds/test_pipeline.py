@@ -214,3 +214,28 @@ def test_branch_deleted_after_component_creation(component):
     with pytest.raises(Exception, match="branch 'main' does not exist"):
         build_start(component=component)
     assert not Build.objects.exists()
+
+
+def test_a_job_for_a_build_no_longer_queued_does_nothing(component):
+    """A late or duplicated job (the build was cancelled meanwhile, or another worker runs
+    it) must not claim it: the build keeps its status and nothing is built."""
+    from builds import pipeline
+
+    cancelled = build_start(component=component)
+    build_cancel(build=cancelled)
+    cancelled.refresh_from_db()
+    assert cancelled.status == Build.CANCELLED
+    logs = {cancelled.pk: read_text(cancelled.log_stream)}
+    assert pipeline.run(cancelled.pk) == Build.CANCELLED
+
+    elsewhere = build_start(component=component)
+    Build.objects.filter(pk=elsewhere.pk).update(status=Build.RUNNING, worker="other-host:4242")
+    logs[elsewhere.pk] = read_text(elsewhere.log_stream)
+    assert pipeline.run(elsewhere.pk) == Build.RUNNING
+
+    for build, status in ((cancelled, Build.CANCELLED), (elsewhere, Build.RUNNING)):
+        build.refresh_from_db()
+        assert build.status == status and build.image is None and not build.digest
+        assert read_text(build.log_stream) == logs[build.pk]
+    assert Build.objects.get(pk=elsewhere.pk).worker == "other-host:4242"
+    assert not Image.objects.exists()

@@ -5,7 +5,7 @@ import hashlib
 import hmac
 import json
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from builds import webhooks
@@ -113,3 +113,63 @@ def test_correct_signatures_are_accepted_for_every_provider(body, secret):
         delivery = webhooks.identify(headers)
         assert delivery.provider == provider
         webhooks.verify(delivery, headers, body, secret)
+
+
+def _flip(hexdigest: str, at: int) -> str:
+    """The same digest with one hex digit changed."""
+    digit = hexdigest[at]
+    return hexdigest[:at] + ("0" if digit != "0" else "1") + hexdigest[at + 1 :]
+
+
+# Each host's signing header in the form the host sends, from a hex digest (or a token).
+SIGNED_BY = [
+    ("github", lambda sig, secret: {"X-GitHub-Event": "push", "X-Hub-Signature-256": f"sha256={sig}"}),
+    ("gitea", lambda sig, secret: {"X-Gitea-Event": "push", "X-Gitea-Signature": sig}),
+    ("gitea", lambda sig, secret: {"X-Forgejo-Event": "push", "X-Forgejo-Signature": sig}),
+    ("gitea", lambda sig, secret: {"X-Forgejo-Event": "push", "X-Hub-Signature-256": f"sha256={sig}"}),
+    ("bitbucket", lambda sig, secret: {"X-Event-Key": "repo:push", "X-Hub-Signature": f"sha256={sig}"}),
+]
+wrong_signatures = st.one_of(
+    st.tuples(st.just("another secret"), st.text(min_size=1, max_size=40)),
+    st.tuples(st.just("another body"), st.binary(max_size=200)),
+    st.tuples(st.just("one digit changed"), st.integers(min_value=0, max_value=63)),
+    st.tuples(st.just("sha1 instead of sha256"), st.none()),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(SIGNED_BY), st.binary(max_size=200), st.text(min_size=1, max_size=40), wrong_signatures)
+def test_fuzz_well_formed_but_wrong_signatures_are_refused_for_every_host(host, body, secret, wrong):
+    provider, headers_for = host
+    how, detail = wrong
+    if how == "another secret":
+        signature = hmac.new(detail.encode(), body, hashlib.sha256).hexdigest()
+    elif how == "another body":
+        signature = hmac.new(secret.encode(), detail, hashlib.sha256).hexdigest()
+    elif how == "one digit changed":
+        signature = _flip(hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(), detail)
+    else:
+        signature = hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
+    assume(signature != hmac.new(secret.encode(), body, hashlib.sha256).hexdigest())  # another secret or body can sign the same
+    headers = headers_for(signature, secret)
+    delivery = webhooks.identify(headers)
+    assert delivery.provider == provider
+    try:
+        webhooks.verify(delivery, headers, body, secret)
+    except webhooks.WebhookError as err:
+        assert err.status == 401 and err.reason.startswith("wrong signature")
+    else:
+        raise AssertionError(f"{provider} accepted a signature made with {how}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.text(min_size=1, max_size=40), st.text(min_size=1, max_size=40))
+def test_fuzz_a_wrong_gitlab_token_is_refused(body, secret, token):
+    assume(token != secret)
+    headers = {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": token}
+    try:
+        webhooks.verify(webhooks.identify(headers), headers, body, secret)
+    except webhooks.WebhookError as err:
+        assert err.status == 401 and err.reason == "wrong signature: X-Gitlab-Token does not match"
+    else:
+        raise AssertionError("GitLab accepted a wrong token")

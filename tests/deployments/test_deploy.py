@@ -207,3 +207,45 @@ def test_deleting_an_environment_removes_what_runs_there_and_a_rename_waits_for_
     assert client.containers.list(filters={"label": labels}) == []
     assert not Route.objects.exists() and not Deployment.objects.exists()
     assert [e.name for e in component.project.environments.all()] == ["production"]
+
+
+def _base_image(label: str) -> None:
+    """choreo-test/rebase:1, a base image that changes as a team's base images do."""
+    import io
+
+    dockerfile = f"FROM choreo/busybox:1\nLABEL io.choreo.test.base={label}\n".encode()
+    docker.from_env().images.build(fileobj=io.BytesIO(dockerfile), tag="choreo-test/rebase:1", rm=True)
+
+
+def test_a_rebuild_with_changed_inputs_keeps_the_deployed_image_to_roll_back_to(component):
+    from builds import registry
+
+    dev_host = "web.development.shop.localhost"
+    _base_image("1")
+    try:
+        v1 = build(component, {"Dockerfile": SERVING.replace("choreo/busybox:1", "choreo-test/rebase:1")})
+        first = finish(services.deployment_deploy(component=component, build=v1))
+        assert first.status == Deployment.ACTIVE, first.error
+
+        _base_image("2")  # the same commit, built again on a newer base: a new image
+        rebuilt = build_start(component=component, commit=v1.commit)
+        run_build_jobs()
+        rebuilt.refresh_from_db()
+        assert rebuilt.status == Build.SUCCEEDED, rebuilt.error
+        assert rebuilt.commit == v1.commit and rebuilt.digest != v1.digest and not rebuilt.reused
+    finally:
+        docker.from_env().images.remove("choreo-test/rebase:1", force=True)
+
+    # The deployed image was not pruned with the commit's older images: still pullable.
+    assert registry.manifest_exists(component.registry_repository, v1.digest)
+    assert component.images.filter(digest=v1.digest).exists()
+    second = finish(services.deployment_deploy(component=component, build=rebuilt))
+    assert second.status == Deployment.ACTIVE, second.error
+    for image in (v1.image_reference, rebuilt.image_reference):  # the rollback must pull it again
+        try:
+            docker.from_env().images.remove(image, force=True)
+        except docker.errors.ImageNotFound:
+            pass
+    rolled = finish(services.deployment_rollback(component=component, environment=env(component, "development")))
+    assert rolled.status == Deployment.ACTIVE, rolled.error
+    assert rolled.release.digest == v1.digest and get(dev_host) == (200, "v1")
