@@ -138,6 +138,12 @@ def _loopback_server(answer: bool) -> tuple[socketserver.ThreadingTCPServer, lis
 
     class Handler(socketserver.StreamRequestHandler):
         def handle(self):
+            try:
+                self._requests()
+            except OSError:
+                pass  # HAProxy's check resets the connection it opened
+
+        def _requests(self):
             while True:
                 line = self.rfile.readline()
                 if not line.strip():
