@@ -20,6 +20,7 @@ before the request.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
@@ -28,6 +29,7 @@ from django.utils import timezone
 
 from choreo_site import audit
 from choreo_site.errors import Conflict, Forbidden, PlatformError
+from choreo_site.models import AuditEvent
 from environments import permissions
 from environments.models import ApprovalRequest, Environment, Project
 
@@ -116,11 +118,23 @@ def _decidable(request: ApprovalRequest, actor) -> None:
         raise Forbidden("You asked for this change: another project admin must approve it.")
 
 
+def _refused(action: str, request: ApprovalRequest, exc: Exception) -> None:
+    """Audit a decision that was refused (own request, not an admin, already decided)."""
+    audit.record(
+        action,
+        project=request.project,
+        environment=request.environment,
+        target=f"request {request.pk}: {request.summary}",
+        outcome=AuditEvent.REFUSED,
+        details={"reason": str(exc)},
+    )
+
+
 def approve(*, request: ApprovalRequest, actor, comment: str = "") -> ApprovalRequest:
     """Carry the request out exactly as asked, then mark it approved. If it cannot be
     carried out now (another rollout is running there, say), it stays pending, with the reason."""
     expire_due()
-    with transaction.atomic():
+    with _audited_refusal("approval.approve", request), transaction.atomic():
         Project.objects.select_for_update().filter(pk=request.project_id).first()
         request = ApprovalRequest.objects.select_for_update().select_related("project", "environment").get(pk=request.pk)
         _decidable(request, actor)
@@ -139,7 +153,7 @@ def approve(*, request: ApprovalRequest, actor, comment: str = "") -> ApprovalRe
 
 def reject(*, request: ApprovalRequest, actor, comment: str = "") -> ApprovalRequest:
     expire_due()
-    with transaction.atomic():
+    with _audited_refusal("approval.reject", request), transaction.atomic():
         Project.objects.select_for_update().filter(pk=request.project_id).first()
         request = ApprovalRequest.objects.select_for_update().select_related("project", "environment").get(pk=request.pk)
         _decidable(request, actor)
@@ -155,11 +169,34 @@ def reject(*, request: ApprovalRequest, actor, comment: str = "") -> ApprovalReq
     return request
 
 
+@contextmanager
+def _audited_refusal(action: str, request: ApprovalRequest):
+    """Record a refused decision in the audit trail, outside the transaction it rolled back.
+    Not a 404: whoever may not see the project learns nothing, and leaves nothing there."""
+    try:
+        yield
+    except (Forbidden, Conflict) as exc:
+        _refused(action, request, exc)
+        raise
+
+
 def expire_due() -> int:
-    """Mark pending requests past their time as expired (a housekeeping chore too)."""
-    return ApprovalRequest.objects.filter(status=ApprovalRequest.PENDING, expires_at__lte=timezone.now()).update(
-        status=ApprovalRequest.EXPIRED
-    )
+    """Mark pending requests past their time as expired, each audited as the platform's
+    doing (a housekeeping chore too)."""
+    due = ApprovalRequest.objects.filter(status=ApprovalRequest.PENDING, expires_at__lte=timezone.now())
+    expired = 0
+    for request in due.select_related("project", "environment"):
+        if ApprovalRequest.objects.filter(pk=request.pk, status=ApprovalRequest.PENDING).update(status=ApprovalRequest.EXPIRED):
+            audit.record(
+                "approval.expire",
+                project=request.project,
+                environment=request.environment,
+                target=f"request {request.pk}: {request.summary}",
+                details={"expired_at": request.expires_at.isoformat()},
+                actor="system",
+            )
+            expired += 1
+    return expired
 
 
 def pending_for(*, environment: Environment, component: str) -> ApprovalRequest | None:

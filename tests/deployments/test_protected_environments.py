@@ -89,8 +89,16 @@ def test_a_promotion_to_production_waits_for_another_admin_and_then_serves_with_
         (e.action, e.actor, e.interface, e.outcome)
         for e in AuditEvent.objects.filter(project_name="shop", action__startswith="approval.").order_by("id")
     ]
+    # Each refused decision is in the trail: bob's and alice's own, alice's of a superseded
+    # request, dave's second approval of the same request.
+    assert [t for t in trail if t[3] == "refused"] == [
+        ("approval.approve", "bob", "api", "refused"),
+        ("approval.approve", "alice", "api", "refused"),
+        ("approval.approve", "alice", "api", "refused"),
+        ("approval.approve", "dave", "api", "refused"),
+    ]
     # alice's request superseded bob's first; bob's second superseded alice's; dave approved it.
-    assert trail[-5:] == [
+    assert [t for t in trail if t[3] != "refused"][-5:] == [
         ("approval.supersede", "alice", "api", "ok"),
         ("approval.request", "alice", "api", "requested"),
         ("approval.supersede", "bob", "api", "ok"),
@@ -117,6 +125,14 @@ def test_expired_rejected_and_superuser_decisions(component, team):
     answer = alice.post(f"/api/approvals/{expired}/approve/", {}, format="json")
     assert answer.status_code == 409 and answer.json()["errors"]["status"] == ["expired"]
     assert ApprovalRequest.objects.get(pk=expired).status == ApprovalRequest.EXPIRED
+    event = AuditEvent.objects.get(action="approval.expire")
+    assert (event.actor, event.target.split(":")[0], event.project_name) == ("system", f"request {expired}", "shop")
+    own = alice.post("/api/projects/shop/components/web/promote/", {"from": "development", "to": "production"}, format="json")
+    own = own.json()["approval"]["id"]
+    assert alice.post(f"/api/approvals/{own}/approve/", {}, format="json").status_code == 403
+    refused = AuditEvent.objects.filter(action="approval.approve").latest("id")
+    assert (refused.actor, refused.outcome, refused.target.split(":")[0]) == ("alice", AuditEvent.REFUSED, f"request {own}")
+    assert "another project admin must approve it" in refused.details["reason"]
 
     rejected = ask()
     assert alice.post(f"/api/approvals/{rejected}/reject/", {"comment": "not today"}, format="json").json()["status"] == "rejected"
