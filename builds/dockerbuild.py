@@ -20,6 +20,7 @@ from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound
 
 from builds.oci import write_stream
+from choreo_site import runs
 
 _FROM_RE = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?\s*$", re.IGNORECASE | re.MULTILINE)
 
@@ -28,8 +29,8 @@ class BuildStepError(Exception):
     pass
 
 
-class BuildAborted(Exception):
-    pass
+class BuildAborted(runs.Aborted):
+    """The build was cancelled or timed out while the Engine was building it."""
 
 
 class _StreamingClient(docker.APIClient):

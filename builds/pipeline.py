@@ -14,17 +14,14 @@ import logging
 import posixpath
 import secrets
 import shutil
-import threading
 import time
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
-from django.utils import timezone
+from django.db import transaction
 
 from builds import git, registry
 from builds.descriptor import DESCRIPTOR_PATH, DescriptorError, parse_descriptor
 from builds.dockerbuild import (
-    BuildAborted,
     BuildStepError,
     DockerBuild,
     base_images,
@@ -35,55 +32,17 @@ from builds.dockerbuild import (
 )
 from builds.models import ApiSpec, Build, Component, Image
 from builds.oci import LayerCache, assemble, iso
-from builds.services import images_prune_commit, registry_collection_wait, worker_identity
+from builds.services import images_prune_commit, registry_collection_wait
 from builds.workspace import Workspace, workspace_create, workspace_for, workspace_remove
+from choreo_site import runs
 from choreo_site.errors import PlatformError
 from choreo_site.logstream import LogWriter
-from choreo_site.redaction import redact
+from environments import permissions
 
 log = logging.getLogger(__name__)
 
 # Bump when the way images are assembled changes: old images then stop being reused.
 RECIPE_VERSION = "1"
-
-
-class Watchdog(threading.Thread):
-    """Writes the build's heartbeat, and aborts it on cancel or timeout (checked twice a second)."""
-
-    def __init__(self, build_id: int, started: float):
-        super().__init__(name=f"build-{build_id}-watchdog", daemon=True)
-        self.build_id = build_id
-        self.started = started
-        self.stopped = threading.Event()
-        self.abort_reason = ""
-        self.cancelled = False
-        self.target: DockerBuild | None = None
-
-    def run(self) -> None:
-        last_beat = 0.0
-        try:
-            while not self.stopped.wait(0.5):
-                if Build.objects.filter(pk=self.build_id, cancel_requested=True).exists():
-                    self._abort("Cancelled by a user.", cancelled=True)
-                elif time.monotonic() - self.started > settings.BUILD_TIMEOUT:
-                    self._abort(f"Timed out after {settings.BUILD_TIMEOUT}s (BUILD_TIMEOUT).")
-                if time.monotonic() - last_beat >= settings.BUILD_HEARTBEAT_INTERVAL:
-                    Build.objects.filter(pk=self.build_id, status=Build.RUNNING).update(heartbeat_at=timezone.now())
-                    last_beat = time.monotonic()
-        finally:
-            close_old_connections()
-
-    def _abort(self, reason: str, cancelled: bool = False) -> None:
-        if self.abort_reason:
-            return
-        self.abort_reason, self.cancelled = reason, cancelled
-        if self.target is not None:
-            self.target.abort(reason)
-
-    def check(self) -> None:
-        """Between steps: stop here if the build was cancelled or timed out."""
-        if self.abort_reason:
-            raise BuildAborted(self.abort_reason)
 
 
 def _inputs_key(*, commit: str, component: Component, descriptor: dict, bases: dict[str, str | None]) -> str:
@@ -98,49 +57,53 @@ def _inputs_key(*, commit: str, component: Component, descriptor: dict, bases: d
 
 
 def run(build_id: int) -> str:
-    """Run the pipeline for a queued build; returns its final status."""
-    now = timezone.now()
-    claimed = Build.objects.filter(pk=build_id, status=Build.QUEUED).update(
-        status=Build.RUNNING, started_at=now, heartbeat_at=now, worker=worker_identity()
-    )
-    if claimed != 1:  # cancelled before it started, or another worker got there first
-        return Build.objects.filter(pk=build_id).values_list("status", flat=True).first() or "missing"
-    build = Build.objects.select_related("component__project").get(pk=build_id)
-    writer = LogWriter(build.log_stream)
-    watchdog = Watchdog(build_id, time.monotonic())
-    watchdog.start()
-    workspace = workspace_for(build_id)
-    # Unguessable: another project's build must not find this image by name to build FROM it.
-    tag = f"choreo-build/{settings.INSTANCE_NAMESPACE}:{build_id}-{secrets.token_hex(8)}"
-    status, error = Build.FAILED, ""
-    try:
-        _pipeline(build, writer, watchdog, workspace, tag)
-        status = Build.SUCCEEDED
-    except BuildAborted as exc:
-        status = Build.CANCELLED if watchdog.cancelled else Build.FAILED
-        error = str(exc)
-    except (PlatformError, BuildStepError, registry.RegistryError) as exc:
-        error = str(exc)
-    except Exception as exc:  # an unexpected failure still ends the build, with its reason
-        log.exception("build %s failed unexpectedly", build_id)
-        error = f"Internal error: {exc.__class__.__name__}: {exc}"
-    finally:
-        watchdog.stopped.set()
-        workspace_remove(workspace)
-        remove_image(tag)
-    error = redact(error, owner=build)  # stored and shown: it may quote a build step's output
-    if error:
-        writer.line(f"==> {status.upper()}: {error}")
-    else:
-        writer.line("==> Build succeeded.")
-    finished = Build.objects.filter(pk=build_id, status=Build.RUNNING).update(status=status, error=error, finished_at=timezone.now())
-    if finished != 1:
-        status = Build.objects.get(pk=build_id).status
-    writer.end(status)
-    watchdog.join(timeout=5)
+    """Run the pipeline for a queued build (choreo_site.runs); returns its final status."""
+    status = runs.execute(KIND, build_id, _run, load=lambda pk: Build.objects.select_related("component__project").get(pk=pk))
     if status == Build.SUCCEEDED:
         _after_success(build_id)
     return status
+
+
+def _run(build: Build, writer: LogWriter, watchdog: runs.Watchdog) -> None:
+    workspace = workspace_for(build.pk)
+    # Unguessable: another project's build must not find this image by name to build FROM it.
+    tag = f"choreo-build/{settings.INSTANCE_NAMESPACE}:{build.pk}-{secrets.token_hex(8)}"
+    try:
+        _pipeline(build, writer, watchdog, workspace, tag)
+    finally:
+        workspace_remove(workspace)
+        remove_image(tag)
+
+
+def _enqueue_again(build: Build) -> None:
+    from builds.services import build_enqueue
+
+    with transaction.atomic():
+        build_enqueue(build)
+
+
+KIND = runs.Kind(
+    name="build",
+    model=Build,
+    queued=Build.QUEUED,
+    running=Build.RUNNING,
+    succeeded=Build.SUCCEEDED,
+    failed=Build.FAILED,
+    cancelled=Build.CANCELLED,
+    final=Build.FINAL,
+    expected=(PlatformError, BuildStepError, registry.RegistryError),
+    job_id=lambda build: build.job_id,
+    enqueue=_enqueue_again,
+    readable=permissions.check_view,
+    timeout_setting="BUILD_TIMEOUT",
+    success_line="==> Build succeeded.",
+    on_orphan=lambda build, reason: _orphaned(build, reason),
+)
+
+
+def _orphaned(build: Build, reason: str) -> None:
+    if runs.fail(KIND, build, reason):
+        shutil.rmtree(settings.WORKSPACE_DIR / f"build-{build.pk}", ignore_errors=True)
 
 
 # Apps later in the import order (deployments: auto deploy on build) hook in here.
@@ -157,7 +120,7 @@ def _after_success(build_id: int) -> None:
         hook(build_id=build_id)
 
 
-def _pipeline(build: Build, writer: LogWriter, watchdog: Watchdog, workspace: Workspace, tag: str) -> None:
+def _pipeline(build: Build, writer: LogWriter, watchdog: runs.Watchdog, workspace: Workspace, tag: str) -> None:
     component = build.component
     step_started = time.monotonic()
 

@@ -4,11 +4,8 @@ call these; none of them repeats a rule."""
 from __future__ import annotations
 
 import logging
-import os
 import random
 import secrets
-import shutil
-import socket
 import time
 from datetime import timedelta
 
@@ -156,7 +153,8 @@ def component_update(
     return component
 
 
-def _enqueue(build: Build) -> None:
+def build_enqueue(build: Build) -> None:
+    """Put the build's job on the builds queue once the transaction commits."""
     from builds.jobs import build_run
 
     enqueue_after_commit(
@@ -199,7 +197,7 @@ def build_start(*, component: Component, commit: str | None = None, trigger: str
 def _build_create(*, component: Component, commit: str, requested: str, trigger: str) -> Build:
     """Record a build, queue it once the transaction commits, and audit it."""
     build = Build.objects.create(component=component, requested_commit=requested, commit=commit, trigger=trigger)
-    _enqueue(build)
+    build_enqueue(build)
     details = {"commit": commit, "trigger": trigger}
     audit.record("build.start", project=component.project, target=f"build {build.pk} of {component.name}", details=details)
     return build
@@ -236,61 +234,6 @@ def build_auto_deploy_refused(*, build: Build, reason: str) -> None:
     """Record why Auto Deploy on Build did not deploy a build: on the build, and in its log."""
     Build.objects.filter(pk=build.pk).update(auto_deploy_error=reason[:2000])
     LogWriter(build.log_stream).line(f"==> Auto deploy refused: {reason}")
-
-
-def worker_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def process_gone(worker: str) -> bool:
-    """Whether the worker process `host:pid` is gone (checked only on this host)."""
-    host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")  # a zombie is dead too
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return True
-
-
-def build_reap_orphans() -> list[int]:
-    """Fail running builds whose worker died; re-enqueue queued builds whose job was lost.
-
-    A running build is orphaned when its worker process on this host is gone, or when its
-    heartbeat is older than BUILD_HEARTBEAT_TIMEOUT (a worker on another host).
-    """
-    now = timezone.now()
-    stale = now - timedelta(seconds=settings.BUILD_HEARTBEAT_TIMEOUT)
-    reaped = []
-    for build in Build.objects.filter(status=Build.RUNNING):
-        gone = process_gone(build.worker)
-        if not gone and (build.heartbeat_at is None or build.heartbeat_at > stale):
-            continue
-        reason = (
-            f"The worker running this build ({build.worker}) stopped: it was killed or crashed."
-            if gone
-            else f"The worker running this build ({build.worker}) sent no heartbeat for {settings.BUILD_HEARTBEAT_TIMEOUT}s."
-        )
-        if (
-            Build.objects.filter(pk=build.pk, status=Build.RUNNING, worker=build.worker).update(
-                status=Build.FAILED, error=reason, finished_at=now
-            )
-            == 1
-        ):
-            writer = LogWriter(build.log_stream)
-            writer.line(f"==> FAILED: {reason}")
-            writer.end(Build.FAILED)
-            shutil.rmtree(settings.WORKSPACE_DIR / f"build-{build.pk}", ignore_errors=True)
-            reaped.append(build.pk)
-            log.warning("build %s failed: %s", build.pk, reason)
-    connection = builds_queue().connection
-    for build in Build.objects.filter(status=Build.QUEUED, created_at__lt=now - timedelta(seconds=30)):
-        if not Job.exists(build.job_id, connection=connection):
-            log.warning("build %s was queued but its job is gone; enqueueing it again", build.pk)
-            with transaction.atomic():
-                _enqueue(build)
-    return reaped
 
 
 def images_prune_commit(*, component: Component, commit: str, keep: Image) -> list[str]:

@@ -106,10 +106,11 @@ REGISTRY_GC_TIMEOUT = env.int("REGISTRY_GC_TIMEOUT", default=1800)
 BUILD_CONCURRENCY = env.int("BUILD_CONCURRENCY", default=2)
 BUILD_TIMEOUT = env.int("BUILD_TIMEOUT", default=30 * 60)
 BUILD_USE_CACHE = env.bool("BUILD_USE_CACHE", default=True)
-# A running build's worker writes a heartbeat this often; a build whose heartbeat is
-# older than BUILD_HEARTBEAT_TIMEOUT is taken as orphaned and failed.
-BUILD_HEARTBEAT_INTERVAL = env.int("BUILD_HEARTBEAT_INTERVAL", default=5)
-BUILD_HEARTBEAT_TIMEOUT = env.int("BUILD_HEARTBEAT_TIMEOUT", default=60)
+# The worker of a running build or rollout writes a heartbeat this often; a run whose
+# heartbeat is older than RUN_HEARTBEAT_TIMEOUT is taken as orphaned and failed
+# (choreo_site.runs).
+RUN_HEARTBEAT_INTERVAL = env.int("RUN_HEARTBEAT_INTERVAL", default=5)
+RUN_HEARTBEAT_TIMEOUT = env.int("RUN_HEARTBEAT_TIMEOUT", default=60)
 WORKSPACE_DIR = DATA_DIR / "workspaces"
 # What one build may use (each RUN step's container): memory (no swap beyond it), cores, and
 # processes. The process limit is shared by the builds running at once.

@@ -55,6 +55,7 @@ class Deployment(models.Model):
     replicas = models.JSONField(default=list, blank=True)  # [{"id", "name", "address"}] while it runs
     error = models.TextField(blank=True)
     worker = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)  # written while it rolls out (choreo_site.runs)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -71,6 +72,10 @@ class Deployment(models.Model):
 
     @property
     def log_stream(self) -> str:
+        return f"rollout-{self.pk}"
+
+    @property
+    def job_id(self) -> str:
         return f"rollout-{self.pk}"
 
     @property

@@ -18,9 +18,8 @@ import secrets
 import time
 
 from django.conf import settings
-from django.utils import timezone
 
-from builds.services import process_gone, worker_identity
+from choreo_site import runs
 from choreo_site.errors import PlatformError
 from choreo_site.logstream import LogWriter
 from deployments import configurables
@@ -29,7 +28,8 @@ from deployments.ingress.haproxy import IngressError, slot_name
 from deployments.models import Deployment, Route
 from deployments.runtimes import Limits, Replica, ReplicaSpec, Runtime, RuntimeFailure
 from deployments.runtimes.docker import DockerRuntime
-from deployments.services import mark_final, route_ensure
+from deployments.services import route_ensure
+from environments import permissions
 
 log = logging.getLogger(__name__)
 
@@ -83,34 +83,23 @@ def _replicas_of(deployment: Deployment) -> list[Replica]:
 
 
 def run(deployment_id: int) -> str:
-    now = timezone.now()
-    claimed = Deployment.objects.filter(pk=deployment_id, status=Deployment.PENDING).update(
-        status=Deployment.ROLLING_OUT, started_at=now, worker=worker_identity()
-    )
-    if claimed != 1:
-        return Deployment.objects.filter(pk=deployment_id).values_list("status", flat=True).first() or "missing"
-    deployment = Deployment.objects.select_related("component__project", "environment", "release", "replaces").get(pk=deployment_id)
-    writer = LogWriter(deployment.log_stream)
+    """Roll out a pending deployment (choreo_site.runs); returns its final status."""
+    return runs.execute(KIND, deployment_id, _run, load=_load)
+
+
+def _load(pk: int) -> Deployment:
+    return Deployment.objects.select_related("component__project", "environment", "release", "replaces").get(pk=pk)
+
+
+def _run(deployment: Deployment, writer: LogWriter, watchdog: runs.Watchdog) -> None:
     rt = runtime()
     started: list[Replica] = []
     added: list[tuple[str, str]] = []
     try:
         _roll_out(deployment, writer, rt, started, added)
-    except (RolloutFailed, RuntimeFailure, IngressError) as exc:
-        writer.line(f"==> FAILED: {exc}")
+    except BaseException:
         _undo(rt, started, added, writer)
-        mark_final(deployment, Deployment.FAILED, str(exc))
-        writer.end(Deployment.FAILED)
-        return Deployment.FAILED
-    except Exception as exc:
-        log.exception("rollout of deployment %s failed unexpectedly", deployment_id)
-        writer.line(f"==> FAILED: internal error: {exc}")
-        _undo(rt, started, added, writer)
-        mark_final(deployment, Deployment.FAILED, f"Internal error: {exc.__class__.__name__}: {exc}")
-        writer.end(Deployment.FAILED)
-        return Deployment.FAILED
-    writer.end(Deployment.ACTIVE)
-    return Deployment.ACTIVE
+        raise
 
 
 def _undo(rt: Runtime, started: list[Replica], added: list[tuple[str, str]], writer: LogWriter) -> None:
@@ -196,7 +185,7 @@ def _roll_out(deployment: Deployment, writer: LogWriter, rt: Runtime, started: l
     final_old = Deployment.ROLLED_BACK if deployment.kind == Deployment.ROLLBACK else Deployment.SUPERSEDED
     if old is not None:
         Deployment.objects.filter(pk=old.pk, status=Deployment.ACTIVE).update(status=final_old)
-    if not mark_final(deployment, Deployment.ACTIVE):
+    if not runs.finish(KIND, deployment, Deployment.ACTIVE):
         writer.line("the deployment was changed by someone else while rolling out")
     if old is not None:
         writer.line(f"==> Stop the old replicas (SIGTERM, {settings.ROLLOUT_STOP_GRACE}s grace)")
@@ -344,54 +333,56 @@ def runtime_logs(*, deployment: Deployment, since: float | None) -> list[str]:
     return sorted(lines)
 
 
-def reap_orphans() -> list[int]:
-    """Finish rollouts whose worker died: resume or cleanly fail each, and enqueue again a
-    pending deployment whose job Redis lost.
+def _orphaned(deployment: Deployment, reason: str) -> None:
+    """A rollout whose worker died (choreo_site.runs' reaper): resume it or cleanly fail it.
 
     If the new replicas already serve (their servers are in the ingress and the old ones
     are gone), the switch happened: the deployment becomes active. Otherwise its replicas
     and servers are removed, and it fails with the reason; the old version keeps serving.
     """
-    from datetime import timedelta
+    deployment = _load(deployment.pk)
+    route = Route.objects.filter(component=deployment.component, environment=deployment.environment).first()
+    ing = ingress()
+    servers = {s.name for s in ing.servers(slot_name(route.slot))} if route is not None and ing.is_up() else set()
+    mine = set(_servers_of(deployment)) & servers
+    old = deployment.replaces
+    old_serving = old is not None and bool(set(_servers_of(old)) & servers)
+    if mine and not old_serving:
+        if runs.finish(KIND, deployment, Deployment.ACTIVE):
+            if old is not None:
+                Deployment.objects.filter(pk=old.pk, status=Deployment.ACTIVE).update(status=Deployment.SUPERSEDED)
+                for replica in _replicas_of(old):
+                    runtime().replica_stop(replica, grace=settings.ROLLOUT_STOP_GRACE)
+            writer = LogWriter(deployment.log_stream)
+            writer.line("==> The worker stopped after the switch; the new version serves: deployment resumed as active")
+            writer.end(Deployment.ACTIVE)
+        return
+    if route is not None:
+        for name in mine:
+            ing.server_delete(slot_name(route.slot), name)
+    for replica in runtime().replicas(deployment=str(deployment.pk)):
+        runtime().replica_stop(replica, grace=1)
+    runs.fail(KIND, deployment, reason, note="Its replicas were removed; the active version keeps serving.")
 
-    from rq.job import Job
 
+def _enqueue_again(deployment: Deployment) -> None:
     from choreo_site.queues import default_queue
     from deployments import jobs
 
-    reaped = []
-    for deployment in Deployment.objects.filter(status=Deployment.ROLLING_OUT).select_related("component", "environment", "replaces"):
-        if not process_gone(deployment.worker):
-            continue
-        writer = LogWriter(deployment.log_stream)
-        route = Route.objects.filter(component=deployment.component, environment=deployment.environment).first()
-        ing = ingress()
-        servers = {s.name for s in ing.servers(slot_name(route.slot))} if route is not None and ing.is_up() else set()
-        mine = set(_servers_of(deployment)) & servers
-        old = deployment.replaces
-        old_serving = old is not None and bool(set(_servers_of(old)) & servers)
-        if mine and not old_serving:
-            if mark_final(deployment, Deployment.ACTIVE):
-                if old is not None:
-                    Deployment.objects.filter(pk=old.pk, status=Deployment.ACTIVE).update(status=Deployment.SUPERSEDED)
-                    for replica in _replicas_of(old):
-                        runtime().replica_stop(replica, grace=settings.ROLLOUT_STOP_GRACE)
-                writer.line("==> The worker stopped after the switch; the new version serves: deployment resumed as active")
-                writer.end(Deployment.ACTIVE)
-        else:
-            reason = f"The worker running this rollout ({deployment.worker}) stopped: it was killed or crashed."
-            if route is not None:
-                for name in mine:
-                    ing.server_delete(slot_name(route.slot), name)
-            for replica in runtime().replicas(deployment=str(deployment.pk)):
-                runtime().replica_stop(replica, grace=1)
-            if mark_final(deployment, Deployment.FAILED, reason):
-                writer.line(f"==> FAILED: {reason} Its replicas were removed; the active version keeps serving.")
-                writer.end(Deployment.FAILED)
-        reaped.append(deployment.pk)
-    connection = default_queue().connection
-    stale = timezone.now() - timedelta(seconds=30)
-    for deployment in Deployment.objects.filter(status=Deployment.PENDING, created_at__lt=stale):
-        if not Job.exists(f"rollout-{deployment.pk}", connection=connection):
-            default_queue().enqueue(jobs.deployment_rollout, deployment.pk, job_id=f"rollout-{deployment.pk}", job_timeout=1800)
-    return reaped
+    default_queue().enqueue(jobs.deployment_rollout, deployment.pk, job_id=deployment.job_id, job_timeout=1800)
+
+
+KIND = runs.Kind(
+    name="rollout",
+    model=Deployment,
+    queued=Deployment.PENDING,
+    running=Deployment.ROLLING_OUT,
+    succeeded=Deployment.ACTIVE,
+    failed=Deployment.FAILED,
+    final=Deployment.FINAL,
+    expected=(RolloutFailed, RuntimeFailure, IngressError),
+    job_id=lambda deployment: deployment.job_id,
+    enqueue=_enqueue_again,
+    readable=permissions.check_view,
+    on_orphan=_orphaned,
+)

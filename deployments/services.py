@@ -9,14 +9,12 @@ import json
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from builds.models import Build, Component
 from builds.services import build_auto_deploy_refused
 from choreo_site import audit
 from choreo_site.errors import Conflict, PlatformError
 from choreo_site.queues import default_queue, enqueue_after_commit
-from choreo_site.redaction import redact
 from deployments import configurables
 from deployments.models import Deployment, Release, Route
 from environments import approvals, permissions
@@ -158,7 +156,7 @@ def _create(*, component, environment, release, config, kind, rollback_of=None) 
         details["rollback_of"] = rollback_of.pk
     target = f"deployment {deployment.pk} of {component.name}"
     audit.record(f"deployment.{kind}", project=component.project, environment=environment, target=target, details=details)
-    enqueue_after_commit(default_queue(), jobs.deployment_rollout, deployment.pk, job_id=f"rollout-{deployment.pk}", job_timeout=1800)
+    enqueue_after_commit(default_queue(), jobs.deployment_rollout, deployment.pk, job_id=deployment.job_id, job_timeout=1800)
     return deployment
 
 
@@ -372,16 +370,6 @@ def project_teardown(*, project: Project) -> None:
     from deployments import rollout
 
     rollout.project_remove(project=project)
-
-
-def mark_final(deployment: Deployment, status: str, error: str = "") -> bool:
-    """End a rollout. The error is stored redacted: it may quote a replica's output."""
-    return (
-        Deployment.objects.filter(pk=deployment.pk, status=Deployment.ROLLING_OUT).update(
-            status=status, error=redact(error, owner=deployment), finished_at=timezone.now()
-        )
-        == 1
-    )
 
 
 def component_config_set(

@@ -172,3 +172,34 @@ def test_a_rollout_job_for_a_deployment_no_longer_pending_does_nothing(component
     assert read_text(late.log_stream) == ""
     assert Deployment.objects.get(pk=first.pk).status == Deployment.ACTIVE
     assert get(HOST) == (200, "v1")
+
+
+def test_a_rollout_beats_and_one_whose_worker_went_silent_is_failed_and_undone(component, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from choreo_site import runs
+
+    settings.RUN_HEARTBEAT_INTERVAL = 0  # a beat every half second
+    v1 = build(component)
+    first = finish(services.deployment_deploy(component=component, build=v1))
+    assert first.status == Deployment.ACTIVE, first.error
+    assert first.heartbeat_at > first.started_at
+
+    # A rollout on a worker on another host: its process cannot be seen from here, only its
+    # heartbeat. While the heartbeat is fresh it is left alone; once stale, it is failed.
+    v2 = build(component, {"index.html": "v2\n"})
+    remote = services.deployment_deploy(component=component, build=v2)
+    Deployment.objects.filter(pk=remote.pk).update(status=Deployment.ROLLING_OUT, worker="elsewhere:4242", heartbeat_at=timezone.now())
+    assert runs.reap_orphans() == []
+    silent = timezone.now() - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT + 1)
+    Deployment.objects.filter(pk=remote.pk).update(heartbeat_at=silent)
+    assert runs.reap_orphans() == [f"rollout-{remote.pk}"]
+    remote.refresh_from_db()
+    assert remote.status == Deployment.FAILED
+    assert remote.error == f"The worker running this rollout (elsewhere:4242) sent no heartbeat for {settings.RUN_HEARTBEAT_TIMEOUT}s."
+    assert "the active version keeps serving" in read_text(remote.log_stream)
+    assert Deployment.objects.get(pk=first.pk).status == Deployment.ACTIVE and get(HOST) == (200, "v1")
+    # A job for it that comes late finds nothing to do.
+    assert rollout.run(remote.pk) == Deployment.FAILED
