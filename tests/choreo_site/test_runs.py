@@ -1,0 +1,235 @@
+"""The run lifecycle (choreo_site.runs) on its own, with build rows and no Docker: the claim,
+the watchdog (heartbeat, cancel, timeout), the mapping of errors, the final update and the
+reaper. Fast, so that a mutation run can afford them for every mutant."""
+
+import dataclasses
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from rq.job import Job
+
+from builds import pipeline
+from builds.models import Build, Component
+from choreo_site import runs
+from choreo_site.errors import PlatformError
+from choreo_site.logstream import read_text, stream_final_status
+from choreo_site.queues import builds_queue
+from environments.services import project_create
+
+pytestmark = pytest.mark.django_db(transaction=True)
+KIND = pipeline.KIND
+
+
+@pytest.fixture
+def component():
+    return Component.objects.create(project=project_create(name="shop"), name="web", repository="/nonexistent")
+
+
+def queued(component, **fields) -> Build:
+    return Build.objects.create(component=component, commit="a" * 40, **fields)
+
+
+def load(pk: int) -> Build:
+    return Build.objects.get(pk=pk)
+
+
+def execute(build: Build, body) -> str:
+    return runs.execute(KIND, build.pk, body, load=load)
+
+
+def test_a_queued_run_is_claimed_run_and_ended(component):
+    build = queued(component)
+    seen = {}
+
+    def body(run, writer, watchdog):
+        seen["row"] = Build.objects.get(pk=run.pk)
+        writer.line("working")
+
+    assert execute(build, body) == Build.SUCCEEDED
+    claimed = seen["row"]
+    assert claimed.status == Build.RUNNING and claimed.worker == runs.worker_identity()
+    assert claimed.started_at is not None and claimed.heartbeat_at == claimed.started_at
+    build.refresh_from_db()
+    assert build.status == Build.SUCCEEDED and build.error == "" and build.finished_at >= build.started_at
+    assert read_text(build.log_stream) == "working\n==> Build succeeded.\n"
+    assert stream_final_status(build.log_stream) == Build.SUCCEEDED
+
+
+@pytest.mark.parametrize("status", [Build.RUNNING, Build.CANCELLED, Build.SUCCEEDED, Build.FAILED])
+def test_a_run_no_longer_queued_is_not_claimed(component, status):
+    build = queued(component, status=status, worker="other:1")
+    called = []
+    assert execute(build, lambda *args: called.append(args)) == status
+    assert called == []
+    build.refresh_from_db()
+    assert (build.status, build.worker, build.started_at, read_text(build.log_stream)) == (status, "other:1", None, "")
+
+
+def test_a_missing_run_is_missing(component):
+    assert runs.execute(KIND, 999_999, lambda *args: None, load=load) == "missing"
+
+
+def test_an_expected_error_fails_the_run_with_its_message(component):
+    build = queued(component)
+
+    def body(run, writer, watchdog):
+        raise PlatformError("path 'x' does not exist at commit aaaa.")
+
+    assert execute(build, body) == Build.FAILED
+    build.refresh_from_db()
+    assert build.error == "path 'x' does not exist at commit aaaa."
+    assert read_text(build.log_stream).endswith("==> FAILED: path 'x' does not exist at commit aaaa.\n")
+
+
+def test_an_unexpected_error_fails_the_run_as_internal(component, caplog):
+    build = queued(component)
+
+    def body(run, writer, watchdog):
+        raise ZeroDivisionError("division by zero")
+
+    assert execute(build, body) == Build.FAILED
+    build.refresh_from_db()
+    assert build.error == "Internal error: ZeroDivisionError: division by zero"
+    assert f"build {build.pk} failed unexpectedly" in caplog.text
+
+
+def test_the_final_update_leaves_a_run_someone_else_ended(component):
+    build = queued(component)
+
+    def body(run, writer, watchdog):
+        Build.objects.filter(pk=run.pk).update(status=Build.FAILED, error="ended elsewhere")
+
+    assert execute(build, body) == Build.FAILED
+    build.refresh_from_db()
+    assert build.error == "ended elsewhere"
+    assert stream_final_status(build.log_stream) == Build.FAILED
+
+
+def _wait_for_abort(run, writer, watchdog):
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        watchdog.check()
+        time.sleep(0.05)
+    raise AssertionError("never aborted")
+
+
+def test_a_cancel_request_aborts_the_run(component):
+    build = queued(component)
+
+    def cancel_soon():
+        time.sleep(0.3)
+        Build.objects.filter(pk=build.pk).update(cancel_requested=True)
+
+    threading.Thread(target=cancel_soon).start()
+    started = time.monotonic()
+    assert execute(build, _wait_for_abort) == Build.CANCELLED
+    assert time.monotonic() - started < 5
+    build.refresh_from_db()
+    assert build.error == "Cancelled by a user."
+    assert read_text(build.log_stream).endswith("==> CANCELLED: Cancelled by a user.\n")
+
+
+def test_the_timeout_fails_the_run_and_aborts_what_it_waits_on(component, settings):
+    settings.BUILD_TIMEOUT = 1
+    build = queued(component)
+    aborted = []
+
+    class Target:
+        def abort(self, reason):
+            aborted.append(reason)
+
+    def body(run, writer, watchdog):
+        watchdog.target = Target()
+        _wait_for_abort(run, writer, watchdog)
+
+    assert execute(build, body) == Build.FAILED
+    build.refresh_from_db()
+    assert build.error == "Timed out after 1s (BUILD_TIMEOUT)." and aborted == [build.error]
+
+
+def test_a_kind_without_a_timeout_or_cancel_is_never_aborted(component, settings):
+    kind = dataclasses.replace(KIND, timeout_setting="", cancelled=None)
+    build = queued(component)
+    settings.BUILD_TIMEOUT = 1
+
+    def body(run, writer, watchdog):
+        Build.objects.filter(pk=run.pk).update(cancel_requested=True)
+        time.sleep(1.6)
+        watchdog.check()
+
+    assert runs.execute(kind, build.pk, body, load=load) == Build.SUCCEEDED
+
+
+def test_a_running_run_beats(component, settings):
+    settings.RUN_HEARTBEAT_INTERVAL = 0
+    build = queued(component)
+    beats = []
+
+    def body(run, writer, watchdog):
+        for _ in range(3):
+            time.sleep(0.6)
+            beats.append(Build.objects.get(pk=run.pk).heartbeat_at)
+
+    execute(build, body)
+    build.refresh_from_db()
+    assert beats[0] > build.started_at and beats[2] > beats[0]
+
+
+def test_the_reaper_fails_runs_whose_worker_died_or_went_silent_and_leaves_live_ones(component, settings):
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT + 1)
+    dead_here = queued(component, status=Build.RUNNING, worker=f"{runs.worker_identity().rpartition(':')[0]}:999999", heartbeat_at=now)
+    silent = queued(component, status=Build.RUNNING, worker="elsewhere:1", heartbeat_at=stale)
+    never_beat = queued(component, status=Build.RUNNING, worker="elsewhere:2", heartbeat_at=None)
+    hung_here = queued(component, status=Build.RUNNING, worker=runs.worker_identity(), heartbeat_at=stale)
+    alive_here = queued(component, status=Build.RUNNING, worker=runs.worker_identity(), heartbeat_at=now)
+    alive_there = queued(component, status=Build.RUNNING, worker="elsewhere:3", heartbeat_at=now)
+    (settings.WORKSPACE_DIR / f"build-{silent.pk}").mkdir(parents=True)
+
+    reaped = runs.reap_orphans()
+
+    assert sorted(reaped) == sorted(f"build-{b.pk}" for b in (dead_here, silent, never_beat, hung_here))
+    for build, reason in (
+        (hung_here, f"The worker running this build ({hung_here.worker}) sent no heartbeat for {settings.RUN_HEARTBEAT_TIMEOUT}s."),
+        (dead_here, f"The worker running this build ({dead_here.worker}) stopped: it was killed or crashed."),
+        (silent, f"The worker running this build (elsewhere:1) sent no heartbeat for {settings.RUN_HEARTBEAT_TIMEOUT}s."),
+        (never_beat, f"The worker running this build (elsewhere:2) sent no heartbeat for {settings.RUN_HEARTBEAT_TIMEOUT}s."),
+    ):
+        build.refresh_from_db()
+        assert (build.status, build.error) == (Build.FAILED, reason) and build.finished_at is not None
+        assert read_text(build.log_stream) == f"==> FAILED: {reason}\n"
+    assert not (settings.WORKSPACE_DIR / f"build-{silent.pk}").exists()
+    # A fresh heartbeat, from this host's live process or from another host: untouched.
+    for build in (alive_here, alive_there):
+        build.refresh_from_db()
+        assert build.status == Build.RUNNING and build.error == ""
+    assert runs.reap_orphans() == []
+
+
+def test_the_reaper_does_not_fail_a_run_that_ended_meanwhile(component, settings):
+    silent = queued(component, status=Build.RUNNING, worker="elsewhere:1", heartbeat_at=None)
+    assert runs.fail(KIND, Build.objects.get(pk=silent.pk), "first") is True
+    assert runs.fail(KIND, Build.objects.get(pk=silent.pk), "second") is False
+    taken = queued(component, status=Build.RUNNING, worker="elsewhere:2")
+    moved = Build.objects.get(pk=taken.pk)
+    Build.objects.filter(pk=taken.pk).update(worker="elsewhere:3")
+    assert runs.fail(KIND, moved, "stale view") is False
+    assert Build.objects.get(pk=silent.pk).error == "first" and Build.objects.get(pk=taken.pk).status == Build.RUNNING
+
+
+def test_the_reaper_enqueues_again_a_queued_run_whose_job_was_lost(component):
+    connection = builds_queue().connection
+    old = timezone.now() - timedelta(seconds=31)
+    lost = queued(component)
+    Build.objects.filter(pk=lost.pk).update(created_at=old)
+    recent = queued(component)  # its job may still be on its way
+    assert not Job.exists(lost.job_id, connection=connection)
+
+    runs.reap_orphans()
+
+    assert Job.exists(lost.job_id, connection=connection)
+    assert not Job.exists(recent.job_id, connection=connection)
+    builds_queue().empty()
