@@ -56,7 +56,7 @@ def config_text(*, bind: str, port: int, socket_path: Path, map_file: Path, slot
     backends = "\n".join(
         f"""backend {slot_name(i)}
     balance roundrobin
-    option redispatch 1
+    option redispatch
     retries 3
     retry-on conn-failure empty-response response-timeout
     server-template {SERVER_PREFIX} {servers_per_slot} {FREE_ADDRESS}:1 disabled check inter 1s fall 2 rise 1
@@ -84,8 +84,8 @@ frontend ingress
     http-request set-var(txn.route) req.hdr(host),field(1,:),lower,map({map_file})
     # A request that may change something is sent to a replica once: when one closes or
     # times out after taking it, the client gets the error, not a second execution
-    # elsewhere. GET, HEAD and OPTIONS are retried; a failed connection (nothing sent) always
-    # is. Each retry goes to another server (`option redispatch 1`), not the one that failed.
+    # elsewhere. GET, HEAD and OPTIONS may be retried; a failed connection (nothing sent)
+    # always may.
     http-request disable-l7-retry if !METH_GET !METH_OPTIONS
     use_backend %[var(txn.route)] if {{ var(txn.route) -m found }}
     default_backend no_route
