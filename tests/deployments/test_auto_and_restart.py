@@ -146,6 +146,62 @@ def test_a_rollout_whose_worker_dies_fails_cleanly_and_the_old_version_serves(co
     assert get(HOST) == (200, "v1")
 
 
+def test_a_rollout_whose_worker_freezes_is_failed_by_its_heartbeat_and_the_next_deploy_goes_ahead(
+    component, platform_env, tmp_path, settings
+):
+    """A frozen worker (SIGSTOP) still has its process: only the stale heartbeat tells, as for
+    a worker on another machine."""
+    import time
+
+    from builds.services import build_start
+    from choreo_site import runs
+
+    build_start(component=component)
+    run_build_jobs()
+    first = services.deployment_deploy(component=component)
+    run_default_jobs()
+    v1 = Build.objects.latest("created_at")
+    component.repo.commit({"Dockerfile": 'FROM choreo/busybox:1\nCMD ["sleep", "600"]\n'}, "never healthy")
+    build_start(component=component)
+    run_build_jobs()
+    second = services.deployment_deploy(component=component, build=Build.objects.latest("created_at"))
+    env = {**platform_env, "RUN_HEARTBEAT_INTERVAL": "1"}
+    worker = start_process([*MANAGE, "rqworker", "default"], env, tmp_path / "worker.log")
+    try:
+        deadline = time.monotonic() + 60
+        while not Deployment.objects.filter(pk=second.pk, status=Deployment.ROLLING_OUT).exclude(replicas=[]).exists():
+            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-2000:]
+            time.sleep(0.2)
+        second.refresh_from_db()
+        horse = int(second.worker.rpartition(":")[2])
+        os.kill(horse, signal.SIGSTOP)
+        os.killpg(worker.pid, signal.SIGSTOP)
+        settings.RUN_HEARTBEAT_TIMEOUT = 3
+        assert runs.reap_orphans() == []  # its beat is still fresh
+        time.sleep(4)
+        assert runs.reap_orphans() == [f"rollout-{second.pk}"]
+        second.refresh_from_db()
+        assert second.status == Deployment.FAILED and "sent no heartbeat for 3s" in second.error
+        assert docker.from_env().containers.list(all=True, filters={"label": [f"io.choreo.deployment={second.pk}"]}) == []
+        assert Deployment.objects.get(pk=first.pk).status == Deployment.ACTIVE and get(HOST) == (200, "v1")
+
+        # The environment is not left busy: the next deploy is accepted and goes active.
+        third = services.deployment_deploy(component=component, build=v1)
+        run_default_jobs()
+        third.refresh_from_db()
+        assert third.status == Deployment.ACTIVE, third.error
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        try:
+            os.kill(horse, signal.SIGKILL)
+        except (NameError, ProcessLookupError):
+            pass
+        worker.wait(10)
+    # The frozen worker, had it woken, would have found its rollout ended: nothing to undo.
+    second.refresh_from_db()
+    assert second.status == Deployment.FAILED and get(HOST) == (200, "v1")
+
+
 def test_a_replica_that_disappeared_is_replaced_and_served(component, platform_ingress):
     from builds.services import build_start
     from deployments.rollout import replicas_reconcile
