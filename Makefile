@@ -1,6 +1,6 @@
 # `make up`: install what is missing and run the platform in the foreground.
 # `make test`: the whole test suite, on SQLite and on PostgreSQL.
-.PHONY: up test lint bench install lock
+.PHONY: up test lint bench install lock mutate
 
 up:
 	scripts/install.sh
@@ -21,6 +21,7 @@ bench:
 	.venv/bin/python -m benchmarks.web_tier
 	.venv/bin/python -m benchmarks.redaction
 	.venv/bin/python -m benchmarks.isolation_cost
+	.venv/bin/python -m benchmarks.permission_cost
 
 # Pin and hash every dependency, from requirements.txt and requirements-dev.txt.
 lock:
@@ -28,3 +29,9 @@ lock:
 	.venv-lock/bin/pip install -q pip-tools==7.6.2
 	.venv-lock/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links -o requirements.lock requirements.txt
 	.venv-lock/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links -o requirements-dev.lock requirements-dev.txt
+	.venv-lock/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links -o requirements-mutate.lock requirements-mutate.txt
+
+# Mutation testing of the modules that hold the rules (pyproject.toml [tool.mutate]); slow,
+# so not part of `make test`. `make mutate TARGETS="redaction webhooks"` for some of them.
+mutate:
+	scripts/mutate.sh $(TARGETS)

@@ -141,15 +141,26 @@ def _pins(path: Path) -> dict[str, str]:
     return pins
 
 
-LOCKS = [("requirements.txt", "requirements.lock"), ("requirements-dev.txt", "requirements-dev.lock")]
+def _wanted(path: Path) -> dict[str, str]:
+    """The pins of a requirements file and of those it includes with `-r`."""
+    pins = _pins(path)
+    for line in path.read_text().splitlines():
+        if line.startswith("-r "):
+            pins |= _wanted(path.parent / line[3:].strip())
+    return pins
+
+
+LOCKS = [
+    ("requirements.txt", "requirements.lock"),
+    ("requirements-dev.txt", "requirements-dev.lock"),
+    ("requirements-mutate.txt", "requirements-mutate.lock"),
+]
 
 
 @pytest.mark.parametrize("requirements, lock", LOCKS)
 def test_every_requirement_is_in_the_lock_file_with_hashes(requirements, lock):
     root = settings.BASE_DIR
-    wanted = _pins(root / requirements)
-    if requirements == "requirements-dev.txt":
-        wanted |= _pins(root / "requirements.txt")
+    wanted = _wanted(root / requirements)
     locked = _pins(root / lock)
     missing = {name: version for name, version in wanted.items() if locked.get(name) != version}
     assert not missing, f"{lock} lacks {missing}: run make lock"
