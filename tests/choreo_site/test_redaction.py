@@ -123,3 +123,49 @@ def test_a_project_secret_masks_only_that_project_errors(two_builds, api):
     assert page.render(Context({"b": two_builds["beta"]})) == "the step printed k9z!"
     # Texts of no project (the platform's own) still mask every project's secrets.
     assert Template("{% load redaction %}{{ text|redacted }}").render(Context({"text": "k9z!"})) == "***"
+
+
+# The Redactor on its own: every form of a secret, at every alignment, whatever the values beside it.
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from choreo_site.redaction import MASK, Redactor  # noqa: E402
+
+secret_text = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=4, max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(secret_text, st.binary(max_size=7), st.binary(max_size=7), st.sampled_from([base64.b64encode, base64.urlsafe_b64encode]))
+def test_the_base64_of_a_secret_inside_longer_data_is_masked_at_any_alignment(secret, before, after, encode):
+    """As in an HTTP Basic header: `user:password` encoded as a whole. The 4-character groups
+    that encode bytes of the secret alone are masked, each of them, whole."""
+    raw = secret.encode()
+    encoded = encode(before + raw + after).decode()
+    masked = Redactor([secret])(encoded)
+    first_group = -(-len(before) // 3)  # the groups that hold secret bytes alone
+    last_group = (len(before) + len(raw)) // 3
+    if last_group <= first_group:
+        return
+    parts = masked.split(MASK)
+    assert len(parts) >= 2, (encoded, masked)
+    kept_before, kept_after = parts[0], parts[-1]
+    # What is left before the first mask and after the last is the encoded text's own start
+    # and end, and stops short of the secret's groups.
+    assert encoded.startswith(kept_before) and len(kept_before) <= 4 * first_group, (encoded, masked)
+    assert encoded.endswith(kept_after) and len(kept_after) <= len(encoded) - 4 * last_group, (encoded, masked)
+
+
+def test_every_line_of_a_multi_line_secret_of_8_or_more_characters_is_masked():
+    secret = "-----BEGIN KEY-----\nabcdefgh\nshort\n-----END KEY-----"
+    redact = Redactor([secret])
+    assert redact("key line: abcdefgh") == f"key line: {MASK}"
+    assert redact("a line: short") == "a line: short"  # under 8: too common to mask alone
+
+
+def test_short_values_do_not_stop_the_others_from_being_masked():
+    shorts = ["a", "bc", "def", "", "x"]
+    longs = [f"long-secret-{i}-value" for i in range(5)]
+    redact = Redactor(shorts + longs)
+    for value in longs:
+        assert redact(f"<{value}>") == f"<{MASK}>"
+    assert redact("a bc def x") == "a bc def x"

@@ -111,3 +111,42 @@ def test_each_role_does_what_the_table_says(alpha):
     # A refused button on a page says why.
     response = page_as(viewer).post("/projects/alpha/components/web/build/start", follow=True)
     assert any("may not build" in str(m) for m in response.context["messages"])
+
+
+def test_a_role_in_one_project_says_nothing_about_another():
+    from environments import permissions
+    from environments.services import project_create
+
+    carol = User.objects.create_user("carol", password="carol-password-123")
+    alpha, beta, gamma = (project_create(name=name) for name in ("alpha", "beta", "gamma"))
+    Membership.objects.create(project=alpha, user=carol, role=Membership.ADMIN)  # the first of her rows
+    Membership.objects.create(project=beta, user=carol, role=Membership.VIEWER)
+
+    assert permissions.role_of(carol, alpha) == Membership.ADMIN
+    assert permissions.role_of(carol, beta) == Membership.VIEWER
+    assert permissions.role_of(carol, gamma) is None
+    with pytest.raises(Exception, match=r"\(viewer\) may not deploy"):
+        permissions.project_authorize(actor=carol, project=beta, action=permissions.DEPLOY)
+    with pytest.raises(Exception, match="does not exist"):
+        permissions.project_authorize(actor=carol, project=gamma, action=permissions.VIEW)
+    assert sorted(p.name for p in permissions.projects_visible(carol)) == ["alpha", "beta"]
+    assert permissions.abilities(carol, beta)["deploy"] is False
+
+
+def test_superusers_and_the_platform_itself_may_do_everything_everywhere():
+    from django.contrib.auth.models import AnonymousUser
+
+    from environments import permissions
+    from environments.services import project_create
+
+    root = User.objects.create_superuser("root", password="root-password-123")
+    alpha = project_create(name="alpha")
+    project_create(name="beta")
+    for actor in (root, None):  # None: jobs, signed webhooks, commands
+        assert permissions.role_of(actor, alpha) == Membership.ADMIN
+        for action in permissions.ACTION_WORDS:
+            permissions.project_authorize(actor=actor, project=alpha, action=action)
+        assert sorted(p.name for p in permissions.projects_visible(actor)) == ["alpha", "beta"]
+    assert permissions.abilities(root, alpha)["role"] == "superuser"
+    assert permissions.role_of(AnonymousUser(), alpha) is None
+    assert list(permissions.projects_visible(AnonymousUser())) == []
