@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -173,3 +174,55 @@ def test_fuzz_a_wrong_gitlab_token_is_refused(body, secret, token):
         assert err.status == 401 and err.reason == "wrong signature: X-Gitlab-Token does not match"
     else:
         raise AssertionError("GitLab accepted a wrong token")
+
+
+# Example-based checks of what the path filter and the payload limits decide.
+GITHUB_PUSH = webhooks.Delivery(webhooks.GITHUB, "d", "push")
+A, B = "a" * 40, "b" * 40
+
+
+def _push(delivery=GITHUB_PUSH, **fields) -> webhooks.Push:
+    return webhooks.parse_push(delivery, json.dumps({"ref": "refs/heads/main", "before": A, "after": B, **fields}).encode())
+
+
+def test_the_paths_a_push_touched_are_listed_only_when_the_payload_lists_them_all():
+    commits = [{"added": ["svc/a.py"], "modified": ["README.md"], "removed": []}, {"removed": ["svc/old.py"]}]
+    assert sorted(_push(commits=commits).paths) == ["README.md", "svc/a.py", "svc/old.py"]
+    assert _push(commits=commits * 10).paths is None  # 20 commits: GitHub may have left some out
+    assert _push(commits=[{"added": "svc/a.py"}]).paths is None  # not a list: unknown, build
+    assert _push(commits=[{"added": [1]}]).paths is None
+    assert _push(commits=["abc"]).paths is None
+    assert _push(commits={"added": []}).paths is None
+    assert _push(commits=commits, before=webhooks.ZERO_SHA).paths is None  # a new branch: everything is new
+    gitlab = webhooks.Delivery(webhooks.GITLAB, "d", "push")
+    assert _push(gitlab, commits=commits, total_commits_count=2).paths == ["svc/a.py", "README.md", "svc/old.py"]
+    assert _push(gitlab, commits=commits, total_commits_count=3).paths is None
+    assert _push(gitlab, commits=commits, total_commits_count="2").paths is None
+
+
+def test_a_push_touches_a_component_only_under_its_directory():
+    assert webhooks.touches([], ".") and webhooks.touches([], "")  # the whole repository
+    assert webhooks.touches(["svc/a.py"], "svc") and webhooks.touches(["svc/a.py"], "svc/")
+    assert webhooks.touches(["svc"], "svc")  # the directory itself (a submodule, say)
+    assert not webhooks.touches(["svc2/a.py", "README.md"], "svc")
+    assert not webhooks.touches([], "svc")
+
+
+def test_payload_limits_and_shapes_are_refused_with_their_status():
+    at_limit = b'"' + b"x" * (webhooks.MAX_BODY - 2) + b'"'
+    with pytest.raises(webhooks.WebhookError) as refused:
+        webhooks.parse_push(GITHUB_PUSH, at_limit)
+    assert (refused.value.status, refused.value.reason) == (400, "malformed payload: expected a JSON object")
+    with pytest.raises(webhooks.WebhookError) as refused:
+        webhooks.parse_push(GITHUB_PUSH, at_limit + b" ")
+    assert (refused.value.status, refused.value.reason) == (413, "payload larger than 10 MiB")
+    for body, reason in ((b"\xff", "malformed payload: not JSON"), (b"[1]", "malformed payload: expected a JSON object")):
+        with pytest.raises(webhooks.WebhookError) as refused:
+            webhooks.parse_push(GITHUB_PUSH, body)
+        assert (refused.value.status, refused.value.reason) == (400, reason)
+    with pytest.raises(webhooks.WebhookError) as refused:
+        webhooks.verify(GITHUB_PUSH, {}, b"{}", "secret")
+    assert (refused.value.status, refused.value.reason) == (401, "unsigned: X-Hub-Signature-256 is missing")
+    with pytest.raises(webhooks.WebhookError) as refused:
+        webhooks.verify(GITHUB_PUSH, {"X-Hub-Signature-256": "sha256=00"}, b"{}", "")
+    assert refused.value.status == 401 and "no webhook secret" in refused.value.reason
