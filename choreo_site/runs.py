@@ -163,7 +163,7 @@ def execute(kind: Kind, pk: int, body: Callable[[Any, LogWriter, Watchdog], None
         error = f"Internal error: {exc.__class__.__name__}: {exc}"
     finally:
         watchdog.stopped.set()
-    error = redact(error, owner=run)  # stored and shown: it may quote the run's output
+    # The error may quote the run's output: the log writer and `finish` redact it.
     if error:
         writer.line(f"==> {status.upper()}: {error}")
     elif kind.success_line:

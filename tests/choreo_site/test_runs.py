@@ -155,12 +155,16 @@ def test_a_kind_without_a_timeout_or_cancel_is_never_aborted(component, settings
     build = queued(component)
     settings.BUILD_TIMEOUT = 1
 
+    settings.RUN_HEARTBEAT_INTERVAL = 0
+
     def body(run, writer, watchdog):
         Build.objects.filter(pk=run.pk).update(cancel_requested=True)
         time.sleep(1.6)
         watchdog.check()
 
     assert runs.execute(kind, build.pk, body, load=load) == Build.SUCCEEDED
+    build.refresh_from_db()
+    assert build.heartbeat_at > build.started_at  # its watchdog ran all along
 
 
 def test_a_running_run_beats(component, settings):
@@ -173,9 +177,56 @@ def test_a_running_run_beats(component, settings):
             time.sleep(0.6)
             beats.append(Build.objects.get(pk=run.pk).heartbeat_at)
 
-    execute(build, body)
+    assert execute(build, body) == Build.SUCCEEDED  # BUILD_TIMEOUT is far away
     build.refresh_from_db()
     assert beats[0] > build.started_at and beats[2] > beats[0]
+
+
+def test_no_beat_before_the_interval(component, settings):
+    settings.RUN_HEARTBEAT_INTERVAL = 3600
+    build = queued(component)
+    assert execute(build, lambda run, writer, watchdog: time.sleep(1.2)) == Build.SUCCEEDED
+    build.refresh_from_db()
+    assert build.heartbeat_at == build.started_at  # the claim's, and no other
+
+
+def test_executing_one_run_claims_only_that_one(component):
+    build, other = queued(component), queued(component)
+    seen = []
+    assert execute(build, lambda run, writer, watchdog: seen.append(Build.objects.get(pk=other.pk))) == Build.SUCCEEDED
+    assert (seen[0].status, seen[0].worker, seen[0].started_at) == (Build.QUEUED, "", None)
+    other.refresh_from_db()
+    assert other.status == Build.QUEUED
+
+
+def test_a_stored_error_is_redacted_with_the_runs_project_secrets(component):
+    from environments.services import config_set
+
+    secret = "project-secret-0123456789"
+    config_set(project=component.project, component="web", environment=None, key="TOKEN", value=secret, secret=True)
+    build = queued(component)
+
+    def body(run, writer, watchdog):
+        raise PlatformError(f"the server said: bad token {secret}")
+
+    assert execute(build, body) == Build.FAILED
+    build.refresh_from_db()
+    assert build.error == "the server said: bad token ***"
+    assert runs.finish(KIND, queued(component, status=Build.RUNNING), Build.FAILED, f"again {secret}")
+    assert Build.objects.filter(error="again ***").exists()
+    # Another project's secret is that project's business: this run's error keeps the text.
+    other = project_create(name="other")
+    config_set(project=other, component="web", environment=None, key="TOKEN", value="other-secret-9876543210", secret=True)
+    assert runs.finish(KIND, queued(component, status=Build.RUNNING), Build.FAILED, "said other-secret-9876543210")
+    assert Build.objects.filter(error="said other-secret-9876543210").exists()
+
+
+def test_finishing_without_an_error_stores_none(component):
+    running = queued(component, status=Build.RUNNING)
+    assert runs.finish(KIND, running, Build.SUCCEEDED) is True
+    running.refresh_from_db()
+    assert (running.status, running.error) == (Build.SUCCEEDED, "") and running.finished_at is not None
+    assert runs.finish(KIND, running, Build.FAILED, "late") is False  # no longer running
 
 
 def test_the_reaper_fails_runs_whose_worker_died_or_went_silent_and_leaves_live_ones(component, settings):
