@@ -169,3 +169,28 @@ def test_short_values_do_not_stop_the_others_from_being_masked():
     for value in longs:
         assert redact(f"<{value}>") == f"<{MASK}>"
     assert redact("a bc def x") == "a bc def x"
+
+
+def test_whose_secrets_reach_a_text(project, settings, monkeypatch):
+    from builds.models import Build, Component, PushEvent
+    from choreo_site.redaction import owner_project_id
+
+    settings.REGISTRY_PASSWORD = "registry-password-1"
+    monkeypatch.setenv("DATABASE_URL", "postgres://choreo:database-password-2@127.0.0.1:5432/choreo")
+    redis_password = settings.REDIS_URL.split("@")[0].rsplit(":", 1)[-1] if "@" in settings.REDIS_URL else None
+    other = project_create(name="other")
+    config_set(project=project, component="web", environment=None, key="MINE", value="mine-secret-0001", secret=True)
+    config_set(project=other, component="web", environment=None, key="THEIRS", value="their-secret-0002", secret=True)
+
+    mine = platform_secrets(project.pk)
+    assert {"registry-password-1", "database-password-2", "mine-secret-0001"} <= set(mine)
+    assert "their-secret-0002" not in mine
+    assert redis_password is None or redis_password in mine
+    assert {"mine-secret-0001", "their-secret-0002"} <= set(platform_secrets(None))  # the platform's own logs
+
+    component = Component.objects.create(project=project, name="web", repository="/nonexistent")
+    build = Build.objects.create(component=component, commit="a" * 40)
+    assert owner_project_id(None) is None and owner_project_id(project.pk) == project.pk
+    assert owner_project_id(component) == project.pk and owner_project_id(build) == project.pk
+    assert owner_project_id(PushEvent(component=None)) is None
+    assert owner_project_id(PushEvent(component=component)) == project.pk
