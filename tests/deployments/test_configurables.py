@@ -132,3 +132,41 @@ def test_what_a_replica_receives(project):
         ("/run/config/notes", b"plain file", False),
         ("/run/secrets/tls.key", b"KEY", True),
     ]
+
+
+def test_file_configurables_and_secret_declarations(project):
+    put(project, "GREETING", "hi")
+    put(project, "DB_PASSWORD", "pw-0123456789", secret=True)
+    put(project, "app-config", b"[app]\n", is_file=True, secret=True)
+    put(project, "banner", b"welcome", is_file=True)
+    put(project, "MAX_CONNECTIONS", "12")
+    assert configurables.problems(DESCRIPTOR, values(project)) == {}  # a file for a file configurable
+    env, files = configurables.replica_configuration(DESCRIPTOR, values(project))
+    assert env["MAX_CONNECTIONS"] == "12"
+    assert sorted((f.path, f.content, f.secret) for f in files) == [
+        ("/etc/app/banner.txt", b"welcome", False),  # the value, not also the default
+        ("/etc/app/config.toml", b"[app]\n", True),
+    ]
+    # Declared secret but stored plain, and invalid: the refusal does not quote it either.
+    spec = parse_descriptor(
+        "schemaVersion: 1\ntype: service\nconfigurations:\n  - name: PORT\n    type: integer\n    secret: true\n",
+        path=".choreo/component.yaml",
+    ).data
+    put(project, "PORT", "plain-but-declared-secret")
+    assert "plain-but-declared-secret" not in str(configurables.problems(spec, values(project)))
+
+
+def test_what_a_deployment_would_get_now_is_this_component_and_environment(project):
+    from builds.models import Component
+
+    web = Component.objects.create(project=project, name="web", repository="/nonexistent")
+    put(project, "GREETING", "everywhere")
+    put(project, "GREETING", "in development", environment="development")
+    put(project, "ONLY_PRODUCTION", "p", environment="production")
+    config_set(project=project, component="api", environment=None, key="API_KEY", value="x")
+    other = project_create(name="other")
+    config_set(project=other, component="web", environment=None, key="ELSEWHERE", value="y")
+    now = configurables.current(web, project.environments.get(name="development"))
+    assert {key: value.text for key, value in now.items()} == {"GREETING": "in development"}
+    now = configurables.current(web, project.environments.get(name="production"))
+    assert {key: value.text for key, value in now.items()} == {"GREETING": "everywhere", "ONLY_PRODUCTION": "p"}
