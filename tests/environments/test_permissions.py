@@ -8,7 +8,7 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 
-from builds.models import Build
+from builds.models import Build, Component
 from builds.services import component_create
 from choreo_site.asgi import application
 from choreo_site.logstream import LogWriter
@@ -131,6 +131,17 @@ def test_a_role_in_one_project_says_nothing_about_another():
         permissions.project_authorize(actor=carol, project=gamma, action=permissions.VIEW)
     assert sorted(p.name for p in permissions.projects_visible(carol)) == ["alpha", "beta"]
     assert permissions.abilities(carol, beta)["deploy"] is False
+    assert permissions.abilities(carol, beta)["role"] == Membership.VIEWER
+    outside = permissions.abilities(carol, gamma)  # nothing, and says who may
+    assert not any(outside[action] for action in permissions.ACTION_WORDS) and outside["role"] is None
+    assert outside["why"]["view"] == "Only project viewers can see this project."
+    # A row of a project she is not in is as missing as a row that does not exist.
+    component = Component.objects.create(project=gamma, name="web", repository="/nonexistent")
+    build = Build.objects.create(component=component, commit="a" * 40)
+    for pk in (build.pk, build.pk + 1000):
+        with pytest.raises(Exception) as missing:
+            permissions.visible_get(Build.objects.all(), pk=pk, noun="Build", actor=carol)
+        assert str(missing.value) == f"Build {pk} does not exist." and missing.value.status_code == 404
 
 
 def test_superusers_and_the_platform_itself_may_do_everything_everywhere():
