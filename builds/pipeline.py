@@ -82,6 +82,11 @@ def _enqueue_again(build: Build) -> None:
         build_enqueue(build)
 
 
+def _orphaned(build: Build, reason: str) -> None:
+    if runs.fail(KIND, build, reason):
+        shutil.rmtree(settings.WORKSPACE_DIR / f"build-{build.pk}", ignore_errors=True)
+
+
 KIND = runs.Kind(
     name="build",
     model=Build,
@@ -97,13 +102,8 @@ KIND = runs.Kind(
     readable=permissions.check_view,
     timeout_setting="BUILD_TIMEOUT",
     success_line="==> Build succeeded.",
-    on_orphan=lambda build, reason: _orphaned(build, reason),
+    on_orphan=_orphaned,
 )
-
-
-def _orphaned(build: Build, reason: str) -> None:
-    if runs.fail(KIND, build, reason):
-        shutil.rmtree(settings.WORKSPACE_DIR / f"build-{build.pk}", ignore_errors=True)
 
 
 # Apps later in the import order (deployments: auto deploy on build) hook in here.

@@ -210,7 +210,7 @@ def collect_garbage(timeout: float = 3600) -> str:
     config = settings.DATA_DIR / "registry" / "config.yml"
     if not settings.REGISTRY_EMBEDDED or binary is None or not config.exists():
         raise RegistryError("only the embedded registry's garbage is collected here: run your registry's own collector")
-    if not (settings.DATA_DIR / "registry" / "storage" / "docker" / "registry" / "v2" / "repositories").is_dir():
+    if not (embedded_storage(settings.DATA_DIR) / "docker" / "registry" / "v2" / "repositories").is_dir():
         return "nothing stored yet"  # the collector fails on a registry nothing was ever pushed to
     try:
         done = subprocess.run([binary, "garbage-collect", str(config)], capture_output=True, text=True, timeout=timeout)
@@ -242,6 +242,11 @@ def is_up(timeout: float = 2.0) -> bool:
     return response.status_code in (200, 401)
 
 
+def embedded_storage(data_dir: Path) -> Path:
+    """Where the embedded registry keeps its blobs and manifests."""
+    return data_dir / "registry" / "storage"
+
+
 def embedded_config(data_dir: Path, port: int) -> Path:
     """Write the embedded registry's configuration; returns its path."""
     root = data_dir / "registry"
@@ -250,7 +255,7 @@ def embedded_config(data_dir: Path, port: int) -> Path:
         "version": 0.1,
         "log": {"level": "warn", "accesslog": {"disabled": True}, "fields": {"service": "registry"}},
         "storage": {
-            "filesystem": {"rootdirectory": str(root / "storage")},
+            "filesystem": {"rootdirectory": str(embedded_storage(data_dir))},
             "delete": {"enabled": True},
             "maintenance": {"uploadpurging": {"enabled": True, "age": "24h", "interval": "1h", "dryrun": False}},
         },

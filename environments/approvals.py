@@ -118,16 +118,23 @@ def _decidable(request: ApprovalRequest, actor) -> None:
         raise Forbidden("You asked for this change: another project admin must approve it.")
 
 
-def _refused(action: str, request: ApprovalRequest, exc: Exception) -> None:
-    """Audit a decision that was refused (own request, not an admin, already decided)."""
-    audit.record(
-        action,
-        project=request.project,
-        environment=request.environment,
-        target=f"request {request.pk}: {request.summary}",
-        outcome=AuditEvent.REFUSED,
-        details={"reason": str(exc)},
-    )
+@contextmanager
+def _audited_refusal(action: str, request: ApprovalRequest):
+    """Record a refused decision (own request, not an admin, already decided) in the audit
+    trail, outside the transaction it rolled back. Not a 404: whoever may not see the
+    project learns nothing, and leaves nothing there."""
+    try:
+        yield
+    except (Forbidden, Conflict) as exc:
+        audit.record(
+            action,
+            project=request.project,
+            environment=request.environment,
+            target=f"request {request.pk}: {request.summary}",
+            outcome=AuditEvent.REFUSED,
+            details={"reason": str(exc)},
+        )
+        raise
 
 
 def approve(*, request: ApprovalRequest, actor, comment: str = "") -> ApprovalRequest:
@@ -167,17 +174,6 @@ def reject(*, request: ApprovalRequest, actor, comment: str = "") -> ApprovalReq
             details={"comment": comment},
         )
     return request
-
-
-@contextmanager
-def _audited_refusal(action: str, request: ApprovalRequest):
-    """Record a refused decision in the audit trail, outside the transaction it rolled back.
-    Not a 404: whoever may not see the project learns nothing, and leaves nothing there."""
-    try:
-        yield
-    except (Forbidden, Conflict) as exc:
-        _refused(action, request, exc)
-        raise
 
 
 def expire_due() -> int:
