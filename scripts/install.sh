@@ -49,10 +49,33 @@ if ! docker info >/dev/null 2>&1; then
     echo "install: the Docker Engine is not running; start it (sudo systemctl start docker, or sudo dockerd &)" >&2
     exit 1
   fi
-  echo "install: starting dockerd (log: /var/log/dockerd.log)"
-  setsid nohup dockerd >/var/log/dockerd.log 2>&1 < /dev/null &
-  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
-  docker info >/dev/null 2>&1 || { echo "install: dockerd did not start, see /var/log/dockerd.log" >&2; exit 1; }
+  start_dockerd() {
+    echo "install: starting dockerd (log: /var/log/dockerd.log)"
+    setsid nohup dockerd >/var/log/dockerd.log 2>&1 < /dev/null &
+    local pid=$!
+    for _ in $(seq 1 60); do
+      docker info >/dev/null 2>&1 && return 0
+      kill -0 "$pid" 2>/dev/null || return 1
+      sleep 0.5
+    done
+    docker info >/dev/null 2>&1
+  }
+  if ! start_dockerd; then
+    # Docker 20.10 (Debian 12) stores a network before its address pool; a dockerd killed in
+    # between leaves a record that makes every later start panic in reservePools. Only the
+    # network database is affected: move it aside, and the platform creates its networks
+    # again when it next needs them (its networks are named from primary keys).
+    network_db=/var/lib/docker/network/files/local-kv.db
+    if grep -q "reservePools" /var/log/dockerd.log && [ -f "$network_db" ]; then
+      aside="$network_db.damaged-$(date +%Y%m%dT%H%M%S)"
+      echo "install: dockerd's network database is damaged (it was killed while creating a network); moved it to $aside" >&2
+      mv "$network_db" "$aside"
+      start_dockerd || { echo "install: dockerd did not start, see /var/log/dockerd.log" >&2; exit 1; }
+    else
+      echo "install: dockerd did not start, see /var/log/dockerd.log" >&2
+      exit 1
+    fi
+  fi
 fi
 
 if [ ! -x .venv/bin/python ]; then
