@@ -56,11 +56,14 @@ def populate():
     component = Component.objects.get(project=projects[0], name="web")
     environment = Environment.objects.get(project=projects[0], name="development")
     image = Image.objects.create(component=component, commit="a" * 40, digest="sha256:" + "b" * 64, reference="r", inputs_key="k")
-    build = Build.objects.create(
-        component=component, commit="a" * 40, status=Build.SUCCEEDED, image=image, descriptor={"type": "service"}
-    )
+    build = Build.objects.create(component=component, commit="a" * 40, status=Build.SUCCEEDED, image=image, descriptor={"type": "service"})
     release = Release.objects.create(
-        component=component, build=build, image=image, digest=image.digest, image_reference="r", descriptor={"type": "service"},
+        component=component,
+        build=build,
+        image=image,
+        digest=image.digest,
+        image_reference="r",
+        descriptor={"type": "service"},
         config_hash="h",
     )
     Deployment.objects.bulk_create(

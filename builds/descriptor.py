@@ -32,7 +32,7 @@ MAX_REPLICAS = 20
 
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-_EVERY_RE = re.compile(r"^@every\s+(\S+)$")
+EVERY_RE = re.compile(r"^@every\s+(\S+)$")
 _ENDPOINT_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 
 
@@ -126,7 +126,7 @@ def validate_schedule(expression: Any, tz: str = "UTC") -> str:
     """A 5-field cron expression or `@every <duration>` (at least 1 s); the reason if not."""
     if not isinstance(expression, str) or not expression.strip():
         raise ValueError("must be a 5-field cron expression or '@every <duration>'")
-    every = _EVERY_RE.match(expression.strip())
+    every = EVERY_RE.match(expression.strip())
     if every:
         seconds = parse_duration(every.group(1))
         if seconds is None or seconds < 1:
@@ -264,7 +264,19 @@ def _validate_resources(raw: Any, c: _Checker) -> dict[str, Any]:
 
 
 def _validate(raw: Any, c: _Checker) -> dict[str, Any]:
-    top_keys = {"schemaVersion", "type", "build", "endpoints", "health", "replicas", "schedule", "timezone", "configurations", "resources"}
+    top_keys = {
+        "schemaVersion",
+        "type",
+        "build",
+        "endpoints",
+        "health",
+        "replicas",
+        "schedule",
+        "timezone",
+        "task",
+        "configurations",
+        "resources",
+    }
     c.mapping("", raw, top_keys, {"schemaVersion", "type"})
     if raw["schemaVersion"] != 1 or isinstance(raw["schemaVersion"], bool):
         c.fail("schemaVersion", f"must be 1, got {raw['schemaVersion']!r}")
@@ -351,8 +363,34 @@ def _validate(raw: Any, c: _Checker) -> dict[str, Any]:
     else:
         data["schedule"] = None
 
+    if "task" in raw and not is_task:
+        c.fail("task", f"only a scheduled-task or a manual-task has task settings, this is a {ctype}")
+    data["task"] = _validate_task(raw.get("task", {}), c) if is_task else None
+
     data["configurations"] = _validate_configurations(raw.get("configurations", []), c)
     return data
+
+
+TASK_DEFAULTS = {"timeout": 3600.0, "retries": 0, "concurrency": "forbid", "startingDeadline": 600.0}
+TASK_CONCURRENCY = ("forbid", "allow", "replace")
+MAX_TASK_RETRIES = 10
+
+
+def task_settings(descriptor: dict) -> dict[str, Any]:
+    """A task's `task:` settings with their defaults (a descriptor stored before they existed has none)."""
+    return {**TASK_DEFAULTS, **(descriptor.get("task") or {})}
+
+
+def _validate_task(task: Any, c: _Checker) -> dict[str, Any]:
+    c.mapping("task", task, set(TASK_DEFAULTS))
+    return {
+        "timeout": c.duration("task.timeout", task.get("timeout"), TASK_DEFAULTS["timeout"], low=1, high=7 * 86400),
+        "retries": c.integer("task.retries", task.get("retries", TASK_DEFAULTS["retries"]), 0, MAX_TASK_RETRIES),
+        "concurrency": c.choice("task.concurrency", task.get("concurrency", TASK_DEFAULTS["concurrency"]), TASK_CONCURRENCY),
+        "startingDeadline": c.duration(
+            "task.startingDeadline", task.get("startingDeadline"), TASK_DEFAULTS["startingDeadline"], low=1, high=7 * 86400
+        ),
+    }
 
 
 def _validate_health(health: Any, c: _Checker, is_task: bool) -> dict[str, Any] | None:

@@ -81,4 +81,3 @@ def registry_token(request):
                 access |= _granted(part, user) or {}
     token = registry.token(access, subject=user.get_username() if user else "anonymous")
     return JsonResponse({"token": token, "access_token": token, "expires_in": registry.TOKEN_SECONDS})
-

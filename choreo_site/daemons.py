@@ -54,6 +54,8 @@ def daemons() -> list[Daemon]:
         found.append(Daemon(f"build-worker-{i + 1}", [*manage, "rqworker", "builds", "--verbosity", "0"], None, "a build worker"))
     found.append(Daemon("worker", [*manage, "rqworker", "default", "--verbosity", "0"], None, "rollouts"))
     found.append(Daemon("git-worker", [*manage, "rqworker", "git", "--verbosity", "0"], None, "polls and push events (Git)"))
+    for i in range(settings.TASK_CONCURRENCY):
+        found.append(Daemon(f"task-worker-{i + 1}", [*manage, "rqworker", "tasks", "--verbosity", "0"], None, "task executions"))
     found.append(Daemon("scheduler", [*manage, "scheduler"], None, "the scheduler"))
     return found
 

@@ -66,10 +66,14 @@ class PlatformCollector:
             yield counts
             duration = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
             finished = model.objects.filter(status__in=kind.final_statuses, started_at__isnull=False, finished_at__isnull=False)
-            figures = finished.order_by().annotate(duration=duration).aggregate(
-                total=Count("pk"),
-                seconds=Sum("duration"),
-                **{f"le_{i}": Count("pk", filter=Q(duration__lte=timedelta(seconds=b))) for i, b in enumerate(DURATION_BUCKETS)},
+            figures = (
+                finished.order_by()
+                .annotate(duration=duration)
+                .aggregate(
+                    total=Count("pk"),
+                    seconds=Sum("duration"),
+                    **{f"le_{i}": Count("pk", filter=Q(duration__lte=timedelta(seconds=b))) for i, b in enumerate(DURATION_BUCKETS)},
+                )
             )
             histogram = HistogramMetricFamily(
                 f"choreo_{kind.noun}_duration_seconds", f"How long finished {kind.name} ran, from start to a final status."

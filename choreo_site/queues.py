@@ -26,6 +26,11 @@ def git_queue():
     return django_rq.get_queue(settings.GIT_QUEUE)
 
 
+def tasks_queue():
+    """Task executions: they may run for hours, and nothing else waits behind them."""
+    return django_rq.get_queue(settings.TASKS_QUEUE)
+
+
 def enqueue_after_commit(queue, func: Callable, *args: int | str, job_id: str, **options) -> None:
     """Enqueue `func(*args)` once the current transaction commits, under a stable job id."""
     transaction.on_commit(partial(queue.enqueue, func, *args, job_id=job_id, **options))

@@ -64,6 +64,10 @@ class Kind:
     readable: Callable  # logstream: may this user read the run's log?
     cancelled: str | None = None  # None: runs of this kind cannot be cancelled
     timeout_setting: str = ""  # the setting that limits a run's time from its claim, if any
+    timeout_of: Callable[[Any], float] | None = None  # or each run's own limit, in seconds
+    timed_out: str | None = None  # the status of a run over its time (else `failed`)
+    # Called once a run has ended (by its job or by the reaper), with its final status.
+    ended: Callable[[Any, str], None] | None = None
     success_line: str = ""
     # A dead run, instead of being failed plainly: clean up, resume or fail it (with `fail`).
     on_orphan: Callable[[Any, str], None] | None = None
@@ -97,25 +101,27 @@ def process_gone(worker: str) -> bool:
 class Watchdog(threading.Thread):
     """Writes the run's heartbeat, and aborts it on cancel or timeout (checked twice a second)."""
 
-    def __init__(self, kind: Kind, pk: int):
+    def __init__(self, kind: Kind, pk: int, timeout: float = 0, limit: str = ""):
         super().__init__(name=f"{kind.name}-{pk}-watchdog", daemon=True)
         self.kind, self.pk = kind, pk
+        self.timeout, self.limit = timeout, limit  # seconds (0: none), and what set them
         self.started = time.monotonic()
         self.stopped = threading.Event()
         self.abort_reason = ""
         self.cancelled = False
+        self.timed_out = False
         self.target = None  # something with .abort(reason) the run is waiting on, if any
 
     def run(self) -> None:
         rows = self.kind.model.objects.filter(pk=self.pk)
-        timeout = getattr(settings, self.kind.timeout_setting) if self.kind.timeout_setting else 0
         last_beat = time.monotonic()
         try:
             while not self.stopped.wait(0.5):
                 if self.kind.cancelled and rows.filter(cancel_requested=True).exists():
                     self._abort("Cancelled by a user.", cancelled=True)
-                elif timeout and time.monotonic() - self.started > timeout:
-                    self._abort(f"Timed out after {timeout}s ({self.kind.timeout_setting}).")
+                elif self.timeout and time.monotonic() - self.started > self.timeout:
+                    self.timed_out = True
+                    self._abort(f"Timed out after {self.timeout:g}s ({self.limit}).")
                 if time.monotonic() - last_beat >= settings.RUN_HEARTBEAT_INTERVAL:
                     rows.filter(status=self.kind.running).update(heartbeat_at=timezone.now())
                     last_beat = time.monotonic()
@@ -147,14 +153,23 @@ def execute(kind: Kind, pk: int, body: Callable[[Any, LogWriter, Watchdog], None
         return kind.model.objects.filter(pk=pk).values_list("status", flat=True).first() or "missing"
     run = load(pk)
     writer = LogWriter(run.log_stream)
-    watchdog = Watchdog(kind, pk)
+    if kind.timeout_of is not None:
+        watchdog = Watchdog(kind, pk, kind.timeout_of(run), "its timeout")
+    elif kind.timeout_setting:
+        watchdog = Watchdog(kind, pk, getattr(settings, kind.timeout_setting), kind.timeout_setting)
+    else:
+        watchdog = Watchdog(kind, pk)
     watchdog.start()
     status, error = kind.failed, ""
     try:
         body(run, writer, watchdog)
         status = kind.succeeded
     except Aborted as exc:
-        status = kind.cancelled if watchdog.cancelled and kind.cancelled else kind.failed
+        status = kind.failed
+        if watchdog.cancelled and kind.cancelled:
+            status = kind.cancelled
+        elif watchdog.timed_out and kind.timed_out:
+            status = kind.timed_out
         error = str(exc)
     except kind.expected as exc:
         error = str(exc)
@@ -172,6 +187,8 @@ def execute(kind: Kind, pk: int, body: Callable[[Any, LogWriter, Watchdog], None
     status = kind.model.objects.filter(pk=pk).values_list("status", flat=True).first() or status
     writer.end(status)
     watchdog.join(timeout=5)
+    if kind.ended is not None:
+        kind.ended(run, status)
     return status
 
 
@@ -193,6 +210,8 @@ def fail(kind: Kind, run, reason: str, note: str = "") -> bool:
     writer.line(f"==> FAILED: {reason}{' ' + note if note else ''}")
     writer.end(kind.failed)
     log.warning("%s %s failed: %s", kind.name, run.pk, reason)
+    if kind.ended is not None:
+        kind.ended(run, kind.failed)
     return True
 
 

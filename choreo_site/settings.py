@@ -229,7 +229,17 @@ REDIS_URL = env.str("REDIS_URL", default="") or _default_redis_url()
 BUILDS_QUEUE = f"{INSTANCE_NAMESPACE}.builds"
 DEFAULT_QUEUE = f"{INSTANCE_NAMESPACE}.default"
 GIT_QUEUE = f"{INSTANCE_NAMESPACE}.git"
-RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": BUILD_TIMEOUT + 300} for name in (BUILDS_QUEUE, DEFAULT_QUEUE, GIT_QUEUE)}
+# Task executions have their own queue and TASK_CONCURRENCY workers: an hour-long task
+# never holds a rollout, and at most that many executions run at once.
+TASKS_QUEUE = f"{INSTANCE_NAMESPACE}.tasks"
+TASK_CONCURRENCY = env.int("TASK_CONCURRENCY", default=2)
+RQ_QUEUES = {
+    name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": BUILD_TIMEOUT + 300} for name in (BUILDS_QUEUE, DEFAULT_QUEUE, GIT_QUEUE, TASKS_QUEUE)
+}
+# A failed attempt's retry waits this many seconds, doubling with each attempt (at most an hour).
+TASK_RETRY_BACKOFF = env.float("TASK_RETRY_BACKOFF", default=10.0)
+# Finished executions and their logs are kept this many days, then pruned by housekeeping.
+EXECUTION_RETENTION_DAYS = env.int("EXECUTION_RETENTION_DAYS", default=90)
 # How long a fetch for a push event may take (a build's own fetch may take longer).
 GIT_FETCH_TIMEOUT = env.int("GIT_FETCH_TIMEOUT", default=60)
 

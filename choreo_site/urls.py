@@ -24,6 +24,7 @@ api = [
     path("", include("environments.api_urls")),
     path("", include("builds.api_urls")),
     path("", include("deployments.api_urls")),
+    path("", include("tasks.api_urls")),
 ]
 
 urlpatterns = [

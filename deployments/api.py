@@ -84,9 +84,7 @@ class Rollback(APIView):
         component = _component(request, project, component, permissions.DEPLOY)
         data = RollbackSerializer.validated(request.data)
         environment = environment_get(project=component.project, name=data["environment"])
-        return _created(
-            services.deployment_rollback(component=component, environment=environment, to=data.get("to"), actor=request.user)
-        )
+        return _created(services.deployment_rollback(component=component, environment=environment, to=data.get("to"), actor=request.user))
 
 
 class DeploymentList(APIView):

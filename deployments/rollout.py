@@ -54,22 +54,28 @@ def replica_limits(descriptor: dict) -> Limits:
 
 
 def replica_spec(deployment: Deployment, index: int) -> ReplicaSpec:
-    """What replica `index` of a deployment runs: its release's image, and the configuration
-    of its snapshots (decrypted here, in the worker; never passed through a job)."""
+    """What replica `index` of a deployment runs."""
+    # The suffix keeps names unique even against leftovers of a database reset.
+    # From primary keys: joined user-chosen names can collide.
+    name = f"{settings.INSTANCE_NAMESPACE}-d{deployment.pk}-r{index}-{secrets.token_hex(3)}"
+    return container_spec(deployment, name=name, labels={"deployment": str(deployment.pk)})
+
+
+def container_spec(deployment: Deployment, *, name: str, labels: dict[str, str]) -> ReplicaSpec:
+    """A container of a deployment (a replica, or a task's execution): its release's image,
+    and the configuration of its snapshots (decrypted here, in the worker; never passed
+    through a job)."""
     component, environment, release = deployment.component, deployment.environment, deployment.release
-    project = component.project.name
     env, files = configurables.replica_configuration(release.descriptor, configurables.merged(release.config, deployment.config))
     return ReplicaSpec(
-        project=project,
+        project=component.project.name,
         environment=environment.name,
         component=component.name,
         image=release.image_reference,
-        # The suffix keeps names unique even against leftovers of a database reset.
-        # From primary keys: joined user-chosen names can collide.
-        name=f"{settings.INSTANCE_NAMESPACE}-d{deployment.pk}-r{index}-{secrets.token_hex(3)}",
+        name=name,
         environment_variables=env,
         files=files,
-        labels={"deployment": str(deployment.pk)},
+        labels=labels,
         limits=replica_limits(release.descriptor),
     )
 
@@ -123,6 +129,9 @@ def _roll_out(deployment: Deployment, writer: LogWriter, rt: Runtime, started: l
     health = descriptor.get("health")
     endpoint = _public_endpoint(descriptor)
     any_port = (descriptor.get("endpoints") or [{}])[0].get("port")
+    if descriptor.get("type", "").endswith("-task"):
+        _activate_task(deployment, writer, rt)
+        return
     writer.line(f"==> Deploying {release.image_reference} to {environment.name} ({deployment.kind}, {count} replica(s))")
 
     values = configurables.merged(release.config, deployment.config)
@@ -194,6 +203,43 @@ def _roll_out(deployment: Deployment, writer: LogWriter, rt: Runtime, started: l
                 rt.replica_stop(replica, grace=settings.ROLLOUT_STOP_GRACE)
         Deployment.objects.filter(pk=old.pk).update(replicas=[])
     writer.line(f"==> Deployment {deployment.pk} is active")
+
+
+def _activate_task(deployment: Deployment, writer: LogWriter, rt: Runtime) -> None:
+    """A task has no replicas and no route: its deployment becomes the revision its
+    executions run (executions already running keep theirs). What an earlier service
+    version of the component ran there is taken out of the ingress and stopped."""
+    release, old = deployment.release, deployment.replaces
+    writer.line(
+        f"==> Deploying {release.image_reference} to {deployment.environment.name} ({deployment.kind}): a {release.descriptor['type']}"
+    )
+    writer.line("a task has no replicas and no route: its executions run this deployment from now on")
+    final_old = Deployment.ROLLED_BACK if deployment.kind == Deployment.ROLLBACK else Deployment.SUPERSEDED
+    if old is not None:
+        Deployment.objects.filter(pk=old.pk, status=Deployment.ACTIVE).update(status=final_old)
+    if not runs.finish(KIND, deployment, Deployment.ACTIVE):
+        writer.line("the deployment was changed by someone else while rolling out")
+        return
+    if old is not None and old.replicas:
+        route = Route.objects.filter(component=deployment.component, environment=deployment.environment).first()
+        ing = ingress()
+        if route is not None and ing.is_up():
+            ing.route_delete(route.host)
+            for name in _servers_of(old):
+                ing.server_delete(slot_name(route.slot), name)
+        for replica in _replicas_of(old):
+            rt.replica_stop(replica, grace=settings.ROLLOUT_STOP_GRACE)
+        Deployment.objects.filter(pk=old.pk).update(replicas=[])
+        writer.line("the replicas of the service it replaces were stopped")
+    writer.line(f"==> Deployment {deployment.pk} is active")
+
+
+def _ended(deployment: Deployment, status: str) -> None:
+    """A task's schedule follows what is active in the environment (tasks.services)."""
+    if status == Deployment.ACTIVE:
+        from tasks.services import schedule_sync
+
+        schedule_sync(component=deployment.component, environment=deployment.environment)
 
 
 def _servers_of(deployment: Deployment) -> list[str]:
@@ -385,4 +431,5 @@ KIND = runs.Kind(
     enqueue=_enqueue_again,
     readable=permissions.check_view,
     on_orphan=_orphaned,
+    ended=_ended,
 )

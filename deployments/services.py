@@ -21,8 +21,6 @@ from environments import approvals, permissions
 from environments.models import ApprovalRequest, ConfigValue, Environment, Project
 from environments.services import config_delete, config_list, config_set, config_snapshot
 
-DEPLOYABLE_TYPES = ("service", "web-app")
-
 
 def _config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
@@ -80,11 +78,6 @@ def _release_for(build: Build) -> Release:
 def _check_deployable(component: Component, environment: Environment) -> None:
     if environment.project_id != component.project_id:
         raise PlatformError("The environment belongs to another project.", errors={"environment": ["Unknown environment."]})
-    if component.type and component.type not in DEPLOYABLE_TYPES:
-        raise PlatformError(
-            f"{component.name} is a {component.type}: tasks run from the Execute page, they are not deployed as services.",
-            errors={"component": ["Not a service or web-app."]},
-        )
     busy = component.deployments.filter(environment=environment, status__in=(Deployment.PENDING, Deployment.ROLLING_OUT)).first()
     if busy is not None:
         raise Conflict(
@@ -191,8 +184,6 @@ def deployment_deploy(
         raise PlatformError(
             f"Build {build.pk} is {build.status}: only a succeeded build can be deployed.", errors={"build": [f"Build is {build.status}."]}
         )
-    if build.descriptor and build.descriptor.get("type") not in DEPLOYABLE_TYPES:
-        raise PlatformError(f"Build {build.pk} is of a {build.descriptor.get('type')}: only services and web-apps are deployed.")
     release = _release_for(build)
     config = _environment_snapshot(component, environment)
     configurables.require(

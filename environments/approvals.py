@@ -56,8 +56,10 @@ def gate(*, environment: Environment | None, component: str, kind: str, payload:
         )
         if kind.startswith("config."):  # the same key's pending change, not the others'
             pending = pending.filter(kind__startswith="config.", payload__key=payload.get("key"))
+        elif kind == "run":  # a manual task run supersedes only another run's request
+            pending = pending.filter(kind="run")
         else:
-            pending = pending.exclude(kind__startswith="config.")
+            pending = pending.exclude(kind__startswith="config.").exclude(kind="run")
         for older in pending:
             older.status = ApprovalRequest.SUPERSEDED
             older.decided_at = timezone.now()

@@ -126,7 +126,7 @@ class ApprovalRequest(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="approval_requests")
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="approval_requests")
     component = models.CharField(max_length=40)
-    kind = models.CharField(max_length=20)  # deploy, promote, rollback, config.set, config.delete
+    kind = models.CharField(max_length=20)  # deploy, promote, rollback, config.set, config.delete, run
     summary = models.CharField(max_length=300)
     payload = models.JSONField(default=dict)
     status = models.CharField(max_length=10, choices=STATUS_CHOICES, default=PENDING, db_index=True)

@@ -18,12 +18,13 @@ VIEW = "view"  # read everything but secret values, which nobody reads
 BUILD = "build"  # start and cancel builds
 DEPLOY = "deploy"  # deploy, promote, roll back
 CONFIGURE = "configure"  # configuration and secrets, a component's settings and webhook secret
+RUN = "run"  # run and cancel tasks, pause and resume their schedules
 MANAGE = "manage"  # delete the project, its environments, add components
 
 ROLE_ACTIONS: dict[str, frozenset[str]] = {
     Membership.VIEWER: frozenset({VIEW}),
-    Membership.DEVELOPER: frozenset({VIEW, BUILD, DEPLOY, CONFIGURE}),
-    Membership.ADMIN: frozenset({VIEW, BUILD, DEPLOY, CONFIGURE, MANAGE}),
+    Membership.DEVELOPER: frozenset({VIEW, BUILD, DEPLOY, CONFIGURE, RUN}),
+    Membership.ADMIN: frozenset({VIEW, BUILD, DEPLOY, CONFIGURE, RUN, MANAGE}),
 }
 
 
@@ -33,6 +34,7 @@ ACTION_WORDS: dict[str, str] = {
     BUILD: "start and cancel builds",
     DEPLOY: "deploy, promote and roll back",
     CONFIGURE: "change configuration and component settings",
+    RUN: "run and cancel tasks, and pause schedules",
     MANAGE: "manage members and environments, or delete the project",
 }
 

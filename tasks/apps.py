@@ -3,3 +3,13 @@ from django.apps import AppConfig
 
 class TasksConfig(AppConfig):
     name = "tasks"
+
+    def ready(self) -> None:
+        from choreo_site import housekeeping, runs
+        from environments import approvals
+        from tasks import execution, services
+
+        runs.register(execution.KIND)
+        approvals.register_executor("run", services.run_approved)
+        housekeeping.register(services.schedules_sync_all)
+        housekeeping.register(services.executions_prune)

@@ -249,6 +249,12 @@ def run_default_jobs() -> None:
     worker.work(burst=True)
 
 
+def run_task_jobs() -> None:
+    """Run every queued task execution in this process, one after another."""
+    worker = django_rq.get_worker(settings.TASKS_QUEUE, worker_class="rq.SimpleWorker")
+    worker.work(burst=True)
+
+
 @pytest.fixture(scope="session")
 def platform_ingress():
     """This test instance's ingress (HAProxy on INGRESS_PORT), as `make up` runs it."""

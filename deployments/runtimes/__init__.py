@@ -5,6 +5,7 @@ Nothing outside a runtime module knows which one is in use."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -56,6 +57,21 @@ class Replica:
     labels: dict[str, str]
 
 
+class Once(Protocol):
+    """A task's process, started by `Runtime.once_start`: one container (or one Job) that runs
+    to its end and is never restarted."""
+
+    def wait(self, output: Callable[[str], None]) -> int:
+        """Pass its output to `output` as it comes, until it exits; returns its exit code."""
+        ...
+
+    def abort(self, reason: str) -> None:
+        """Stop it (SIGTERM, a short grace, SIGKILL); `wait` then returns. Safe from any thread."""
+        ...
+
+    def remove(self) -> None: ...
+
+
 class Runtime(Protocol):
     def environment_ensure(self, *, project: str, environment: str) -> str: ...
 
@@ -70,3 +86,11 @@ class Runtime(Protocol):
     def replicas(self, **labels: str) -> list[Replica]: ...
 
     def logs(self, replica: Replica, *, since: float | None = None) -> list[tuple[str, str]]: ...
+
+    def once_start(self, spec: ReplicaSpec, *, args: list[str] | None = None) -> Once:
+        """Start a task's process from `spec`, its command's arguments replaced by `args` when given."""
+        ...
+
+    def once_find(self, **labels: str) -> list[tuple[Once, int | None]]:
+        """The task processes with these labels, each with its exit code (None while it runs)."""
+        ...

@@ -9,6 +9,7 @@ the instance namespace, so reconciliation and teardown find exactly what is ours
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import posixpath
@@ -62,6 +63,12 @@ class DockerRuntime:
             raise RuntimeFailure(f"could not remove {project}/{environment}: {exc}") from None
 
     def replica_start(self, spec: ReplicaSpec) -> Replica:
+        container = self._create(spec, restart={"Name": "unless-stopped"}, alias=spec.component)
+        return self._replica(container)
+
+    def _create(self, spec: ReplicaSpec, *, restart: dict | None, alias: str | None = None, command: list[str] | None = None):
+        """Create and start a container from `spec` in its environment's network, its files
+        placed first; on any failure nothing is left behind."""
         network = self.environment_ensure(project=spec.project, environment=spec.environment)
         container = None
         try:
@@ -71,12 +78,13 @@ class DockerRuntime:
                 self.client.images.pull(spec.image, auth_config=registry.engine_auth(spec.image))
             container = self.client.containers.create(
                 spec.image,
+                command=command,
                 name=spec.name,
                 detach=True,
                 environment=spec.environment_variables,
                 labels=self._labels(project=spec.project, environment=spec.environment, component=spec.component, **spec.labels),
                 network=network,
-                restart_policy={"Name": "unless-stopped"},
+                restart_policy=restart,
                 mem_limit=spec.limits.memory,
                 memswap_limit=spec.limits.memory,  # no swap beyond the limit
                 nano_cpus=int(spec.limits.cpus * 1e9) if spec.limits.cpus else None,
@@ -84,19 +92,33 @@ class DockerRuntime:
             )
             if spec.files:
                 _place_files(container, spec.files)
-            # The component's name resolves to its replicas inside the environment.
-            self.client.networks.get(network).disconnect(container)
-            self.client.networks.get(network).connect(container, aliases=[spec.component])
+            if alias:  # the component's name resolves to its replicas inside the environment
+                self.client.networks.get(network).disconnect(container)
+                self.client.networks.get(network).connect(container, aliases=[alias])
             container.start()
             container.reload()
         except (DockerException, RuntimeFailure) as exc:
-            if container is not None:  # never leave a half-made replica, with its files, behind
+            if container is not None:  # never leave a half-made container, with its files, behind
                 try:
                     container.remove(force=True)
                 except DockerException:
                     pass
             raise RuntimeFailure(f"could not start {spec.name}: {exc}") from None
-        return self._replica(container)
+        return container
+
+    def once_start(self, spec: ReplicaSpec, *, args: list[str] | None = None) -> DockerOnce:
+        """A task's process: a container with no restart policy, in its environment's network."""
+        return DockerOnce(self._create(spec, restart=None, command=args))
+
+    def once_find(self, **labels: str) -> list[tuple[DockerOnce, int | None]]:
+        filters = [f"{k}={v}" for k, v in self._labels(**labels).items()]
+        found = []
+        for container in self.client.containers.list(all=True, filters={"label": filters}):
+            state = container.attrs.get("State", {})
+            found.append(
+                (DockerOnce(container), None if state.get("Running") or state.get("Status") == "created" else state.get("ExitCode"))
+            )
+        return found
 
     def _replica(self, container) -> Replica:
         networks = container.attrs["NetworkSettings"]["Networks"]
@@ -160,6 +182,45 @@ class DockerRuntime:
         except NotFound:
             return []
         return [tuple(line.split(" ", 1)) if " " in line else (line, "") for line in raw.splitlines()]
+
+
+class DockerOnce:
+    """A task's container. Its output is streamed by a client with no read timeout: a task
+    may be silent for longer than any request the runtime otherwise makes."""
+
+    def __init__(self, container):
+        self.container = container
+        self.id, self.name = container.id, container.name
+
+    def wait(self, output) -> int:
+        streaming = docker.from_env(timeout=None)
+        try:
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            for chunk in streaming.api.logs(self.id, stream=True, follow=True):
+                output(decoder.decode(chunk))
+            output(decoder.decode(b"", final=True))
+            return int(streaming.api.wait(self.id)["StatusCode"])
+        except NotFound:
+            raise RuntimeFailure(f"the task's container {self.name} was removed while it ran") from None
+        except (DockerException, requests.RequestException) as exc:
+            raise RuntimeFailure(f"lost the task's container {self.name}: {exc}") from None
+        finally:
+            streaming.close()
+
+    def abort(self, reason: str) -> None:
+        try:
+            self.container.stop(timeout=5)
+        except (NotFound, APIError):
+            pass
+
+    def remove(self) -> None:
+        try:
+            self.container.remove(force=True)
+        except NotFound:
+            pass
+        except APIError as exc:
+            if exc.status_code != 409:  # removal already in progress
+                raise
 
 
 def _image_user(container) -> tuple[int, int]:

@@ -118,7 +118,6 @@ def test_collection_is_scheduled_once_per_interval(settings):
     assert registry_collect_due() is False
 
 
-
 def test_an_external_registry_is_left_alone(settings):
     """Its repositories may be another platform's: nothing is purged or collected there."""
     settings.REGISTRY_EMBEDDED = False

@@ -308,6 +308,7 @@ def test_refused_deliveries_are_rate_limited_per_address(component, settings):
     cache.delete("counter:webhook-failures:127.0.0.1")
     settings.WEBHOOK_FAILURE_LIMIT = 5
     body = b"{}"
+
     def deliver():
         return Client().post("/hooks/shop/nope/", body, content_type="application/json", **sign("github", body)).status_code
 

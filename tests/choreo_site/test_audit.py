@@ -20,8 +20,6 @@ def alice():
     return User.objects.create_user("alice", password="alice-password-123")
 
 
-
-
 def actions(**filters) -> list[tuple[str, str, str]]:
     return [(e.action, e.actor, e.interface) for e in AuditEvent.objects.filter(**filters).order_by("id")]
 

@@ -32,9 +32,7 @@ def test_a_local_user_cannot_drive_the_ingress(platform_ingress):
     socket_path = admin_socket()
     assert socket_path.is_socket()
     assert socket_path.stat().st_mode & 0o777 == 0o600
-    connect = (
-        "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b'show info\\n'); print(s.recv(100))"
-    )
+    connect = "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b'show info\\n'); print(s.recv(100))"
     attempt = as_nobody("/usr/bin/python3", "-c", connect, str(socket_path))
     assert attempt.returncode != 0 and "Permission denied" in attempt.stderr
     assert "Name:" in platform_ingress.command("show info")  # the platform itself still can

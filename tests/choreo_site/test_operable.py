@@ -21,9 +21,7 @@ from tests.conftest import run_build_jobs
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(text) for s in family.samples
-    }
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 @pytest.mark.django_db(transaction=True)

@@ -182,6 +182,7 @@ def test_network_names_never_collide_across_projects(runtime, httpd_image):
     """Issue 10, finding 3: project `a` with environment `x-dev` and project `a-x` with
     environment `dev` shared one network, so one's replica could read the other's; and
     removing one failed while the other's replicas used that network."""
+
     def spec(project, environment, body):
         name = f"{runtime.namespace}-{uuid.uuid4().hex[:6]}"
         return ReplicaSpec(project=project, environment=environment, component="web", image=httpd_image, name=name,

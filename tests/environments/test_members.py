@@ -10,10 +10,6 @@ from tests.conftest import api_as, page_as
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-
-
-
-
 @pytest.fixture
 def users():
     return {name: User.objects.create_user(name, password=f"{name}-password-123") for name in ("alice", "bob", "carol")}

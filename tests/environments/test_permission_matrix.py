@@ -21,8 +21,9 @@ from rest_framework.test import APIClient
 from builds.models import Build, Image
 from builds.services import component_create
 from environments.models import ApprovalRequest, Membership
-from environments.permissions import BUILD, CONFIGURE, DEPLOY, MANAGE, ROLE_ACTIONS, VIEW
+from environments.permissions import BUILD, CONFIGURE, DEPLOY, MANAGE, ROLE_ACTIONS, RUN, VIEW
 from environments.services import project_create
+from tasks.models import Execution
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("registry_server")]
 
@@ -55,6 +56,12 @@ ROUTES: dict[str, dict[str, tuple[str, dict | None]]] = {
     "api/builds/<int:build_id>/cancel/": {"POST": (BUILD, {})},
     "api/deployments/<int:deployment_id>/": {"GET": (VIEW, None)},
     "api/deployments/<int:deployment_id>/logs/": {"GET": (VIEW, None)},
+    "api/" + C + "executions/": {"GET": (VIEW, None), "POST": (RUN, {"environment": "development"})},
+    "api/" + C + "executions/count/": {"GET": (VIEW, None)},
+    "api/" + C + "schedule/": {"GET": (VIEW, None), "PATCH": (RUN, {"paused": True})},
+    "api/executions/<int:execution_id>/": {"GET": (VIEW, None)},
+    "api/executions/<int:execution_id>/logs/": {"GET": (VIEW, None)},
+    "api/executions/<int:execution_id>/cancel/": {"POST": (RUN, {})},
     # Pages and their forms
     P: {"GET": (VIEW, None)},
     P + "delete": {"POST": (MANAGE, {})},
@@ -98,7 +105,7 @@ def project_routes() -> set[str]:
                 found.add(prefix + str(pattern.pattern))
 
     walk(get_resolver().url_patterns, "")
-    scoped = {route for route in found if "<str:project>" in route or route.startswith(("api/builds/", "api/deployments/"))}
+    scoped = {route for route in found if "<str:project>" in route or route.startswith(("api/builds/", "api/deployments/", "api/executions/"))}
     return (scoped | {route for route in found if route.startswith("api/approvals/")}) - SIGNED_ROUTES
 
 
@@ -132,7 +139,14 @@ def shop(make_repo):
         requested_by=User.objects.get(username="dora"),
         expires_at=timezone.now() + timedelta(hours=1),
     )
-    return {"project": project, "repo": repo, "build": build, "users": users, "approval": approval}
+    execution = Execution.objects.create(
+        component=component,
+        environment=project.environments.get(name="development"),
+        trigger=Execution.MANUAL,
+        triggered_at=timezone.now(),
+        status=Execution.SUCCEEDED,
+    )
+    return {"project": project, "repo": repo, "build": build, "users": users, "approval": approval, "execution": execution}
 
 
 def fill(route: str, shop) -> str:
@@ -141,6 +155,7 @@ def fill(route: str, shop) -> str:
         .replace("<str:component>", "web")
         .replace("<int:build_id>", str(shop["build"].pk))
         .replace("<int:deployment_id>", "999999")
+        .replace("<int:execution_id>", str(shop["execution"].pk))
         .replace("<str:username>", "dora")
         .replace("<str:environment>", "production")
         .replace("<int:approval_id>", str(shop["approval"].pk))

@@ -18,10 +18,6 @@ from tests.conftest import api_as, page_as
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-
-
-
-
 @pytest.fixture
 def alpha(make_repo):
     """Alice's project, made through the API by Alice, a user who is not staff."""
@@ -77,7 +73,9 @@ def test_another_user_cannot_follow_the_projects_logs(alpha):
     _, _, build = alpha
 
     async def connect(user):
-        communicator = WebsocketCommunicator(application, f"/ws/logs/{build.log_stream}/?offset=0", headers=[(b"origin", b"http://localhost")])
+        communicator = WebsocketCommunicator(
+            application, f"/ws/logs/{build.log_stream}/?offset=0", headers=[(b"origin", b"http://localhost")]
+        )
         communicator.scope["user"] = user
         connected, code = await communicator.connect()
         first = await communicator.receive_json_from() if connected else None

@@ -1,0 +1,55 @@
+import pytest
+
+TASK_DOCKERFILE = """\
+FROM choreo/busybox:1
+COPY run.sh /run.sh
+ENTRYPOINT ["sh", "/run.sh"]
+CMD ["default-argument"]
+"""
+# Prints its arguments and configuration, then sleeps SLEEP seconds and exits with EXIT.
+RUN_SH = """\
+echo "args: $*"
+echo "greeting: $GREETING"
+echo "token: $TOKEN"
+[ -n "$SLEEP" ] && sleep "$SLEEP"
+exit "${EXIT:-0}"
+"""
+
+
+def task_descriptor(kind: str = "manual-task", schedule: str = "", task: str = "") -> str:
+    text = f"schemaVersion: 1\ntype: {kind}\n"
+    if schedule:
+        text += f"schedule: '{schedule}'\n"
+    if task:
+        text += f"task: {task}\n"
+    return text + (
+        "configurations:\n"
+        "  - {name: GREETING, type: string, default: hello}\n"
+        "  - {name: TOKEN, type: string, secret: true}\n"
+        "  - {name: SLEEP, type: string, default: ''}\n"
+        "  - {name: EXIT, type: string, default: '0'}\n"
+    )
+
+
+@pytest.fixture
+def make_task(make_repo):
+    """shop/job: a task component built from busybox, removed with what it runs at the end."""
+    from builds.services import component_create
+    from environments.models import Project
+    from environments.services import project_create
+
+    made = []
+
+    def make(descriptor: str | None = None, name: str = "job"):
+        repo = make_repo({".choreo/component.yaml": descriptor or task_descriptor(), "Dockerfile": TASK_DOCKERFILE, "run.sh": RUN_SH})
+        project = Project.objects.filter(name="shop").first() or project_create(name="shop")
+        component = component_create(project=project, name=name, repository=str(repo.path))
+        component.repo = repo
+        made.append(project)
+        return component
+
+    yield make
+    from environments.services import project_delete
+
+    for leftover in Project.objects.filter(name="shop"):
+        project_delete(project=leftover)
