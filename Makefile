@@ -22,6 +22,8 @@ bench:
 	.venv/bin/python -m benchmarks.redaction
 	.venv/bin/python -m benchmarks.isolation_cost
 	.venv/bin/python -m benchmarks.permission_cost
+	.venv/bin/python -m benchmarks.scheduler_skew
+	.venv/bin/python -m benchmarks.task_start
 
 # Pin and hash every dependency, from requirements.txt and requirements-dev.txt.
 lock:

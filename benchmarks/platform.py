@@ -84,3 +84,36 @@ def running_platform(prefix: str, **settings: str):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def platform_shell(tmp: Path, code: str) -> str:
+    """Run Python in the benchmark platform's Django (its data directory and database)."""
+    env = {**os.environ, "DATA_DIR": str(tmp / "data"), "DATABASE_URL": f"sqlite:///{tmp}/data/db.sqlite3", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "shell", "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"the platform's shell failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def deployed_task(tmp: Path, base: str, session: requests.Session, *, descriptor: str, command: str) -> dict:
+    """Project `bench`, a busybox task component `job` with this descriptor and command,
+    built and deployed to development through the API. Returns the deployment."""
+    repo = tmp / "task-repo"
+    (repo / ".choreo").mkdir(parents=True)
+    (repo / ".choreo" / "component.yaml").write_text(descriptor)
+    (repo / "Dockerfile").write_text(f"FROM choreo/busybox:1\nCMD {command}\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "task")
+    api = f"{base}/api/projects"
+    session.post(f"{api}/", json={"name": "bench"}, timeout=30).raise_for_status()
+    session.post(f"{api}/bench/components/", json={"name": "job", "repository": str(repo)}, timeout=30).raise_for_status()
+    build = session.post(f"{api}/bench/components/job/builds/?wait=1", json={}, timeout=600).json()
+    if build.get("status") != "succeeded":
+        raise SystemExit(f"the task did not build: {build}")
+    deployment = session.post(f"{api}/bench/components/job/deploy/?wait=1", json={"build": build["id"]}, timeout=600).json()
+    if deployment.get("status") != "active":
+        raise SystemExit(f"the task did not deploy: {deployment}")
+    return deployment

@@ -41,4 +41,5 @@ urlpatterns = [
     path("", include("environments.urls")),
     path("", include("builds.urls")),
     path("", include("deployments.urls")),
+    path("", include("tasks.urls")),
 ]

@@ -5,7 +5,8 @@
   if (!pre) return;
   const state = document.getElementById("log-state");
   const statusBadge = document.getElementById("stream-status");
-  let next = 0;
+  // A page may render the stored lines itself (it works without JavaScript): go on from there.
+  let next = parseInt(pre.dataset.next || "0", 10);
   let ended = false;
   let delay = 500;
 

@@ -300,19 +300,26 @@ def schedule_sync(*, component: Component, environment: Environment, now: dateti
     return schedule
 
 
-def schedules_sync_all() -> None:
+def schedules_sync_all() -> int:
     """The periodic check behind the rollouts' own: every environment running a scheduled
-    task has its schedule, and no schedule outlives its task."""
-    pairs = set(
-        Deployment.objects.filter(status=Deployment.ACTIVE, release__descriptor__type="scheduled-task").values_list(
-            "component_id", "environment_id"
-        )
-    )
-    pairs |= set(Schedule.objects.values_list("component_id", "environment_id"))
-    components = Component.objects.in_bulk({c for c, _ in pairs})
-    environments = Environment.objects.in_bulk({e for _, e in pairs})
-    for component_id, environment_id in pairs:
+    task has its schedule, with the active descriptor's expression, and no schedule
+    outlives its task. Compares in two queries; syncs only what differs."""
+    wanted = {
+        (c, e): (expression, tz or "UTC")
+        for c, e, expression, tz in Deployment.objects.filter(
+            status=Deployment.ACTIVE, release__descriptor__type="scheduled-task"
+        ).values_list("component_id", "environment_id", "release__descriptor__schedule", "release__descriptor__timezone")
+    }
+    have = {
+        (c, e): (expression, tz)
+        for c, e, expression, tz in Schedule.objects.values_list("component_id", "environment_id", "expression", "timezone")
+    }
+    differ = {pair for pair in wanted.keys() | have.keys() if wanted.get(pair) != have.get(pair)}
+    components = Component.objects.in_bulk({c for c, _ in differ})
+    environments = Environment.objects.in_bulk({e for _, e in differ})
+    for component_id, environment_id in differ:
         schedule_sync(component=components[component_id], environment=environments[environment_id])
+    return len(differ)
 
 
 def schedules_tick(now: datetime | None = None) -> int:

@@ -37,7 +37,7 @@ def units(tmp_path):
 def test_units_run_what_up_runs_and_pass_systemd_analyze(units, tmp_path):
     names = sorted(p.name for p in units.iterdir())
     daemons = ["registry", "ingress", "web-front", "web", "web-async", "build-worker-1", "build-worker-2", "build-worker-3"]
-    daemons += ["worker", "git-worker", "scheduler"]
+    daemons += ["worker", "git-worker", "task-worker-1", "task-worker-2", "scheduler"]
     assert names == sorted(["choreo.env", "choreo.target", "choreo-prepare.service", *(f"choreo-{d}.service" for d in daemons)])
     result = verify(sorted(units.glob("*.service")) + [units / "choreo.target"])
     assert result.returncode == 0 and result.stdout + result.stderr == "", result.stdout + result.stderr

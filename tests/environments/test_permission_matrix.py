@@ -88,6 +88,11 @@ ROUTES: dict[str, dict[str, tuple[str, dict | None]]] = {
     C + "deploy/config": {"POST": (CONFIGURE, {"key": "MODE", "value": "fast"})},
     C + "deploy/config/remove": {"POST": (CONFIGURE, {"key": "MODE"})},
     C + "deployments/<int:deployment_id>/": {"GET": (VIEW, None)},
+    C + "execute/": {"GET": (VIEW, None)},
+    C + "execute/run": {"POST": (RUN, {"environment": "development", "args": "--once"})},
+    C + "execute/pause": {"POST": (RUN, {"environment": "development", "paused": "on"})},
+    C + "executions/<int:execution_id>/": {"GET": (VIEW, None)},
+    C + "executions/<int:execution_id>/cancel": {"POST": (RUN, {})},
 }
 # Webhooks name a project but are authenticated by their signature, not by a role
 # (tests/builds/test_webhooks.py).
@@ -105,7 +110,9 @@ def project_routes() -> set[str]:
                 found.add(prefix + str(pattern.pattern))
 
     walk(get_resolver().url_patterns, "")
-    scoped = {route for route in found if "<str:project>" in route or route.startswith(("api/builds/", "api/deployments/", "api/executions/"))}
+    scoped = {
+        route for route in found if "<str:project>" in route or route.startswith(("api/builds/", "api/deployments/", "api/executions/"))
+    }
     return (scoped | {route for route in found if route.startswith("api/approvals/")}) - SIGNED_ROUTES
 
 

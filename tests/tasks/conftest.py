@@ -40,8 +40,8 @@ def make_task(make_repo):
 
     made = []
 
-    def make(descriptor: str | None = None, name: str = "job"):
-        repo = make_repo({".choreo/component.yaml": descriptor or task_descriptor(), "Dockerfile": TASK_DOCKERFILE, "run.sh": RUN_SH})
+    def make(descriptor: str | None = None, name: str = "job", script: str = RUN_SH):
+        repo = make_repo({".choreo/component.yaml": descriptor or task_descriptor(), "Dockerfile": TASK_DOCKERFILE, "run.sh": script})
         project = Project.objects.filter(name="shop").first() or project_create(name="shop")
         component = component_create(project=project, name=name, repository=str(repo.path))
         component.repo = repo

@@ -28,7 +28,9 @@ def test_a_manual_run_with_arguments_records_output_and_exit_code(make_task, api
     deployment = deployed(component)
     assert deployment.replicas == []  # a task has no replicas
 
-    response = api.post("/api/projects/shop/components/job/executions/", {"environment": "development", "args": ["one", "two"]}, format="json")
+    response = api.post(
+        "/api/projects/shop/components/job/executions/", {"environment": "development", "args": ["one", "two"]}, format="json"
+    )
     assert response.status_code == 201, response.content
     assert response.data["status"] == "queued" and response.data["trigger"] == "manual" and response.data["deployment"] == deployment.pk
     run_task_jobs()
