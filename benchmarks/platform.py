@@ -94,7 +94,7 @@ def platform_shell(tmp: Path, code: str) -> str:
     )
     if done.returncode != 0:
         raise SystemExit(f"the platform's shell failed:\n{done.stderr[-3000:]}")
-    return done.stdout
+    return done.stdout.strip().splitlines()[-1]  # what the code printed last (the shell may print a banner first)
 
 
 def deployed_task(tmp: Path, base: str, session: requests.Session, *, descriptor: str, command: str) -> dict:

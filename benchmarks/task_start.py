@@ -1,5 +1,7 @@
 """Start overhead of a task: from its execution being enqueued to its process running,
-against a plain `docker run` of the same image at the same concurrency, in one run.
+against a plain `docker run` of the same image at the same concurrency, in one run; and
+against `docker run` in the environment's own network, where the platform starts it (a
+container in a user-defined bridge network takes the Engine longer to start).
 
 The task prints the host's /proc/uptime (it is not namespaced), so both sides are timed
 by one clock: for the platform, from the execution's created_at (it is enqueued as its
@@ -12,6 +14,7 @@ platform's TASK_CONCURRENCY). Usage: .venv/bin/python -m benchmarks.task_start [
 
 from __future__ import annotations
 
+import hashlib
 import os
 import statistics
 import subprocess
@@ -55,10 +58,11 @@ def platform_round(base: str, session, concurrency: int, offset: float) -> list[
     return overheads
 
 
-def docker_round(image: str, concurrency: int, offset: float) -> list[float]:
+def docker_round(image: str, concurrency: int, offset: float, network: str = "") -> list[float]:
     def one(_):
         started = time.time()
-        out = subprocess.run(["docker", "run", "--rm", image], capture_output=True, text=True, check=True).stdout
+        argv = ["docker", "run", "--rm", *(["--network", network] if network else []), image]
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
         return float(out.split()[0]) + offset - started
 
     with ThreadPoolExecutor(concurrency) as pool:
@@ -75,27 +79,40 @@ def main(rounds: int) -> None:
         subprocess.run(["docker", "pull", image], capture_output=True, check=False)  # present already: the platform ran it
         platform_round(base, session, 1, offset)  # warm: the first run pulls nothing, but fills the caches
         docker_round(image, 1, offset)
+        # Made by the platform for the environment when it first ran the task.
+        namespace = "choreo-" + hashlib.sha256(str(tmp / "data").encode()).hexdigest()[:10]
+        labels = [f"label=io.choreo.instance={namespace}", "label=io.choreo.project=bench", "label=io.choreo.environment=development"]
+        listed = subprocess.run(
+            ["docker", "network", "ls", "-q", *(a for label in labels for a in ("--filter", label))], capture_output=True, text=True
+        )
+        network = listed.stdout.split()[0]
+        kinds = ["platform", "docker run", "docker run in the network"]
+
+        def sample(kind: str, concurrency: int) -> list[float]:
+            if kind == "platform":
+                return platform_round(base, session, concurrency, offset)
+            return docker_round(image, concurrency, offset, network if kind.endswith("network") else "")
+
         for concurrency in (1, 2):
-            ours, plain = [], []
+            found: dict[str, list[float]] = {kind: [] for kind in kinds}
             for i in range(rounds):
-                if i % 2:
-                    ours += platform_round(base, session, concurrency, offset)
-                    plain += docker_round(image, concurrency, offset)
-                else:
-                    plain += docker_round(image, concurrency, offset)
-                    ours += platform_round(base, session, concurrency, offset)
-            results[concurrency] = (ours, plain)
+                for kind in kinds[i % 3 :] + kinds[: i % 3]:  # each goes first in turn
+                    found[kind] += sample(kind, concurrency)
+            results[concurrency] = found
     med = statistics.median
     print(f"machine: {os.uname().nodename}, {os.cpu_count()} cores; {rounds} rounds each, alternating; busybox `cat /proc/uptime`")
 
     def figures(values: list[float]) -> str:
         return f"median {med(values) * 1000:.0f} ms (min {min(values) * 1000:.0f}, max {max(values) * 1000:.0f})"
 
-    for concurrency, (ours, plain) in results.items():
+    for concurrency, found in results.items():
+        ours, plain, networked = found["platform"], found["docker run"], found["docker run in the network"]
         print(f"concurrency {concurrency}:")
         print(f"  platform (enqueued → process running): {figures(ours)}")
         print(f"  docker run (command → process running): {figures(plain)}")
+        print(f"  docker run --network <the environment's network>: {figures(networked)}")
         print(f"  ratio platform / docker run: {med(ours) / med(plain):.2f}x")
+        print(f"  ratio platform / docker run in the same network: {med(ours) / med(networked):.2f}x")
 
 
 if __name__ == "__main__":

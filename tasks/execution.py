@@ -53,12 +53,11 @@ def _run(execution: Execution, writer: LogWriter, watchdog: runs.Watchdog) -> No
     )
     commit = release.build.commit[:12] or "?"
     attempt = f", attempt {execution.attempt}" if execution.attempt > 1 else ""
-    writer.line(
-        f"==> Run {release.image_reference} in {execution.environment.name} "
-        f"(deployment {deployment.pk}, commit {commit}; {execution.trigger}{attempt})"
-    )
+    where = f"{execution.environment.name} (deployment {deployment.pk}, commit {commit}; {execution.trigger}{attempt})"
+    header = f"==> Run {release.image_reference} in {where}\n"
     if execution.args is not None:
-        writer.line(f"==> Arguments: {json.dumps(execution.args)}")
+        header += f"==> Arguments: {json.dumps(execution.args)}\n"
+    writer.write(header)  # one write: one insert
     watchdog.check()
     once = rollout.runtime().once_start(spec, args=execution.args)
     try:

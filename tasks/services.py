@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Min
 from django.utils import timezone
 
 from builds.descriptor import task_settings
@@ -109,10 +110,15 @@ def _record(*, component, environment, deployment, trigger, triggered_at, schedu
     return execution
 
 
+def _job_timeout(deployment: Deployment | None) -> int:
+    """RQ's limit for an execution's job: past the task's own timeout, which the runner enforces."""
+    return int(task_settings(deployment.release.descriptor)["timeout"]) + 300 if deployment else 3600
+
+
 def _enqueue(execution: Execution) -> None:
     from tasks import jobs
 
-    timeout = int(task_settings(execution.deployment.release.descriptor)["timeout"]) + 300 if execution.deployment else 3600
+    timeout = _job_timeout(execution.deployment)
     enqueue_after_commit(tasks_queue(), jobs.execution_run, execution.pk, job_id=execution.job_id, job_timeout=timeout)
 
 
@@ -323,73 +329,117 @@ def schedules_sync_all() -> int:
 
 
 def schedules_tick(now: datetime | None = None) -> int:
-    """Record (and enqueue) what is due on every unpaused schedule; returns how many
-    executions were recorded. Safe to run in any number of schedulers at once."""
+    """Record what is due on every unpaused schedule; returns how many executions were
+    recorded. One transaction, a savepoint per schedule (one that fails is logged and
+    tried again next tick), and one Redis round trip to enqueue what runs. Safe to run in
+    any number of schedulers at once."""
     now = now or timezone.now()
-    recorded = 0
-    due = Schedule.objects.filter(paused=False, next_due__lte=now).select_related("component__project", "environment")
-    for schedule in due:
-        try:
-            recorded += _fire(schedule, now)
-        except Exception:  # one broken schedule must not stop the others
-            log.exception("schedule %s could not be handled", schedule.pk)
+    due = list(Schedule.objects.filter(paused=False, next_due__lte=now).select_related("component", "environment"))
+    if not due:
+        return 0
+    components = {s.component_id for s in due}
+    actives = {
+        (d.component_id, d.environment_id): d
+        for d in Deployment.objects.filter(status=Deployment.ACTIVE, component_id__in=components).select_related("release")
+    }
+    busy = set(
+        Execution.objects.filter(component_id__in=components, status__in=(Execution.QUEUED, Execution.RUNNING)).values_list(
+            "component_id", "environment_id"
+        )
+    )
+    recorded, to_run = 0, []
+    with transaction.atomic(), audit.acting("schedule", "schedule"):
+        for schedule in due:
+            pair = (schedule.component_id, schedule.environment_id)
+            try:
+                with transaction.atomic():
+                    made = _fire(schedule, now, actives.get(pair), busy=pair in busy)
+            except Exception:  # one broken schedule must not stop the others
+                log.exception("schedule %s could not be handled", schedule.pk)
+                continue
+            recorded += len(made)
+            to_run += [e for e in made if e.status == Execution.QUEUED]
+    _enqueue_many(to_run)
     return recorded
 
 
-def _fire(schedule: Schedule, now: datetime) -> int:
+def next_wake() -> datetime | None:
+    """The earliest time the scheduler has something to do (a due time, or a retry)."""
+    times = [
+        Schedule.objects.filter(paused=False).aggregate(at=Min("next_due"))["at"],
+        Execution.objects.filter(retry_at__isnull=False).aggregate(at=Min("retry_at"))["at"],
+    ]
+    return min((t for t in times if t is not None), default=None)
+
+
+def _fire(schedule: Schedule, now: datetime, active: Deployment | None, *, busy: bool) -> list[Execution]:
+    """Claim the schedule's due times up to now and record an execution for each."""
     timetable = Timetable(schedule.expression, schedule.timezone)
-    active = _active(schedule.component, schedule.environment)
-    settings_ = task_settings(active.release.descriptor if active else {})
-    decisions, following = missed(timetable, schedule.next_due, now, settings_["startingDeadline"])
-    with transaction.atomic():
-        claimed = Schedule.objects.filter(pk=schedule.pk, paused=False, next_due=schedule.next_due).update(next_due=following)
-        if not claimed:
-            return 0  # another scheduler took it, or it was paused or changed meanwhile
-        common = {"component": schedule.component, "environment": schedule.environment, "schedule": schedule}
-        with audit.acting("schedule", "schedule"):
-            for decision in decisions:
-                if not decision.run:
-                    _record(**common, deployment=active, trigger=Execution.SCHEDULE, triggered_at=decision.at, **_skipped(decision.reason))
-                elif active is None:
-                    _record(
-                        **common, deployment=None, trigger=Execution.SCHEDULE, triggered_at=decision.at, **_skipped("not deployed here")
-                    )
-                else:
-                    _record(
-                        **common,
-                        deployment=active,
-                        trigger=Execution.SCHEDULE,
-                        triggered_at=decision.at,
-                        **_concurrency(schedule, settings_),
-                    )
-    return len(decisions)
+    task = task_settings(active.release.descriptor if active else {})
+    decisions, following = missed(timetable, schedule.next_due, now, task["startingDeadline"])
+    claimed = Schedule.objects.filter(pk=schedule.pk, paused=False, next_due=schedule.next_due).update(next_due=following)
+    if not claimed:
+        return []  # another scheduler took it, or it was paused or changed meanwhile
+    rows = []
+    for decision in decisions:
+        if not decision.run:
+            outcome = _skipped(decision.reason)
+        elif active is None:
+            outcome = _skipped("not deployed here")
+        else:
+            outcome = _concurrency(schedule, task, busy)
+        rows.append(
+            Execution(
+                component=schedule.component,
+                environment=schedule.environment,
+                schedule=schedule,
+                deployment=active,
+                trigger=Execution.SCHEDULE,
+                triggered_at=decision.at,
+                **outcome,
+            )
+        )
+    return Execution.objects.bulk_create(rows)
 
 
 def _skipped(reason: str) -> dict:
     return {"status": Execution.SKIPPED, "error": reason[:1000], "finished_at": timezone.now()}
 
 
-def _concurrency(schedule: Schedule, task: dict) -> dict:
+def _concurrency(schedule: Schedule, task: dict, busy: bool) -> dict:
     """What a due run becomes while another execution of the task runs there."""
-    busy = Execution.objects.filter(
+    policy = task["concurrency"]
+    if policy == "allow" or not busy:
+        return {}
+    running = Execution.objects.filter(
         component=schedule.component, environment=schedule.environment, status__in=(Execution.QUEUED, Execution.RUNNING)
     )
-    policy = task["concurrency"]
-    if policy == "allow" or not busy.exists():
-        return {}
     if policy == "forbid":
-        ids = ", ".join(str(pk) for pk in busy.values_list("pk", flat=True)[:5])
-        return _skipped(f"execution {ids} was still running (concurrency: forbid)")
-    for running in busy:  # replace
-        if Execution.objects.filter(pk=running.pk, status=Execution.QUEUED).update(
+        ids = ", ".join(str(pk) for pk in running.values_list("pk", flat=True)[:5])
+        return _skipped(f"execution {ids} was still running (concurrency: forbid)") if ids else {}
+    for execution in running:  # replace
+        if Execution.objects.filter(pk=execution.pk, status=Execution.QUEUED).update(
             status=Execution.CANCELLED, error="Replaced by a newer due run (concurrency: replace).", finished_at=timezone.now()
         ):
             transaction.on_commit(
-                lambda running=running: _announce_end(running, Execution.CANCELLED, "==> CANCELLED: replaced by a newer due run")
+                lambda execution=execution: _announce_end(execution, Execution.CANCELLED, "==> CANCELLED: replaced by a newer due run")
             )
         else:
-            Execution.objects.filter(pk=running.pk, status=Execution.RUNNING).update(cancel_requested=True)
+            Execution.objects.filter(pk=execution.pk, status=Execution.RUNNING).update(cancel_requested=True)
     return {}
+
+
+def _enqueue_many(executions: list[Execution]) -> None:
+    """Enqueue executions whose rows are committed, in one Redis round trip."""
+    from rq import Queue
+
+    from tasks import jobs
+
+    if not executions:
+        return
+    tasks_queue().enqueue_many(
+        [Queue.prepare_data(jobs.execution_run, (e.pk,), job_id=e.job_id, timeout=_job_timeout(e.deployment)) for e in executions]
+    )
 
 
 # Retries

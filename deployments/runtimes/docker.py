@@ -27,10 +27,21 @@ from deployments.runtimes import Replica, ReplicaFile, ReplicaSpec, RuntimeFailu
 LABEL = "io.choreo"
 
 
+_api_version: str | None = None
+
+
+def _client(timeout: float | None) -> docker.DockerClient:
+    """A client of the Engine; its API version is asked once per process, not per client."""
+    global _api_version
+    client = docker.from_env(timeout=timeout, version=_api_version or "auto")
+    _api_version = client.api.api_version
+    return client
+
+
 class DockerRuntime:
     def __init__(self, namespace: str):
         self.namespace = namespace
-        self.client = docker.from_env(timeout=120)
+        self.client = _client(timeout=120)
 
     def _labels(self, **extra: str) -> dict[str, str]:
         return {f"{LABEL}.instance": self.namespace, **{f"{LABEL}.{k}": v for k, v in extra.items()}}
@@ -71,32 +82,33 @@ class DockerRuntime:
         placed first; on any failure nothing is left behind."""
         network = self.environment_ensure(project=spec.project, environment=spec.environment)
         container = None
+        options = {
+            "command": command,
+            "name": spec.name,
+            "detach": True,
+            "environment": spec.environment_variables,
+            "labels": self._labels(project=spec.project, environment=spec.environment, component=spec.component, **spec.labels),
+            "network": network,
+            "restart_policy": restart,
+            "mem_limit": spec.limits.memory,
+            "memswap_limit": spec.limits.memory,  # no swap beyond the limit
+            "nano_cpus": int(spec.limits.cpus * 1e9) if spec.limits.cpus else None,
+            "pids_limit": spec.limits.pids,
+        }
         try:
             try:
-                self.client.images.get(spec.image)
-            except ImageNotFound:
+                container = self.client.containers.create(spec.image, **options)
+            except ImageNotFound:  # pulled only when the Engine does not have it yet
                 self.client.images.pull(spec.image, auth_config=registry.engine_auth(spec.image))
-            container = self.client.containers.create(
-                spec.image,
-                command=command,
-                name=spec.name,
-                detach=True,
-                environment=spec.environment_variables,
-                labels=self._labels(project=spec.project, environment=spec.environment, component=spec.component, **spec.labels),
-                network=network,
-                restart_policy=restart,
-                mem_limit=spec.limits.memory,
-                memswap_limit=spec.limits.memory,  # no swap beyond the limit
-                nano_cpus=int(spec.limits.cpus * 1e9) if spec.limits.cpus else None,
-                pids_limit=spec.limits.pids,
-            )
+                container = self.client.containers.create(spec.image, **options)
             if spec.files:
                 _place_files(container, spec.files)
             if alias:  # the component's name resolves to its replicas inside the environment
                 self.client.networks.get(network).disconnect(container)
                 self.client.networks.get(network).connect(container, aliases=[alias])
             container.start()
-            container.reload()
+            if alias:  # a replica: its address, for the ingress
+                container.reload()
         except (DockerException, RuntimeFailure) as exc:
             if container is not None:  # never leave a half-made container, with its files, behind
                 try:
@@ -193,7 +205,7 @@ class DockerOnce:
         self.id, self.name = container.id, container.name
 
     def wait(self, output) -> int:
-        streaming = docker.from_env(timeout=None)
+        streaming = _client(timeout=None)
         try:
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             for chunk in streaming.api.logs(self.id, stream=True, follow=True):
