@@ -5,39 +5,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from builds.models import Build, Image
-from builds.services import component_create
-from deployments.models import Deployment, Release
-from environments.services import project_create
 from tasks.models import Execution, Schedule
-from tasks.services import schedule_sync
 from tasks.views import parse_args
 
 pytestmark = pytest.mark.django_db(transaction=True)
 RUN = "/api/projects/shop/components/{c}/executions/"
-
-
-@pytest.fixture
-def shop(make_repo):
-    """shop/job, a manual-task active in development (rows only); shop/web, a service;
-    shop/cron, a scheduled task active in development."""
-    project = project_create(name="shop")
-    dev = project.environments.get(name="development")
-    made = {}
-    for name, kind in (("job", "manual-task"), ("web", "service"), ("cron", "scheduled-task")):
-        component = component_create(project=project, name=name, repository=str(make_repo().path))
-        descriptor = {"schemaVersion": 1, "type": kind, "schedule": "@every 1h" if kind == "scheduled-task" else None, "timezone": "UTC"}
-        image = Image.objects.create(component=component, commit="a" * 40, digest="sha256:" + "b" * 64, reference="r", inputs_key=name)
-        build = Build.objects.create(component=component, commit="a" * 40, status=Build.SUCCEEDED, image=image, descriptor=descriptor)
-        release = Release.objects.create(
-            component=component, build=build, image=image, digest=image.digest, image_reference="r", descriptor=descriptor, config_hash="h"
-        )
-        Deployment.objects.create(component=component, environment=dev, release=release, status=Deployment.ACTIVE, replicas=[])
-        component.type = kind
-        component.save()
-        schedule_sync(component=component, environment=dev)
-        made[name] = component
-    return made
 
 
 def refused(response, field: str, status: int = 400):
