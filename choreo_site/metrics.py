@@ -40,8 +40,8 @@ def reset_process_files() -> None:
 class RunKind:
     """A kind of run whose rows have a status and start and finish times."""
 
-    name: str  # builds, rollouts
-    noun: str  # build, rollout
+    name: str  # builds, rollouts, executions
+    noun: str  # build, rollout, execution
     model_path: str
     final_statuses: tuple[str, ...]
 
@@ -49,6 +49,7 @@ class RunKind:
 RUN_KINDS = (
     RunKind("builds", "build", "builds.Build", ("succeeded", "failed", "cancelled")),
     RunKind("rollouts", "rollout", "deployments.Deployment", ("active", "failed", "superseded", "rolled-back")),
+    RunKind("executions", "execution", "tasks.Execution", ("succeeded", "failed", "timed-out", "cancelled")),
 )
 
 

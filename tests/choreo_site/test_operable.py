@@ -1,5 +1,5 @@
 """What an operator looks at: /metrics, the API's root, schema and docs page, the read-only
-admin pages of releases, deployments and routes, and the protected Redis."""
+admin pages of releases, deployments, routes, schedules and executions, and the protected Redis."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def test_the_docs_page_is_for_logged_in_users_and_serves_its_own_assets(client, 
 
 
 @pytest.mark.django_db
-def test_admin_shows_releases_deployments_and_routes_read_only_without_secrets(logged_in, admin_user, make_repo):
+def test_admin_shows_releases_deployments_routes_and_executions_read_only_without_secrets(logged_in, admin_user, make_repo):
     project = project_create(name="shop")
     component = component_create(project=project, name="web", repository=str(make_repo().path))
     development = project.environments.get(name="development")
@@ -101,6 +101,24 @@ def test_admin_shows_releases_deployments_and_routes_read_only_without_secrets(l
         assert logged_in.post(f"/admin/deployments/{model}/{obj.pk}/delete/", {"post": "yes"}).status_code == 403
     assert "replica said ***" in logged_in.get(f"/admin/deployments/deployment/{deployment.pk}/change/").content.decode()
     assert Deployment.objects.filter(pk=deployment.pk).exists()
+
+    from tasks.models import Execution
+
+    execution = Execution.objects.create(
+        component=component,
+        environment=development,
+        deployment=deployment,
+        trigger="manual",
+        triggered_at=deployment.created_at,
+        args=["--password", "s3cret-in-admin"],
+        status="failed",
+        error="task said s3cret-in-admin",
+    )
+    for url in ("/admin/tasks/execution/", f"/admin/tasks/execution/{execution.pk}/change/", "/admin/tasks/schedule/"):
+        page = logged_in.get(url)
+        assert page.status_code == 200 and "s3cret-in-admin" not in page.content.decode()
+    assert "task said ***" in logged_in.get(f"/admin/tasks/execution/{execution.pk}/change/").content.decode()
+    assert logged_in.post(f"/admin/tasks/execution/{execution.pk}/delete/", {"post": "yes"}).status_code == 403
 
 
 def test_a_local_user_cannot_use_the_redis_that_make_up_started():

@@ -6,6 +6,7 @@ import pytest
 from deployments.models import Deployment
 from deployments.services import component_config_set, deployment_deploy
 from tasks.models import Execution
+from tests.choreo_site.test_operable import samples
 from tests.conftest import run_default_jobs, run_task_jobs
 from tests.deployments.test_deploy import build, env
 
@@ -46,6 +47,9 @@ def test_a_manual_run_with_arguments_records_output_and_exit_code(make_task, api
     listed = api.get("/api/projects/shop/components/job/executions/?environment=development").data
     assert [e["id"] for e in listed] == [default["id"], execution["id"]]
     assert api.get("/api/projects/shop/components/job/executions/count/?environment=development&days=30").data == {"count": 2, "days": 30}
+    metrics = samples(api.get("/metrics").content.decode())
+    assert metrics[("choreo_executions_total", (("status", "succeeded"),))] == 2
+    assert metrics[("choreo_execution_duration_seconds_count", ())] == 2
 
 
 def test_a_failing_run_records_its_exit_code_and_a_timeout_is_timed_out(make_task, api):
