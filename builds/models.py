@@ -1,5 +1,6 @@
 from django.db import models
 
+from choreo_site.models import RunRow
 from environments.keyring import sealed
 from environments.models import Project
 from environments.names import validate_name
@@ -83,8 +84,10 @@ class Image(models.Model):
         return False
 
 
-class Build(models.Model):
+class Build(RunRow, models.Model):
     """One run of the build pipeline for one commit."""
+
+    run_name = "build"
 
     QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
     STATUS_CHOICES = [(s, s) for s in (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)]
@@ -119,22 +122,6 @@ class Build(models.Model):
 
     def __str__(self) -> str:
         return f"build {self.pk} of {self.component}"
-
-    @property
-    def project(self):
-        return self.component.project
-
-    @property
-    def log_stream(self) -> str:
-        return f"build-{self.pk}"
-
-    @property
-    def job_id(self) -> str:
-        return f"build-{self.pk}"
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in self.FINAL
 
     @property
     def duration(self):

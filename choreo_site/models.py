@@ -1,6 +1,31 @@
 from django.db import models
 
 
+class RunRow:
+    """What the row of a long run (a build, a rollout, an execution) offers the run
+    lifecycle (choreo_site.runs) and the pages. A mixin: each model keeps its own table and
+    statuses, and names its kind in `run_name`, the prefix of its log stream and job."""
+
+    run_name: str
+    FINAL: tuple[str, ...]
+
+    @property
+    def project(self):
+        return self.component.project
+
+    @property
+    def log_stream(self) -> str:
+        return f"{self.run_name}-{self.pk}"
+
+    @property
+    def job_id(self) -> str:
+        return f"{self.run_name}-{self.pk}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL
+
+
 class LogLine(models.Model):
     """One stored, already redacted line of a log stream (a build, a rollout, a task run).
 

@@ -1,6 +1,7 @@
 from django.db import models
 
 from builds.models import Build, Component, Image
+from choreo_site.models import RunRow
 from environments.models import Environment
 
 
@@ -26,9 +27,11 @@ class Release(models.Model):
         return f"release {self.pk} of {self.component} ({self.digest[:19]})"
 
 
-class Deployment(models.Model):
+class Deployment(RunRow, models.Model):
     """Immutable: a release in an environment, with a snapshot of that environment's
     configuration. Any change makes a new deployment."""
+
+    run_name = "rollout"
 
     PENDING, ROLLING_OUT, ACTIVE, FAILED, SUPERSEDED, ROLLED_BACK = (
         "pending",
@@ -65,22 +68,6 @@ class Deployment(models.Model):
 
     def __str__(self) -> str:
         return f"deployment {self.pk} of {self.component} to {self.environment.name}"
-
-    @property
-    def project(self):
-        return self.component.project
-
-    @property
-    def log_stream(self) -> str:
-        return f"rollout-{self.pk}"
-
-    @property
-    def job_id(self) -> str:
-        return f"rollout-{self.pk}"
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in self.FINAL
 
 
 class Route(models.Model):

@@ -1,6 +1,7 @@
 from django.db import models
 
 from builds.models import Component
+from choreo_site.models import RunRow
 from deployments.models import Deployment
 from environments.models import Environment
 
@@ -29,9 +30,11 @@ class Schedule(models.Model):
         return self.component.project
 
 
-class Execution(models.Model):
+class Execution(RunRow, models.Model):
     """One run of a task in one environment, on the deployment (revision) that was active
     when it was recorded. Its status follows choreo_site.runs."""
+
+    run_name = "execution"
 
     QUEUED, RUNNING, SUCCEEDED, FAILED, TIMED_OUT, CANCELLED, SKIPPED = (
         "queued",
@@ -86,22 +89,6 @@ class Execution(models.Model):
 
     def __str__(self) -> str:
         return f"execution {self.pk} of {self.component} in {self.environment.name}"
-
-    @property
-    def project(self):
-        return self.component.project
-
-    @property
-    def log_stream(self) -> str:
-        return f"execution-{self.pk}"
-
-    @property
-    def job_id(self) -> str:
-        return f"execution-{self.pk}"
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in self.FINAL
 
     @property
     def duration(self) -> float | None:
