@@ -149,3 +149,28 @@ def test_two_schedulers_at_once_never_start_the_same_due_time_twice(make_task, p
         assert len(set(dues)) == len(dues)
         assert all(later - earlier == timedelta(seconds=1) for earlier, later in zip(dues, dues[1:])), dues  # none missed
         assert dues[0] <= started + timedelta(seconds=2)
+
+
+def test_a_deploy_never_stops_a_running_execution_and_a_cancel_through_the_api_does(make_task, api, platform_env, tmp_path):
+    component = make_task()
+    first = deploy(component, SLEEP="6")
+    worker = start_process([*MANAGE, "rqworker", "tasks"], platform_env, tmp_path / "worker.log")
+    try:
+        made = api.post("/api/projects/shop/components/job/executions/", {"environment": "development"}, format="json").data
+        wait_for(lambda: "greeting: hello" in read_text(f"execution-{made['id']}"), timeout=60, what="the task to start")
+        second = deploy(component, SLEEP="600", GREETING="second")  # a new deployment while it runs
+        assert second.pk != first.pk
+        wait_for(lambda: Execution.objects.get(pk=made["id"]).is_final, timeout=60, what="the first execution")
+        finished = Execution.objects.get(pk=made["id"])
+        assert (finished.status, finished.exit_code, finished.deployment_id) == ("succeeded", 0, first.pk)
+
+        slow = api.post("/api/projects/shop/components/job/executions/", {"environment": "development"}, format="json").data
+        assert slow["deployment"] == second.pk
+        wait_for(lambda: "greeting: second" in read_text(f"execution-{slow['id']}"), timeout=60, what="the second execution")
+        cancelling = api.post(f"/api/executions/{slow['id']}/cancel/")
+        assert cancelling.status_code == 200 and cancelling.data["status"] == "running"  # its worker stops it
+        wait_for(lambda: Execution.objects.get(pk=slow["id"]).is_final, timeout=30, what="the cancel")
+        cancelled = Execution.objects.get(pk=slow["id"])
+        assert cancelled.status == "cancelled" and cancelled.error == "Cancelled by a user." and cancelled.duration < 20
+    finally:
+        stop(worker)
