@@ -62,6 +62,41 @@ def environment_protect(request, project, environment):
 
 
 @login_required
+@require_POST
+def environment_update(request, project, environment):
+    """Rename, or move in the promotion order ("after": "" makes it first)."""
+    project_obj = services.project_get(name=project, actor=request.user, action=permissions.MANAGE)
+    name = request.POST.get("name", "").strip() or None
+    after = request.POST.get("after")
+
+    def action():
+        current = services.environment_get(project=project_obj, name=environment)
+        return services.environment_update(environment=current, name=name, after=after)
+
+    page_action(request, action, success=lambda e: f"{e.name} is saved, at position {e.position + 1} of the promotion order.")
+    return redirect("environments", project)
+
+
+@login_required
+@require_POST
+def environment_delete(request, project, environment):
+    """Delete an environment, with what runs there; the form asks for its name, typed."""
+    project_obj = services.project_get(name=project, actor=request.user, action=permissions.MANAGE)
+
+    def action():
+        current = services.environment_get(project=project_obj, name=environment)
+        if request.POST.get("confirm", "").strip() != current.name:
+            raise PlatformError(
+                f"To delete {current.name}, type its name in the box: everything running there stops.",
+                errors={"confirm": ["Type the environment's name."]},
+            )
+        return services.environment_delete(environment=current)
+
+    page_action(request, action, success=f"{environment} is deleted, with what ran there.")
+    return redirect("environments", project)
+
+
+@login_required
 def members(request, project):
     project = services.project_get(name=project, actor=request.user)
     context = {"project": project, "members": services.member_list(project=project), "roles": Membership.ROLE_CHOICES}

@@ -68,6 +68,8 @@ ROUTES: dict[str, dict[str, tuple[str, dict | None]]] = {
     P + "environments/": {"GET": (VIEW, None)},
     P + "environments/new": {"POST": (MANAGE, {"name": "staging"})},
     P + "environments/<str:environment>/protect": {"POST": (MANAGE, {"protected": "on"})},
+    P + "environments/<str:environment>/update": {"POST": (MANAGE, {"after": ""})},
+    P + "environments/<str:environment>/delete": {"POST": (MANAGE, {"confirm": "production"})},
     P + "members/": {"GET": (VIEW, None)},
     P + "members/set": {"POST": (MANAGE, {"username": "dora", "role": "viewer"})},
     P + "members/remove": {"POST": (MANAGE, {"username": "dora"})},
