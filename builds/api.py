@@ -76,8 +76,10 @@ class BuildList(APIView):
     @extend_schema(request=BuildStartSerializer, parameters=[WAIT], responses={201: BuildSerializer, 200: BuildSerializer})
     def post(self, request, project, component):
         data = BuildStartSerializer.validated(request.data)
-        build = services.build_start(component=_component(request, project, component, permissions.BUILD), commit=data.get("commit"))
-        return Response(BuildSerializer(build).data, status=status.HTTP_201_CREATED)
+        component = _component(request, project, component, permissions.BUILD)
+        build, created = services.build_request(component=component, commit=data.get("commit"))
+        # 200 and the build under way when that commit is already queued or running.
+        return Response(BuildSerializer(build).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class BuildDetail(APIView):

@@ -169,7 +169,14 @@ def build_enqueue(build: Build) -> None:
 
 
 def build_start(*, component: Component, commit: str | None = None, trigger: str = Build.MANUAL) -> Build:
-    """Queue a build of `commit` (any unambiguous prefix), or of the branch head.
+    """`build_request`'s build: the new one, or the one of that commit already under way."""
+    return build_request(component=component, commit=commit, trigger=trigger)[0]
+
+
+def build_request(*, component: Component, commit: str | None = None, trigger: str = Build.MANUAL) -> tuple[Build, bool]:
+    """Queue a build of `commit` (any unambiguous prefix), or of the branch head; returns
+    the build and whether it is new. A commit that is already queued or running is not
+    built a second time: that build is returned. (A finished commit may be built again.)
 
     The commit is resolved now, so an unknown commit or branch is refused with a 400 and
     nothing is queued. Enqueues `builds.jobs.build_run` after commit.
@@ -191,7 +198,11 @@ def build_start(*, component: Component, commit: str | None = None, trigger: str
     except git.GitError as exc:
         raise PlatformError(exc.detail, errors=exc.errors or {"repository": [exc.detail]}) from None
     with transaction.atomic():
-        return _build_create(component=component, commit=sha, requested=commit or "", trigger=trigger)
+        Component.objects.select_for_update().filter(pk=component.pk).first()
+        under_way = component.builds.filter(commit=sha, status__in=(Build.QUEUED, Build.RUNNING)).first()
+        if under_way is not None:
+            return under_way, False
+        return _build_create(component=component, commit=sha, requested=commit or "", trigger=trigger), True
 
 
 def _build_create(*, component: Component, commit: str, requested: str, trigger: str) -> Build:
@@ -201,6 +212,21 @@ def _build_create(*, component: Component, commit: str, requested: str, trigger:
     details = {"commit": commit, "trigger": trigger}
     audit.record("build.start", project=component.project, target=f"build {build.pk} of {component.name}", details=details)
     return build
+
+
+def build_list(*, component: Component, limit: int = 50) -> list[Build]:
+    """The newest builds, each with `.running_in`: the environments whose active deployment
+    runs its image (read through the releases made of it, in one query)."""
+    builds = list(component.builds.all()[:limit])
+    where: dict[int, list[str]] = {}
+    active = Build.objects.filter(pk__in=[b.pk for b in builds], releases__deployments__status="active")
+    for pk, environment in active.order_by("releases__deployments__environment__position").values_list(
+        "pk", "releases__deployments__environment__name"
+    ):
+        where.setdefault(pk, []).append(environment)
+    for build in builds:
+        build.running_in = where.get(build.pk, [])
+    return builds
 
 
 def build_cancel(*, build: Build) -> Build:

@@ -3,7 +3,6 @@ from django.urls import path
 from builds import views
 
 urlpatterns = [
-    path("projects/<str:project>/", views.project, name="project"),
     path("projects/<str:project>/components/new", views.component_create, name="component-create"),
     path("projects/<str:project>/components/<str:component>/build/", views.build_page, name="build-page"),
     path("projects/<str:project>/components/<str:component>/build/start", views.build_start, name="build-start"),

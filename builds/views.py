@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 from builds import git, services, webhooks
 from builds.models import PushEvent
 from builds.services import component_by_names
+from choreo_site.logstream import page_log
 from choreo_site.pages import page_action
 from choreo_site.throttling import client_address
 from environments import permissions
@@ -18,21 +19,6 @@ from environments.services import project_get
 
 def _component(request, project: str, component: str):
     return component_by_names(project=project, component=component, actor=request.user)
-
-
-@login_required
-def project(request, project):
-    project = project_get(name=project, actor=request.user)
-    return render(
-        request,
-        "builds/project.html",
-        {
-            "project": project,
-            "components": project.components.all(),
-            "environments": project.environments.order_by("position"),
-            "can": permissions.abilities(request.user, project),
-        },
-    )
 
 
 @login_required
@@ -61,7 +47,7 @@ def build_page(request, project, component):
         commits = git.recent_commits(git.sync(component.fetch_url, timeout=30), branch=component.branch)
     except git.GitError as exc:
         commits_error = exc.detail
-    builds = component.builds.all()[:50]
+    builds = services.build_list(component=component)
     context = {
         "project": component.project,
         "component": component,
@@ -80,14 +66,20 @@ def build_page(request, project, component):
 @require_POST
 def build_start(request, project, component):
     component = _component(request, project, component)
-    build = page_action(
+    result = page_action(
         request,
-        lambda: services.build_start(
+        lambda: services.build_request(
             component=authorized(component, actor=request.user, action=permissions.BUILD), commit=request.POST.get("commit") or None
         ),
-        success=lambda b: f"Build {b.pk} of {b.commit[:12]} queued.",
+        success=lambda made: (
+            f"Build {made[0].pk} of {made[0].commit[:12]} queued."
+            if made[1]
+            else f"{made[0].commit[:12]} is already being built: build {made[0].pk} ({made[0].status})."
+        ),
     )
-    return redirect("build-detail", project, component.name, build.pk) if build else redirect("build-page", project, component.name)
+    if result is None:
+        return redirect("build-page", project, component.name)
+    return redirect("build-detail", project, component.name, result[0].pk)
 
 
 @login_required
@@ -116,6 +108,8 @@ def build_detail(request, project, component, build_id):
             "project": component.project,
             "component": component,
             "build": build,
+            "log": page_log(build.log_stream),
+            "first_environment": component.project.environments.order_by("position").first(),
             "api_specs": build.api_specs.all(),
             "can": permissions.abilities(request.user, component.project),
         },
@@ -141,7 +135,7 @@ def build_rows(request, project, component):
     return render(
         request,
         "builds/partials/_build_rows.html",
-        {"project": component.project, "component": component, "builds": component.builds.all()[:50]},
+        {"project": component.project, "component": component, "builds": services.build_list(component=component)},
     )
 
 

@@ -65,7 +65,8 @@ def waitable(fetch: Callable[[int], tuple[dict, bool]]):
         @wraps(view)
         async def wrapper(request, *args, **kwargs):
             response = await sync_view(request, *args, **kwargs)
-            if not wants_wait(request) or response.status_code not in (201, 202) or "id" not in response.data:
+            # 200: an object under way already (a build of a commit that is building)
+            if not wants_wait(request) or response.status_code not in (200, 201, 202) or "id" not in response.data:
                 return response  # not made (an approval request waits for a person, not for a worker)
             ident = response.data["id"]
             deadline = time.monotonic() + WAIT_LIMIT

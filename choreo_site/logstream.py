@@ -148,6 +148,14 @@ def read_lines(stream: str, *, offset: int = 0, limit: int | None = None) -> lis
     return lines
 
 
+def page_log(stream: str) -> dict:
+    """What a page shows of a stream before any JavaScript runs: its stored lines, the
+    offset live streaming goes on from, and its final status once it has ended (a page
+    without JavaScript then shows the whole log, never "Connecting…")."""
+    lines = read_lines(stream)
+    return {"lines": lines, "next": lines[-1].seq + 1 if lines else 0, "ended": stream_final_status(stream)}
+
+
 def read_text(stream: str) -> str:
     redact = stream_redactor(stream)
     return "".join(redact(text) + "\n" for text in LogLine.objects.filter(stream=stream).order_by("seq").values_list("text", flat=True))

@@ -3,6 +3,8 @@ from django.urls import path
 from deployments import views
 
 urlpatterns = [
+    # The project's home: its pipeline, components and environments at a glance.
+    path("projects/<str:project>/", views.pipeline_page, name="project"),
     path("projects/<str:project>/components/<str:component>/deploy/", views.deploy_page, name="deploy-page"),
     path("projects/<str:project>/components/<str:component>/deploy/start", views.deploy, name="deploy-start"),
     path("projects/<str:project>/components/<str:component>/deploy/promote", views.promote, name="deploy-promote"),

@@ -8,17 +8,31 @@ from django.views.decorators.http import require_POST
 from builds.models import Build
 from builds.services import component_by_names, component_update
 from choreo_site.errors import NotFound, PlatformError
+from choreo_site.logstream import page_log
 from choreo_site.pages import page_action
-from deployments import configurables, rollout, services
+from deployments import configurables, overview, rollout, services
 from environments import approvals, permissions
 from environments.models import ApprovalRequest
 from environments.permissions import authorized
-from environments.services import environment_get
+from environments.services import environment_get, project_get
 from environments.values import check_request_size
 
 
 def _component(request, project: str, component: str):
     return component_by_names(project=project, component=component, actor=request.user)
+
+
+@login_required
+def pipeline_page(request, project):
+    project = project_get(name=project, actor=request.user)
+    context = {
+        "project": project,
+        "pipeline": overview.pipeline(project),
+        "components": project.components.all(),
+        "environments": project.environments.order_by("position"),
+        "can": permissions.abilities(request.user, project),
+    }
+    return render(request, "deployments/pipeline.html", context)
 
 
 @login_required
@@ -177,6 +191,7 @@ def deployment_detail(request, project, component, deployment_id):
             "project": component_obj.project,
             "component": component_obj,
             "deployment": deployment,
+            "log": page_log(deployment.log_stream),
             "urls": services.urls_for(deployment),
             "config_keys": configurables.config_keys(deployment),
         },

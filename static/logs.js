@@ -26,6 +26,12 @@
       if (msg.type === "lines") {
         const fresh = msg.lines.filter((l) => l.seq >= next);
         if (fresh.length) { append(fresh); next = fresh[fresh.length - 1].seq + 1; }
+        // Output means it runs: a badge still saying "queued" (or "pending") says so now.
+        const running = statusBadge && statusBadge.dataset.running;
+        if (fresh.length && running && ["queued", "pending"].includes(statusBadge.textContent)) {
+          statusBadge.textContent = running;
+          statusBadge.className = `status ${running}`;
+        }
       } else if (msg.type === "end") {
         ended = true;
         state.textContent = `Finished: ${msg.status}`;

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from builds.services import component_by_names
 from choreo_site.errors import PlatformError
-from choreo_site.logstream import read_lines, stream_final_status
+from choreo_site.logstream import page_log
 from choreo_site.pages import page_action
 from deployments.services import deployment_active
 from environments import permissions
@@ -139,15 +139,12 @@ def execution_detail(request, project, component, execution_id):
     execution = services.execution_get(pk=execution_id, actor=request.user)
     if execution.component_id != component_obj.pk:
         raise Http404("No such execution of this component.")
-    lines = read_lines(execution.log_stream)
     context = {
         "project": component_obj.project,
         "component": component_obj,
         "execution": execution,
         "args_shown": json.dumps(execution.args),
-        "lines": lines,
-        "next": lines[-1].seq + 1 if lines else 0,
-        "ended": stream_final_status(execution.log_stream) is not None,
+        "log": page_log(execution.log_stream),
         "can": permissions.abilities(request.user, component_obj.project),
     }
     return render(request, "tasks/execution_detail.html", context)

@@ -62,6 +62,7 @@ def test_build_latest_shows_log_lines_live(page, platform, admin_user, make_repo
     # Lines arrived while the build was still running, not after the fact.
     assert "tick 8" not in log.inner_text()
     expect(page.locator("#log-state")).to_have_text("Live")
+    expect(page.locator("#stream-status")).to_have_text("running")  # the badge follows the run, not the page's first render
     expect(log).to_contain_text("tick 8", timeout=60_000)
     expect(page.locator("#log-state")).to_have_text("Finished: succeeded", timeout=60_000)
     expect(page.locator("#stream-status")).to_have_text("succeeded", timeout=10_000)

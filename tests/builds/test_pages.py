@@ -96,3 +96,34 @@ def test_unknown_objects_are_404_on_pages(logged_in, component):
     assert logged_in.get("/projects/nope/").status_code == 404
     assert logged_in.get("/projects/shop/components/nope/build/").status_code == 404
     assert logged_in.get("/projects/shop/components/web/builds/999/").status_code == 404
+
+
+def test_building_a_commit_already_under_way_returns_that_build(logged_in, api, component, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        first = api.post("/api/projects/shop/components/web/builds/", {}, format="json")
+        again = api.post("/api/projects/shop/components/web/builds/", {}, format="json")
+        page = logged_in.post("/projects/shop/components/web/build/start", {}, follow=True)
+    assert first.status_code == 201 and again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    assert Build.objects.count() == 1
+    assert f"is already being built: build {first.json()['id']} (queued)." in " ".join(messages_of(page))
+    Build.objects.update(status=Build.FAILED, error="step 2 failed: exit code 1")
+    with django_capture_on_commit_callbacks(execute=False):
+        rebuilt = api.post("/api/projects/shop/components/web/builds/", {}, format="json")
+    assert rebuilt.status_code == 201 and Build.objects.count() == 2  # a finished commit may be built again
+
+
+def test_the_build_list_and_a_finished_build_without_javascript(logged_in, component):
+    from choreo_site.logstream import LogWriter
+
+    failed = Build.objects.create(component=component, commit="a" * 40, status=Build.FAILED, error="step 2 failed: exit code 1")
+    writer = LogWriter(failed.log_stream)
+    writer.line("Step 1/2 : FROM choreo/busybox:1")
+    writer.end(Build.FAILED)
+    rows = logged_in.get("/projects/shop/components/web/build/rows").content.decode()
+    assert "step 2 failed: exit code 1" in rows and "<time datetime=" in rows and " ago</time>" in rows
+    detail = logged_in.get(f"/projects/shop/components/web/builds/{failed.pk}/").content.decode()
+    assert "Step 1/2 : FROM choreo/busybox:1" in detail  # the stored log, rendered by the server
+    assert "Finished: failed" in detail and "Connecting" not in detail and "logs.js" not in detail
+    assert f"/api/builds/{failed.pk}/logs/" in detail and 'id="deploy-this-build"' not in detail
+    Build.objects.filter(pk=failed.pk).update(status=Build.SUCCEEDED, error="")
+    assert 'id="deploy-this-build"' in logged_in.get(f"/projects/shop/components/web/builds/{failed.pk}/").content.decode()

@@ -55,7 +55,7 @@ def test_run_now_with_arguments_live_logs_and_pause(page, platform, admin_user, 
     log_in(page, platform)
     page.goto(f"{platform}/projects/shop/components/job/execute/")
     expect(page.locator("#schedule-development")).to_have_text("At 02:30 every day, Europe/Berlin")
-    expect(page.locator("#env-development time")).to_have_count(5)
+    expect(page.locator("#next-development time")).to_have_count(5)
     expect(page.locator("#count-development")).to_have_text("0")
 
     page.fill("#args-development", '6 "two words"')
@@ -79,7 +79,7 @@ def test_run_now_with_arguments_live_logs_and_pause(page, platform, admin_user, 
     expect(page.locator("#pause-development")).to_be_checked()
     expect(page.locator("body")).to_contain_text("is paused")
     assert Schedule.objects.get(environment__name="development").paused
-    expect(page.locator("#env-development time")).to_have_count(0)  # paused: nothing comes next
+    expect(page.locator("#next-development time")).to_have_count(0)  # paused: nothing comes next
     page.uncheck("#pause-development")
     expect(page.locator("body")).to_contain_text("running again")
     assert not Schedule.objects.get(environment__name="development").paused
