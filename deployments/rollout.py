@@ -18,6 +18,7 @@ import secrets
 import time
 
 from django.conf import settings
+from django.db import transaction
 
 from choreo_site import runs
 from choreo_site.errors import PlatformError
@@ -215,9 +216,13 @@ def _activate_task(deployment: Deployment, writer: LogWriter, rt: Runtime) -> No
     )
     writer.line("a task has no replicas and no route: its executions run this deployment from now on")
     final_old = Deployment.ROLLED_BACK if deployment.kind == Deployment.ROLLBACK else Deployment.SUPERSEDED
-    if old is not None:
-        Deployment.objects.filter(pk=old.pk, status=Deployment.ACTIVE).update(status=final_old)
-    if not runs.finish(KIND, deployment, Deployment.ACTIVE):
+    with transaction.atomic():  # never a moment with no active deployment (the scheduler reads it)
+        if old is not None:
+            Deployment.objects.filter(pk=old.pk, status=Deployment.ACTIVE).update(status=final_old)
+        taken = runs.finish(KIND, deployment, Deployment.ACTIVE)
+        if not taken:
+            transaction.set_rollback(True)
+    if not taken:
         writer.line("the deployment was changed by someone else while rolling out")
         return
     if old is not None and old.replicas:

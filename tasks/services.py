@@ -33,7 +33,7 @@ from choreo_site.errors import Conflict, PlatformError
 from choreo_site.queues import enqueue_after_commit, tasks_queue
 from deployments.models import Deployment
 from environments import approvals, permissions
-from environments.models import ApprovalRequest, Environment
+from environments.models import ApprovalRequest, Environment, Project
 from tasks.models import Execution, Schedule
 from tasks.timetable import Timetable, missed
 
@@ -126,7 +126,7 @@ def enqueue_again(execution: Execution) -> None:
     """Put a queued execution's job on the queue again (its job was lost: choreo_site.runs)."""
     from tasks import jobs
 
-    tasks_queue().enqueue(jobs.execution_run, execution.pk, job_id=execution.job_id, job_timeout=7 * 86400)
+    tasks_queue().enqueue(jobs.execution_run, execution.pk, job_id=execution.job_id, job_timeout=_job_timeout(execution.deployment))
 
 
 @transaction.atomic
@@ -134,6 +134,8 @@ def execution_run(*, component: Component, environment: Environment, args=None, 
     """A manual run, of a manual or a scheduled task, on its active deployment there; in a
     protected environment, a request to run exactly this (environments.approvals)."""
     args = check_args(args)
+    # The project first, as every change that may need approval locks it (environments.approvals).
+    Project.objects.select_for_update().filter(pk=component.project_id).first()
     active = _check_task(component, environment)
     request = approvals.gate(
         environment=environment,
@@ -282,6 +284,11 @@ def schedule_sync(*, component: Component, environment: Environment, now: dateti
     active = _active(component, environment)
     descriptor = active.release.descriptor if active else {}
     if descriptor.get("type") != "scheduled-task":
+        rolling = Deployment.objects.filter(
+            component=component, environment=environment, status__in=(Deployment.PENDING, Deployment.ROLLING_OUT)
+        )
+        if active is None and rolling.exists():
+            return Schedule.objects.filter(component=component, environment=environment).first()  # decided when it ends
         Schedule.objects.filter(component=component, environment=environment).delete()
         return None
     expression, tz = descriptor["schedule"], descriptor.get("timezone") or "UTC"

@@ -203,3 +203,16 @@ def test_the_30_day_count_and_retention(deploy, settings):
     assert services.execution_count(component=deploy.component, environment=deploy.environment) == 2
     assert services.execution_count(component=deploy.component, days=60) == 3
     assert services.executions_prune() == 1 and Execution.objects.count() == 4
+
+
+def test_a_redeploy_keeps_a_paused_schedule_paused(deploy):
+    deployment, schedule = deploy("@every 1m")
+    services.schedule_pause(schedule=schedule, paused=True)
+    # Mid-rollout: the new deployment is pending and, for a moment, nothing is active.
+    Deployment.objects.filter(pk=deployment.pk).update(status=Deployment.SUPERSEDED)
+    Deployment.objects.create(component=deploy.component, environment=deploy.environment, release=deployment.release)
+    assert services.schedules_sync_all() == 1
+    assert Schedule.objects.get().paused  # not deleted and made again, unpaused
+    Deployment.objects.filter(status=Deployment.PENDING).delete()
+    deploy("@every 1m")
+    assert Schedule.objects.get().paused and Schedule.objects.get().pk == schedule.pk
