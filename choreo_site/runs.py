@@ -1,6 +1,6 @@
-"""One lifecycle for the platform's long runs: a build, a rollout, and next a task's
-execution. Each keeps its own table and names its own statuses (the row is the truth);
-this module is how any of them is claimed, kept alive, watched, ended and reaped.
+"""One lifecycle for the platform's long runs: a build, a rollout, a task's execution.
+Each keeps its own table and names its own statuses (the row is the truth); this module
+is how any of them is claimed, kept alive, watched, ended and reaped.
 
     queued ──claim──▶ running ──end──▶ succeeded / failed / cancelled (each kind's names)
       │                  │

@@ -457,6 +457,8 @@ def retry_plan(execution: Execution, status: str) -> None:
     note when the retry is due (back-off doubling from TASK_RETRY_BACKOFF, at most an hour)."""
     if status not in (Execution.FAILED, Execution.TIMED_OUT) or execution.deployment_id is None:
         return
+    if Execution.objects.filter(retry_of=execution).exists():  # told twice (a worker woken after the reaper)
+        return
     deployment = Deployment.objects.filter(pk=execution.deployment_id).select_related("release").first()
     retries = task_settings(deployment.release.descriptor)["retries"] if deployment else 0
     if execution.attempt > retries:
@@ -473,18 +475,21 @@ def retries_tick(now: datetime | None = None) -> int:
         with transaction.atomic():
             if not Execution.objects.filter(pk=failed.pk, retry_at=failed.retry_at).update(retry_at=None):
                 continue
-            with audit.acting("schedule", "schedule"):
-                _record(
-                    component=failed.component,
-                    environment=failed.environment,
-                    deployment=failed.deployment,
-                    trigger=Execution.RETRY,
-                    triggered_at=failed.retry_at,
-                    args=failed.args,
-                    attempt=failed.attempt + 1,
-                    retry_of=failed,
-                    requested_by=failed.requested_by,
-                )
+            try:
+                with transaction.atomic(), audit.acting("schedule", "schedule"):
+                    _record(
+                        component=failed.component,
+                        environment=failed.environment,
+                        deployment=failed.deployment,
+                        trigger=Execution.RETRY,
+                        triggered_at=failed.retry_at,
+                        args=failed.args,
+                        attempt=failed.attempt + 1,
+                        retry_of=failed,
+                        requested_by=failed.requested_by,
+                    )
+            except IntegrityError:  # its one retry exists already: the claim above still clears retry_at
+                continue
             recorded += 1
     return recorded
 

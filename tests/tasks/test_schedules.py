@@ -216,3 +216,25 @@ def test_a_redeploy_keeps_a_paused_schedule_paused(deploy):
     Deployment.objects.filter(status=Deployment.PENDING).delete()
     deploy("@every 1m")
     assert Schedule.objects.get().paused and Schedule.objects.get().pk == schedule.pk
+
+
+def test_a_retry_is_recorded_once_even_when_the_end_of_an_attempt_is_told_twice(deploy):
+    deployment, _ = deploy("@every 1h", task={"retries": 3})
+    failed = Execution.objects.create(
+        component=deploy.component,
+        environment=deploy.environment,
+        deployment=deployment,
+        trigger="manual",
+        triggered_at=T0,
+        status="failed",
+    )
+    services.retry_plan(failed, Execution.FAILED)
+    failed.refresh_from_db()
+    assert services.retries_tick(failed.retry_at) == 1
+    services.retry_plan(failed, Execution.FAILED)  # a worker woken after the reaper ended its attempt
+    failed.refresh_from_db()
+    assert failed.retry_at is None and Execution.objects.filter(retry_of=failed).count() == 1
+    # Even if a second retry time is written by hand, the tick records nothing and clears it.
+    Execution.objects.filter(pk=failed.pk).update(retry_at=T0)
+    assert services.retries_tick(T0) == 0
+    assert Execution.objects.get(pk=failed.pk).retry_at is None and Execution.objects.filter(retry_of=failed).count() == 1
