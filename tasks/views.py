@@ -16,14 +16,13 @@ from choreo_site.errors import PlatformError
 from choreo_site.logstream import page_log
 from choreo_site.pages import page_action
 from deployments.services import deployment_active
+from deployments.views import REQUESTED
 from environments import permissions
 from environments.models import ApprovalRequest
 from environments.permissions import authorized
 from environments.services import environment_get
 from tasks import services
 from tasks.models import Execution, Schedule
-
-REQUESTED = "Requested: {summary}. It waits for the approval of a project admin other than you."
 
 
 def _component(request, project: str, component: str):
