@@ -8,7 +8,8 @@ the schedule was made or when the scheduler last ran.
 
 `missed()` decides what happens to every due time a scheduler finds behind it: the newest
 one still within the starting deadline runs, and each of the others is recorded as skipped
-with the reason. Nothing is dropped silently.
+with the reason. Nothing is dropped silently: past SKIPPED_ROWS the oldest share one record
+that counts them, and past LOOKBACK due times the count is a lower bound.
 """
 
 from __future__ import annotations
@@ -53,7 +54,14 @@ class Timetable:
             probe = due.astimezone(self.tz) + timedelta(minutes=1)
         raise ValueError(f"no due time after {moment.isoformat()} for {self.expression!r}")
 
-    def upcoming(self, moment: datetime, count: int = 5) -> list[datetime]:
+    def latest(self, moment: datetime) -> datetime:
+        """The newest due time at or before `moment` (aware), in UTC."""
+        if self.every is not None:
+            return datetime.fromtimestamp(math.floor(moment.timestamp() / self.every) * self.every, UTC)
+        probe = (moment + timedelta(seconds=1)).astimezone(self.tz)  # cronsim's reverse order is strictly before
+        return next(CronSim(self.expression, probe, reverse=True)).astimezone(UTC)
+
+    def upcoming(self, moment: datetime, count: int) -> list[datetime]:
         times, current = [], moment
         for _ in range(count):
             current = self.after(current)
@@ -91,7 +99,8 @@ def missed(timetable: Timetable, next_due: datetime, now: datetime, deadline: fl
         current = timetable.after(current)
         count += 1
     overflow = current <= now
-    if overflow:
+    if overflow:  # more than LOOKBACK behind: count no further, but the newest may still run
+        late.append(timetable.latest(now))  # later than late[-1]: `current` was after it, and not after now
         current = timetable.after(now)
     if not late:
         return [], current
@@ -112,8 +121,9 @@ def missed(timetable: Timetable, next_due: datetime, now: datetime, deadline: fl
         kept = decisions[-(SKIPPED_ROWS - 1) :]
         folded = decisions[: len(decisions) - len(kept)]
         more = "at least " if overflow else ""
+        uncounted = f", and more until {_clock(kept[-1].at)}," if overflow else ""
         reason = (
-            f"missed: {more}{len(folded)} due times from {_clock(folded[0].at)} to {_clock(folded[-1].at)} "
+            f"missed: {more}{len(folded)} due times from {_clock(folded[0].at)} to {_clock(folded[-1].at)}{uncounted} "
             "passed while the scheduler was not running (recorded as this one)"
         )
         decisions = [Due(folded[0].at, False, reason), *kept]

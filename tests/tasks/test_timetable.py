@@ -51,6 +51,7 @@ def test_described_in_words():
     assert Timetable("30 2 * * *", "Europe/Berlin").describe() == "At 02:30 every day, Europe/Berlin"
     assert Timetable("@every 2s").describe() == "Every 2 seconds"
     assert Timetable("@every 1h").describe() == "Every 1 hour"
+    assert Timetable("@every 5m").describe() == "Every 5 minutes" and Timetable("@every 1m").describe() == "Every 1 minute"
     assert Timetable("@every 90s").describe() == "Every 90 seconds"
 
 
@@ -71,7 +72,7 @@ def test_after_downtime_the_newest_within_the_deadline_runs_and_the_rest_are_ski
 
 def test_past_the_starting_deadline_nothing_runs_and_each_says_how_late():
     decisions, _ = missed(Timetable("@every 1m"), utc(2026, 1, 1, 0, 0), utc(2026, 1, 1, 0, 1, 45), 30)
-    assert [d.run for d in decisions] == [False, False]
+    assert [(d.at, d.run) for d in decisions] == [(utc(2026, 1, 1, 0, 0), False), (utc(2026, 1, 1, 0, 1), False)]
     assert "reached it 105s late, past the starting deadline (30s)" in decisions[0].reason
     assert "reached it 45s late, past the starting deadline (30s)" in decisions[1].reason
 
@@ -80,14 +81,64 @@ def test_a_long_downtime_is_recorded_in_bounded_rows_and_nothing_disappears():
     start, now = utc(2026, 1, 1), utc(2026, 1, 1, 0, 50)  # 3,000 due times of @every 1s
     decisions, following = missed(Timetable("@every 1s"), start, now, 600)
     assert len(decisions) == SKIPPED_ROWS and decisions[-1].run and decisions[-1].at == now
-    assert (
-        decisions[0].at == start and "missed: 2902 due times from 2026-01-01 00:00:00 UTC to 2026-01-01 00:48:21 UTC" in decisions[0].reason
+    assert decisions[0].at == start and decisions[0].run is False
+    assert decisions[0].reason == (
+        "missed: 2902 due times from 2026-01-01 00:00:00 UTC to 2026-01-01 00:48:21 UTC "
+        "passed while the scheduler was not running (recorded as this one)"
     )
     assert following == now + timedelta(seconds=1)
-    # Longer than the look-back: the count is a lower bound, and the schedule continues from now.
-    decisions, following = missed(Timetable("@every 1s"), start, start + timedelta(days=1), 600)
-    assert f"at least {LOOKBACK - SKIPPED_ROWS + 1} due times" in decisions[0].reason
-    assert following == start + timedelta(days=1, seconds=1)
+    # Longer than the look-back: the count is a lower bound, the due time at `now` still
+    # runs, and the schedule continues from now.
+    now = start + timedelta(days=1)
+    decisions, following = missed(Timetable("@every 1s"), start, now, 600)
+    assert f"missed: at least {LOOKBACK - SKIPPED_ROWS + 2} due times" in decisions[0].reason
+    assert f"and more until {now:%Y-%m-%d %H:%M:%S} UTC," in decisions[0].reason
+    assert decisions[-1].at == now and decisions[-1].run and not any(d.run for d in decisions[:-1])
+    assert following == now + timedelta(seconds=1)
+    # Exactly at the look-back's end, the due time `now` is not lost either.
+    decisions, following = missed(Timetable("@every 1s"), now - timedelta(seconds=LOOKBACK), now, 600)
+    assert decisions[-1].at == now and decisions[-1].run and following == now + timedelta(seconds=1)
+    # A cron schedule behind by more than the look-back runs its newest due time too.
+    decisions, _ = missed(Timetable("* * * * *"), start, start + timedelta(days=30, seconds=20), 600)
+    assert decisions[-1].at == start + timedelta(days=30) and decisions[-1].run
+
+
+def test_the_boundaries_of_the_deadline_and_of_the_rows():
+    # Exactly `deadline` seconds late still runs.
+    decisions, _ = missed(Timetable("@every 1m"), utc(2026, 1, 1, 0, 1), utc(2026, 1, 1, 0, 1, 30), 30)
+    assert [d.run for d in decisions] == [True]
+    # SKIPPED_ROWS due times are recorded one by one; one more, and the oldest two share a row.
+    start = utc(2026, 1, 1)
+    decisions, _ = missed(Timetable("@every 1s"), start, start + timedelta(seconds=SKIPPED_ROWS - 1), 600)
+    assert len(decisions) == SKIPPED_ROWS and not any("recorded as this one" in d.reason for d in decisions)
+    decisions, _ = missed(Timetable("@every 1s"), start, start + timedelta(seconds=SKIPPED_ROWS), 600)
+    assert len(decisions) == SKIPPED_ROWS and decisions[0].reason.startswith("missed: 2 due times from")
+
+
+def test_times_in_reasons_are_utc_whatever_the_machine_s_zone(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        decisions, _ = missed(Timetable("@every 1m"), utc(2026, 1, 1, 0, 0), utc(2026, 1, 1, 0, 1, 10), 600)
+        assert "(2026-01-01 00:01:00 UTC)" in decisions[0].reason
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_the_newest_due_time_at_or_before_a_moment():
+    assert Timetable("@every 2s").latest(utc(2026, 1, 1, 0, 0, 3)) == utc(2026, 1, 1, 0, 0, 2)
+    assert Timetable("@every 2s").latest(utc(2026, 1, 1, 0, 0, 2)) == utc(2026, 1, 1, 0, 0, 2)
+    assert Timetable("0 12 * * *").latest(utc(2026, 1, 1, 12)) == utc(2026, 1, 1, 12)
+    assert Timetable("0 12 * * *").latest(utc(2026, 1, 1, 11, 59, 59)) == utc(2025, 12, 31, 12)
+    assert Timetable("30 2 * * *", "Europe/Berlin").latest(utc(2026, 3, 29, 12)) == utc(2026, 3, 29, 1, 0)
+
+
+def test_a_timetable_refuses_what_the_descriptor_refuses():
+    with pytest.raises(ValueError, match="'@every' needs at least 1s, got '@every 500ms'"):
+        Timetable("@every 500ms")
 
 
 @pytest.mark.parametrize("expression", ["61 * * * *", "* * *", "@every 0s", "@every", "@daily"])
