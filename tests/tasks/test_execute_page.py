@@ -107,7 +107,15 @@ def test_the_page_works_without_javascript(browser, platform, admin_user, make_t
     page.goto(f"{platform}/projects/shop/components/job/execute/")
     page.fill("#args-development", "600")
     page.click("#run-development")
-    running = Execution.objects.exclude(pk=execution.pk).get()
+    # The click returns before the POST's redirect lands: wait for the new page, or the
+    # reload below races that navigation ("Not attached to an active page").
+    running = None
+    for _ in range(60):
+        running = Execution.objects.exclude(pk=execution.pk).first()
+        if running:
+            break
+        page.wait_for_timeout(500)
+    expect(page).to_have_url(re.compile(rf"/executions/{running.pk}/$"))
     for _ in range(60):
         running.refresh_from_db()
         if running.status == "running":
