@@ -52,6 +52,20 @@ def merged(independent: dict[str, int], specific: dict[str, int]) -> dict[str, C
     return values
 
 
+def changes(old: dict[str, ConfigValue], new: dict[str, ConfigValue]) -> dict[str, list[str]]:
+    """Keys added, removed and given another value (compared by fingerprint, never by value)."""
+    return {
+        "added": sorted(set(new) - set(old)),
+        "removed": sorted(set(old) - set(new)),
+        "changed": sorted(k for k in set(new) & set(old) if new[k].fingerprint != old[k].fingerprint),
+    }
+
+
+def changed_keys(old: dict[str, ConfigValue], new: dict[str, ConfigValue]) -> list[str]:
+    """Every key `changes` names, in one sorted list."""
+    return sorted(key for keys in changes(old, new).values() for key in keys)
+
+
 def problems(descriptor: dict | None, values: dict[str, ConfigValue]) -> dict[str, list[str]]:
     """Each declared configurable that has no usable value, with the reason."""
     found: dict[str, list[str]] = {}

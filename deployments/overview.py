@@ -104,7 +104,7 @@ def pipeline(project: Project) -> Pipeline:
     for component in components:
         independent = scopes.get((component.name, None), {})
         cells, steps = [], []
-        for environment in environments:
+        for position, environment in enumerate(environments):
             pair = (component.pk, environment.pk)
             cell = Cell(environment, active=active.get(pair), under_way=under_way.get(pair))
             cell.pending = pending.get((component.name, environment.pk), [])
@@ -112,9 +112,12 @@ def pipeline(project: Project) -> Pipeline:
             if failure is not None and (cell.active is None or failure.pk > cell.active.pk):
                 cell.failed = failure
             if cell.active is not None:
-                now = {**independent, **scopes.get((component.name, environment.pk), {})}
+                # As services.config_not_deployed: the environment-independent values enter a
+                # release in the first environment; higher ones get them by promotion.
+                base = independent if position == 0 else _pick(cell.active.release.config, versions)
+                now = {**base, **scopes.get((component.name, environment.pk), {})}
                 deployed = _held(cell.active, versions)
-                cell.undeployed = _changed(deployed, now)
+                cell.undeployed = configurables.changed_keys(deployed, now)
                 cell.health = serving.get(pair) or f"{len(cell.active.replicas)} replica(s)"
             cells.append(cell)
         for source, target in zip(cells, cells[1:], strict=False):
@@ -128,7 +131,7 @@ def pipeline(project: Project) -> Pipeline:
                     source.environment,
                     target.environment,
                     changes_image=target.active is None or target.active.release.digest != source.active.release.digest,
-                    changed_keys=_changed(old, new),
+                    changed_keys=configurables.changed_keys(old, new),
                     missing=sorted(configurables.problems(source.active.release.descriptor, new)),
                 )
             )
@@ -143,11 +146,6 @@ def _pick(snapshot: dict[str, int], versions: dict[int, ConfigValue]) -> dict[st
 def _held(deployment: Deployment, versions: dict[int, ConfigValue]) -> dict[str, ConfigValue]:
     """The values a deployment runs with (its release's, then its environment's)."""
     return {**_pick(deployment.release.config, versions), **_pick(deployment.config, versions)}
-
-
-def _changed(old: dict[str, ConfigValue], new: dict[str, ConfigValue]) -> list[str]:
-    """Keys added, removed or given another value (by fingerprint)."""
-    return sorted(k for k in set(old) | set(new) if k not in old or k not in new or old[k].fingerprint != new[k].fingerprint)
 
 
 def _ingress_health(project: Project, active: dict[tuple[int, int], Deployment]) -> dict[tuple[int, int], str]:

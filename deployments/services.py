@@ -164,16 +164,17 @@ def deployment_deploy(
 ) -> Deployment | ApprovalRequest:
     """Deploy a build (default: the newest succeeded) to an environment (default: the first).
 
-    Without a build and with a deployment active there, redeploys the active release's
-    image with the current configuration. Refuses, naming each key, when a configurable
+    Without a build and with a deployment active there, redeploys (`_redeploy`). Refuses, naming each key, when a configurable
     the build declares would be missing or invalid there. Enqueues the rollout after commit.
     """
     _lock(component)
     environment = environment or component.project.environments.order_by("position").first()
     _check_deployable(component, environment)
+    active = deployment_active(component=component, environment=environment) if build is None else None
+    if active is not None:
+        return _redeploy(component=component, environment=environment, active=active, kind=kind, actor=actor)
     if build is None:
-        active = deployment_active(component=component, environment=environment)
-        build = active.release.build if active else component.builds.filter(status=Build.SUCCEEDED).order_by("-created_at").first()
+        build = component.builds.filter(status=Build.SUCCEEDED).order_by("-created_at").first()
         if build is None:
             raise PlatformError(
                 f"{component.name} has no successful build to deploy: build it first.", errors={"build": ["No successful build."]}
@@ -203,6 +204,56 @@ def deployment_deploy(
     )
 
 
+def _is_first(environment: Environment) -> bool:
+    return not environment.project.environments.filter(position__lt=environment.position).exists()
+
+
+def _redeploy_independent(component: Component, environment: Environment, active: Deployment) -> dict[str, int]:
+    """The environment-independent configuration a redeploy runs with: as it is now in the
+    first environment (the set-up area, where it enters releases), and as promoted in a
+    higher one (so a redeploy there never brings what was not promoted)."""
+    return _independent_snapshot(component) if _is_first(environment) else active.release.config
+
+
+def _redeploy(*, component, environment, active, kind, actor) -> Deployment | ApprovalRequest:
+    """The active image again, with the configuration saved since (`config_not_deployed`)."""
+    release = _release_for(active.release.build) if _is_first(environment) else active.release
+    config = _environment_snapshot(component, environment)
+    configurables.require(
+        release.descriptor,
+        configurables.merged(release.config, config),
+        action=f"redeploy {component.name} in {environment.name}",
+        environment_name=environment.name,
+    )
+    return _create_or_request(
+        component=component,
+        environment=environment,
+        release=release,
+        config=config,
+        kind=kind,
+        actor=actor,
+        summary=f"redeploy build {release.build_id} of {component.name} in {environment.name}",
+    )
+
+
+def config_not_deployed(*, component: Component, environment: Environment, active: Deployment) -> list[str]:
+    """The keys a redeploy would add, remove or change: configuration saved but not running."""
+    now = configurables.merged(_redeploy_independent(component, environment, active), _environment_snapshot(component, environment))
+    return configurables.changed_keys(configurables.merged(active.release.config, active.config), now)
+
+
+def deployment_changes(*, current: Deployment | None, release: Release, config: dict[str, int]) -> dict:
+    """What replacing `current` with `release` and `config` changes: the digest, and the
+    configuration keys (by fingerprint, never by value)."""
+    new = configurables.merged(release.config, config)
+    old = configurables.merged(current.release.config, current.config) if current else {}
+    return {
+        "digest": {"current": current.release.digest if current else None, "new": release.digest},
+        "changes_image": current is None or current.release.digest != release.digest,
+        "configuration": configurables.changes(old, new),
+    }
+
+
 def _promotion_target(component: Component, source: Environment, target: Environment) -> Deployment:
     if target.position <= source.position:
         raise PlatformError(
@@ -220,20 +271,16 @@ def promotion_preview(*, component: Component, source: Environment, target: Envi
     """What a promotion would change in the target: digest, configuration keys (by their
     fingerprints, never values), and the configurables the target would be missing."""
     active = _promotion_target(component, source, target)
-    current = deployment_active(component=component, environment=target)
-    new = configurables.merged(active.release.config, _environment_snapshot(component, target))
-    old = configurables.merged(current.release.config, current.config) if current else {}
-    missing = configurables.problems(active.release.descriptor, new)
+    config = _environment_snapshot(component, target)
+    changes = deployment_changes(current=deployment_active(component=component, environment=target), release=active.release, config=config)
+    missing = configurables.problems(active.release.descriptor, configurables.merged(active.release.config, config))
     return {
         "from": source.name,
         "to": target.name,
-        "digest": {"current": current.release.digest if current else None, "promoted": active.release.digest},
-        "changes_image": not current or current.release.digest != active.release.digest,
-        "configuration": {
-            "added": sorted(set(new) - set(old)),
-            "removed": sorted(set(old) - set(new)),
-            "changed": sorted(k for k in set(new) & set(old) if new[k].fingerprint != old[k].fingerprint),
-        },
+        "build": active.release.build_id,
+        "digest": {"current": changes["digest"]["current"], "promoted": active.release.digest},
+        "changes_image": changes["changes_image"],
+        "configuration": changes["configuration"],
         "missing_configurables": [{"key": key, "reasons": reasons} for key, reasons in sorted(missing.items())],
     }
 
@@ -264,30 +311,50 @@ def deployment_promote(*, component: Component, source: Environment, target: Env
     )
 
 
+def rollback_candidates(*, component: Component, environment: Environment):
+    """The deployments a rollback may repeat: those that ran in the environment and were
+    replaced there (a rolled-back one only when asked for by id)."""
+    return component.deployments.filter(environment=environment, status__in=(Deployment.SUPERSEDED, Deployment.ROLLED_BACK))
+
+
+def rollback_target(*, component: Component, environment: Environment, active: Deployment) -> Deployment | None:
+    """The default target (SPEC): the newest earlier deployment there that became active,
+    differs from the active one, and was not itself rolled back. So pressing Rollback twice
+    goes further back instead of bringing the rolled-back version again."""
+    earlier = rollback_candidates(component=component, environment=environment).filter(
+        status=Deployment.SUPERSEDED, created_at__lt=active.created_at
+    )
+    for deployment in earlier.order_by("-created_at", "-pk").iterator(chunk_size=20):
+        if deployment.release_id != active.release_id or deployment.config != active.config:
+            return deployment
+    return None
+
+
 @transaction.atomic
 def deployment_rollback(
     *, component: Component, environment: Environment, to: int | None = None, actor=None
 ) -> Deployment | ApprovalRequest:
     """Repeat an earlier deployment exactly: its release (image and environment-independent
     configuration) and its environment's configuration, secret versions included. Default:
-    the deployment that was active before the current one."""
+    `rollback_target`."""
     _lock(component)
     active = deployment_active(component=component, environment=environment)
     if active is None:
         raise PlatformError(f"Nothing is deployed in {environment.name} to roll back.", errors={"environment": ["No active deployment."]})
-    earlier = component.deployments.filter(environment=environment, status__in=(Deployment.SUPERSEDED, Deployment.ROLLED_BACK))
     if to is not None:
-        target = earlier.filter(pk=to).first()
+        target = rollback_candidates(component=component, environment=environment).filter(pk=to).first()
         if target is None:
             raise PlatformError(
                 f"Deployment {to} is not an earlier deployment of {component.name} in {environment.name}.",
                 errors={"to": ["Not an earlier deployment here."]},
             )
     else:
-        target = earlier.filter(created_at__lt=active.created_at).order_by("-created_at").first()
+        target = rollback_target(component=component, environment=environment, active=active)
         if target is None:
             raise PlatformError(
-                f"There is no earlier deployment in {environment.name} to roll back to.", errors={"environment": ["No history."]}
+                f"There is no earlier deployment in {environment.name} to roll back to: none that ran there differs from "
+                f"deployment {active.pk} without having been rolled back.",
+                errors={"environment": ["No history."]},
             )
     _check_deployable(component, environment)
     configurables.require(

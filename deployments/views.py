@@ -57,6 +57,8 @@ def deploy_page(request, project, component):
         else:
             previous = cards[-1]["preview"]
             config_problems = {m["key"]: m["reasons"] for m in previous["missing_configurables"]} if previous else {}
+        history = list(component.deployments.filter(environment=environment).select_related("release__build")[:10])
+        target = services.rollback_target(component=component, environment=environment, active=active) if active else None
         cards.append(
             {
                 "environment": environment,
@@ -65,9 +67,11 @@ def deploy_page(request, project, component):
                 "active": active,
                 "health": rollout.health(active) if active else "",
                 "urls": services.urls_for(active) if active else [],
+                "not_deployed": services.config_not_deployed(component=component, environment=environment, active=active) if active else [],
                 "next": following,
                 "preview": preview,
-                "history": component.deployments.filter(environment=environment).select_related("release")[:10],
+                "rollback": target and _rollback_offer(active, target),
+                "history": [(d, _rollback_offer(active, d) if active and _may_roll_back_to(active, d) else None) for d in history],
                 "pending": approvals.request_list(project=component.project, status=ApprovalRequest.PENDING).filter(
                     environment=environment, component=component.name
                 ),
@@ -85,6 +89,18 @@ def deploy_page(request, project, component):
         "can": permissions.abilities(request.user, component.project),
     }
     return render(request, "deployments/deploy_page.html", context)
+
+
+def _rollback_offer(active, target) -> dict:
+    """A rollback button's target and what it would change, for its confirmation."""
+    return {"target": target, "changes": services.deployment_changes(current=active, release=target.release, config=target.config)}
+
+
+def _may_roll_back_to(active, deployment) -> bool:
+    """Whether a history row gets "Roll back to this": it ran there, was replaced, and is
+    not what runs now (the rule `services.rollback_candidates` checks again on POST)."""
+    replaced = deployment.status in (deployment.SUPERSEDED, deployment.ROLLED_BACK)
+    return replaced and (deployment.release_id != active.release_id or deployment.config != active.config)
 
 
 def _back(project, component):

@@ -31,7 +31,15 @@ def active(component, environment, n: int, *, status=Deployment.ACTIVE) -> Deplo
     image = Image.objects.get_or_create(
         component=component, digest=digest, defaults={"commit": f"{n:040d}", "reference": f"r@{digest}", "inputs_key": str(n)}
     )[0]
-    build = Build.objects.create(component=component, commit=f"{n:040d}", status=Build.SUCCEEDED, image=image, descriptor=DESCRIPTOR)
+    build = Build.objects.create(
+        component=component,
+        commit=f"{n:040d}",
+        status=Build.SUCCEEDED,
+        image=image,
+        digest=digest,
+        image_reference=image.reference,
+        descriptor=DESCRIPTOR,
+    )
     independent = config_snapshot(project=component.project, component=component.name)
     release = Release.objects.create(
         component=component,
