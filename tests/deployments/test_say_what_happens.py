@@ -87,7 +87,8 @@ def test_rollback_names_its_target_and_says_what_changes(logged_in, shop):
     html = card(logged_in.get(PAGE).content.decode(), "development")
     assert f"Roll back to #{old.pk}…" in html
     confirmation = html.split('class="confirm rollback"')[1].split("</details>")[0]
-    assert f"deployment #{old.pk}</strong>: build #{old.release.build_id}, commit <code>{old.release.build.commit[:12]}</code>, deployed" in confirmation
+    named = f"deployment #{old.pk}</strong>: build #{old.release.build_id}, commit <code>{old.release.build.commit[:12]}</code>, deployed"
+    assert named in confirmation
     assert re.search(r"Image: <code class=\"digest\">sha256:0{12}…</code> replaces <code>sha256:0{12}…</code>", confirmation)
     assert "removed <code>FEATURE</code>" in confirmation
     assert f'name="to" value="{old.pk}"' in confirmation and f"Confirm: roll back to #{old.pk}" in confirmation
