@@ -53,6 +53,13 @@ class ComponentDetail(APIView):
         component = services.component_update(component=_component(request, project, component, permissions.CONFIGURE), **data)
         return Response(ComponentSerializer(component).data)
 
+    @extend_schema(responses={204: None})
+    def delete(self, request, project, component):
+        """Stop and remove what the component runs (replicas, routes, schedules, task runs),
+        its images and its records. 409 while it rolls out."""
+        services.component_delete(component=_component(request, project, component, permissions.MANAGE))
+        return Response(status=204)
+
 
 class PushEventList(APIView):
     @extend_schema(responses=PushEventSerializer(many=True))

@@ -294,6 +294,60 @@ def project_teardown(*, project: Project) -> None:
             raise PlatformError(f"Could not delete the images of {component}: {exc}", status_code=503) from None
 
 
+# Apps that run things for a component (deployments, tasks) register a check, which refuses
+# a delete while something must not be interrupted, and a teardown, which stops what runs.
+# Registered in each app's `AppConfig.ready`, so imports still flow one way.
+_component_teardowns: list[tuple] = []
+
+
+def register_component_teardown(*, teardown, describe, check=None) -> None:
+    """`check(component)`, if given, raises to refuse; `teardown(component)` stops and removes;
+    `describe(component)` lists what the delete would stop, for its confirmation."""
+    if (check, teardown, describe) not in _component_teardowns:
+        _component_teardowns.append((check, teardown, describe))
+
+
+def component_delete_effects(*, component: Component) -> list[str]:
+    """What deleting the component stops and removes, in words, for its confirmation."""
+    effects = [line for _, _, describe in _component_teardowns for line in describe(component=component)]
+    running = component.builds.filter(status__in=(Build.QUEUED, Build.RUNNING)).count()
+    if running:
+        effects.append(f"{running} queued or running build{'s' if running > 1 else ''}, cancelled")
+    images = component.images.count()
+    effects.append(f"{images} image{'s' if images != 1 else ''} in the registry")
+    effects.append("its configuration values and secrets, builds, deployments and executions")
+    return effects
+
+
+def component_delete(*, component: Component) -> None:
+    """Stop and remove everything the component runs (replicas, routes, schedules, task
+    runs), cancel its builds, delete its images, configuration and records. Refused, before
+    anything stops, while it rolls out. A failure leaves the records; deleting again retries."""
+    from builds import registry
+    from environments.services import component_forget
+
+    for check, _, _ in _component_teardowns:
+        if check is not None:
+            check(component=component)
+    for _, teardown, _ in reversed(_component_teardowns):
+        teardown(component=component)
+    for build in component.builds.filter(status__in=(Build.QUEUED, Build.RUNNING)):
+        try:
+            build_cancel(build=build)
+        except Conflict:
+            pass
+    try:
+        registry.repository_purge(component.registry_repository, component.images.values_list("digest", flat=True))
+    except registry.RegistryError as exc:
+        detail = f"Could not delete the images of {component}: {exc}. What it ran is stopped; its records stay: delete it again."
+        raise PlatformError(detail, status_code=503) from None
+    with transaction.atomic():
+        # Values and requests are kept by name: a later component of that name must not find them.
+        component_forget(project=component.project, component=component.name)
+        audit.record("component.delete", project=component.project, target=f"component {component.name}")
+        component.delete()
+
+
 # The registry's garbage: blobs no manifest references (deleted images, a deleted project's).
 # Collected on a schedule, when no build is running; builds wait while it runs, because a
 # blob pushed before its manifest would look like garbage. Only the platform pushes (the

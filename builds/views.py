@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 from builds import git, services, webhooks
 from builds.models import PushEvent
 from builds.services import component_by_names
+from choreo_site.errors import PlatformError
 from choreo_site.logstream import page_log
 from choreo_site.pages import page_action
 from choreo_site.throttling import client_address
@@ -59,7 +60,26 @@ def build_page(request, project, component):
         "webhook_url": request.build_absolute_uri(reverse("webhook", args=[component.project.name, component.name])),
         "can": permissions.abilities(request.user, component.project),
     }
+    if context["can"]["manage"]:
+        context["delete_effects"] = services.component_delete_effects(component=component)
     return render(request, "builds/build_page.html", context)
+
+
+@login_required
+@require_POST
+def component_delete(request, project, component):
+    """Delete a component, once its name is typed again: everything it runs stops."""
+    component_obj = _component(request, project, component)
+
+    def action():
+        authorized(component_obj, actor=request.user, action=permissions.MANAGE)
+        if request.POST.get("confirm", "").strip() != component_obj.name:
+            raise PlatformError(f"Type the component's name, {component_obj.name}, to delete it.", errors={"confirm": ["Does not match."]})
+        services.component_delete(component=component_obj)
+        return True
+
+    deleted = page_action(request, action, success=f"Component {component} is deleted: what it ran is stopped, its images are removed.")
+    return redirect("project", project) if deleted else redirect("build-page", project, component)
 
 
 @login_required

@@ -336,26 +336,52 @@ def project_remove(*, project) -> None:
 
 
 def environments_remove(*, project, environments: list, what: str) -> None:
-    """Stop and remove what runs in these environments of the project. Idempotent: when a
-    step fails, the active deployments are active again (reconciliation restores what was
-    already stopped), the records stay, and the delete can be tried again."""
-    active = list(
-        Deployment.objects.filter(component__project=project, environment__in=environments, status=Deployment.ACTIVE).values_list(
-            "pk", flat=True
-        )
+    """Stop and remove what runs in these environments of the project (see `_remove`)."""
+
+    def stop(rt) -> None:
+        for environment in environments:
+            rt.environment_remove(project=project.name, environment=environment.name, grace=settings.ROLLOUT_STOP_GRACE)
+
+    _remove(
+        deployments=Deployment.objects.filter(component__project=project, environment__in=environments),
+        routes=Route.objects.filter(component__project=project, environment__in=environments),
+        stop=stop,
+        what=what,
     )
+
+
+def component_remove(*, component) -> None:
+    """Stop and remove what the component runs in every environment: its replicas, its task
+    containers and its ingress routes (see `_remove`)."""
+
+    def stop(rt) -> None:
+        for replica in rt.replicas(project=component.project.name, component=component.name):
+            rt.replica_stop(replica, grace=settings.ROLLOUT_STOP_GRACE)
+
+    _remove(
+        deployments=component.deployments.all(),
+        routes=Route.objects.filter(component=component),
+        stop=stop,
+        what=f"Component {component.name}",
+    )
+
+
+def _remove(*, deployments, routes, stop, what: str) -> None:
+    """Take the routes out of the ingress, then `stop(runtime)`. Idempotent: when a step
+    fails, the active deployments are active again (reconciliation restores what was
+    already stopped), the records stay, and the delete can be tried again."""
+    active = list(deployments.filter(status=Deployment.ACTIVE).values_list("pk", flat=True))
     # First, so that reconciliation never starts a replacement for what is being removed.
     Deployment.objects.filter(pk__in=active, status=Deployment.ACTIVE).update(status=Deployment.SUPERSEDED)
     try:
         rt = runtime()
         ing = ingress()
-        for route in Route.objects.filter(component__project=project, environment__in=environments):
+        for route in routes:
             if ing.is_up():
                 ing.route_delete(route.host)
                 for server in ing.servers(slot_name(route.slot)):
                     ing.server_delete(slot_name(route.slot), server.name)
-        for environment in environments:
-            rt.environment_remove(project=project.name, environment=environment.name, grace=settings.ROLLOUT_STOP_GRACE)
+        stop(rt)
     except (RuntimeFailure, IngressError) as exc:
         Deployment.objects.filter(pk__in=active, status=Deployment.SUPERSEDED).update(status=Deployment.ACTIVE)
         detail = f"{what} could not be removed: {exc}. Nothing was deleted; try again."

@@ -423,6 +423,36 @@ def environment_teardown(*, environment: Environment) -> None:
     rollout.environments_remove(project=environment.project, environments=[environment], what=f"Environment {environment.name}")
 
 
+def component_delete_check(*, component: Component) -> None:
+    """A component is not deleted while it rolls out: the rollout would start replicas
+    after the teardown stopped them."""
+    busy = component.deployments.filter(status__in=(Deployment.PENDING, Deployment.ROLLING_OUT)).select_related("environment").first()
+    if busy is not None:
+        raise Conflict(
+            f"{component.name} is rolling out (deployment {busy.pk} to {busy.environment.name} is {busy.status}): "
+            "wait for it to finish, then delete.",
+            errors={"component": ["Rolling out."]},
+        )
+
+
+def component_teardown(*, component: Component) -> None:
+    """Stop and remove every replica and route of the component."""
+    from deployments import rollout
+
+    rollout.component_remove(component=component)
+
+
+def component_running(*, component: Component) -> list[str]:
+    """What deleting the component stops, per environment, for its confirmation."""
+    found = []
+    active = component.deployments.filter(status=Deployment.ACTIVE).select_related("environment")
+    for deployment in active.order_by("environment__position"):
+        found.append(f"deployment #{deployment.pk} in {deployment.environment.name} ({len(deployment.replicas)} replica(s))")
+    for route in component.routes.select_related("environment").order_by("environment__position"):
+        found.append(f"the route {route.host}")
+    return found
+
+
 def project_teardown(*, project: Project) -> None:
     """Stop and remove every replica, network and route the project has."""
     from deployments import rollout

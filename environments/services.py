@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
+from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from choreo_site import audit, redaction
@@ -260,6 +261,17 @@ def project_delete(*, project: Project) -> None:
         teardown(project=project)
     audit.record("project.delete", project=project, target=f"project {project.name}")
     project.delete()
+
+
+def component_forget(*, project: Project, component: str) -> None:
+    """Delete a deleted component's configuration values and withdraw its pending requests:
+    both are kept by name, and a later component of the same name starts with neither."""
+    ConfigValue.objects.filter(project=project, component=component).delete()
+    for request in ApprovalRequest.objects.filter(project=project, component=component, status=ApprovalRequest.PENDING):
+        request.status = ApprovalRequest.SUPERSEDED
+        request.decided_at = timezone.now()
+        request.save(update_fields=["status", "decided_at"])
+        audit.record("approval.supersede", project=project, environment=request.environment, target=f"request {request.pk}")
 
 
 # Configuration. A component's values are kept per scope: environment-independent

@@ -202,6 +202,28 @@ def execution_cancel(*, execution: Execution) -> Execution:
     return execution
 
 
+def component_teardown(*, component: Component) -> None:
+    """Before a component is deleted: cancel its queued and running executions (their
+    containers go with the component's replicas). Its schedules go with its records."""
+    for execution in component.executions.filter(status__in=(Execution.QUEUED, Execution.RUNNING)):
+        try:
+            execution_cancel(execution=execution)
+        except Conflict:  # it ended meanwhile
+            pass
+
+
+def component_running(*, component: Component) -> list[str]:
+    """What deleting the component stops, for its confirmation: schedules and runs."""
+    found = [
+        f"the schedule {s.expression} ({s.timezone}) in {s.environment.name}"
+        for s in component.schedules.select_related("environment").order_by("environment__position")
+    ]
+    runs = component.executions.filter(status__in=(Execution.QUEUED, Execution.RUNNING)).count()
+    if runs:
+        found.append(f"{runs} queued or running execution{'s' if runs > 1 else ''}, cancelled")
+    return found
+
+
 def _announce_end(execution: Execution, status: str, line: str) -> None:
     from choreo_site.logstream import LogWriter
 
