@@ -114,9 +114,13 @@ def join_credentials(url: str, userinfo: str) -> str:
 
 def redact_url(url: str) -> str:
     """Hide credentials embedded in an https URL before it reaches a log or a message."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # hostile or mistyped: show none of it
+        return "(a URL that cannot be parsed)"
     if parts.password or parts.username and parts.scheme in ("http", "https"):
-        netloc = "***@" + parts.hostname + (f":{parts.port}" if parts.port else "")
+        netloc = "***@" + (parts.hostname or "") + (f":{port}" if port else "")
         return urlunsplit(parts._replace(netloc=netloc))
     return url
 

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 
 from builds import git, registry
-from builds.descriptor import DESCRIPTOR_PATH, DescriptorError, parse_descriptor
+from builds.descriptor import DESCRIPTOR_PATH, DescriptorError
 from builds.dockerbuild import (
     BuildStepError,
     DockerBuild,
@@ -32,7 +32,7 @@ from builds.dockerbuild import (
 )
 from builds.models import ApiSpec, Build, Component, Image
 from builds.oci import LayerCache, assemble, iso
-from builds.services import images_prune_commit, registry_collection_wait
+from builds.services import descriptor_at, images_prune_commit, registry_collection_wait
 from builds.workspace import Workspace, workspace_create, workspace_for, workspace_remove
 from choreo_site import runs
 from choreo_site.errors import PlatformError
@@ -140,12 +140,7 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: runs.Watchdog, workspac
     base = "" if component.path == "." else component.path + "/"
     descriptor_path = base + DESCRIPTOR_PATH
     step(f"Descriptor {descriptor_path}")
-    if not git.path_exists(mirror, sha, component.path):
-        raise PlatformError(f"path {component.path!r} does not exist at commit {sha[:12]}.")
-    raw = git.read_file(mirror, sha, descriptor_path, max_bytes=256 * 1024)
-    if raw is None:
-        raise DescriptorError("", f"not found at commit {sha[:12]}: every component needs one", path=descriptor_path)
-    descriptor = parse_descriptor(raw, path=descriptor_path)
+    descriptor = descriptor_at(mirror, sha, component.path)
     writer.line(
         f"type {descriptor.type}, {len(descriptor.endpoints)} endpoint(s), {len(descriptor.data['configurations'])} configurable(s)"
     )

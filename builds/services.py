@@ -17,6 +17,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from builds import git, webhooks
+from builds.descriptor import DESCRIPTOR_PATH, Descriptor, DescriptorError, parse_descriptor
 from builds.models import Build, Component, Image, PushEvent
 from choreo_site import audit
 from choreo_site.errors import Conflict, NotFound, PlatformError
@@ -73,12 +74,26 @@ def _normal_path(path: str) -> str:
     return "/".join(parts) or "."
 
 
-@transaction.atomic
-def component_create(*, project: Project, name: str, repository: str, branch: str = "main", path: str = ".") -> Component:
-    """Create a component. The repository must be readable and have the branch.
+def descriptor_at(mirror, sha: str, component_path: str) -> Descriptor:
+    """The component's descriptor at a commit, checked: its directory must exist and hold
+    a valid `.choreo/component.yaml`. Raises with the descriptor's own error messages."""
+    base = "" if component_path == "." else component_path + "/"
+    descriptor_path = base + DESCRIPTOR_PATH
+    if not git.path_exists(mirror, sha, component_path):
+        raise PlatformError(
+            f"path {component_path!r} does not exist at commit {sha[:12]}.", errors={"path": [f"Not in the repository at {sha[:12]}."]}
+        )
+    raw = git.read_file(mirror, sha, descriptor_path, max_bytes=256 * 1024)
+    if raw is None:
+        raise DescriptorError("", f"not found at commit {sha[:12]}: every component needs one", path=descriptor_path)
+    return parse_descriptor(raw, path=descriptor_path)
 
-    Checks the remote with `git ls-remote`, so a typo is refused now rather than at the
-    first build.
+
+def component_create(*, project: Project, name: str, repository: str, branch: str = "main", path: str = ".") -> Component:
+    """Create a component. The repository must be readable and have the branch, and the
+    branch head must hold the path with a valid descriptor: a typo is refused now, with the
+    descriptor's own messages, rather than at the first build. Fetches the repository's
+    mirror, which the first build then reuses.
     """
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise PlatformError(f"name {name!r} is not a valid name: {NAME_HELP}.", errors={"name": [f"Use {NAME_HELP}."]})
@@ -90,9 +105,19 @@ def component_create(*, project: Project, name: str, repository: str, branch: st
         raise Conflict(f"Component {name!r} already exists in {project.name!r}.", errors={"name": ["Exists already."]})
     try:
         git.ls_remote_head(repository, branch)
+        mirror = git.sync(repository)
+        head = git.resolve(mirror, branch=branch)
     except git.GitError as exc:
         field = "branch" if "branch" in exc.errors else "repository"
         raise PlatformError(exc.detail, errors={field: [exc.detail]}) from None
+    descriptor_at(mirror, head, path)
+    with transaction.atomic():
+        return _component_insert(project=project, name=name, public=public, credentials=credentials, branch=branch, path=path)
+
+
+def _component_insert(*, project, name, public, credentials, branch, path) -> Component:
+    if project.components.filter(name=name).exists():  # again: the fetch took time
+        raise Conflict(f"Component {name!r} already exists in {project.name!r}.", errors={"name": ["Exists already."]})
     component = Component.objects.create(
         project=project, name=name, repository=public, repository_credentials=credentials, branch=branch, path=path
     )

@@ -13,6 +13,7 @@ from django.conf import settings
 from builds import registry
 from builds.models import ApiSpec, Build, Image
 from builds.services import build_cancel, build_start, component_create
+from choreo_site.errors import PlatformError
 from choreo_site.logstream import read_text
 from environments.services import project_create
 from tests.conftest import BUSYBOX_DOCKERFILE, SERVICE_DESCRIPTOR, run_build_jobs
@@ -161,9 +162,14 @@ def test_component_path_inside_a_monorepo(make_repo):
     assert component.path == "services/web"
     build = build_and_wait(component)
     assert build.status == Build.SUCCEEDED, build.error
-    missing = component_create(project=component.project, name="gone", repository=str(repo.path), path="services/nope")
-    failed = build_and_wait(missing)
-    assert "path 'services/nope' does not exist" in failed.error
+    # A path that is not there is refused when the component is made, not at its first build…
+    with pytest.raises(PlatformError, match="path 'services/nope' does not exist at commit"):
+        component_create(project=component.project, name="gone", repository=str(repo.path), path="services/nope")
+    # …and a build of a commit that removed it fails, naming it.
+    gone = ("services/web/.choreo/component.yaml", "services/web/Dockerfile", "services/web/index.html", "services/web/openapi.yaml")
+    repo.commit(dict.fromkeys(gone))
+    failed = build_and_wait(component)
+    assert "path 'services/web' does not exist" in failed.error
 
 
 def test_cancel_a_running_build_stops_it(make_repo):

@@ -85,12 +85,17 @@ def _component():
 
 
 def _repo():
+    import os
     import subprocess
     import tempfile
 
     path = tempfile.mkdtemp()
     subprocess.run(["git", "init", "-q", "-b", "main", path], check=True)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@l", "commit", "-q", "--allow-empty", "-m", "x"], cwd=path, check=True)
+    os.makedirs(f"{path}/.choreo")
+    with open(f"{path}/.choreo/component.yaml", "w") as descriptor:
+        descriptor.write("schemaVersion: 1\ntype: service\n")
+    subprocess.run(["git", "add", "-A"], cwd=path, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@l", "commit", "-q", "-m", "x"], cwd=path, check=True)
     return path
 
 
