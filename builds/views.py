@@ -26,6 +26,7 @@ def _component(request, project: str, component: str):
 @require_POST
 def component_create(request, project):
     project_obj = project_get(name=project, actor=request.user)
+    repository_typed = git.redact_url(request.POST.get("repository", "").strip())  # kept after a refusal: never a credential
     component = page_action(
         request,
         lambda: services.component_create(
@@ -36,6 +37,7 @@ def component_create(request, project):
             path=request.POST.get("path", "").strip() or ".",
         ),
         success="Component created.",
+        keep=("component", {**{f: request.POST.get(f, "") for f in ("name", "branch", "path")}, "repository": repository_typed}),
     )
     return redirect("build-page", project, component.name) if component else redirect("project", project)
 

@@ -15,14 +15,45 @@ from choreo_site import throttling, tokens
 from choreo_site.errors import PlatformError
 
 T = TypeVar("T")
+KEPT = "kept-form:"
 
 
-def page_action(request, action: Callable[[], T], *, success: str | Callable[[T], str] | None = None) -> T | None:
-    """Run a service call for a POST form. A refusal is shown with its reason; returns None."""
+def kept_form(request, form: str) -> dict:
+    """What a refused POST of `form` had typed, and each field's error, once: {"values",
+    "errors"}. Empty when the last POST was not refused."""
+    return request.session.pop(KEPT + form, None) or {"values": {}, "errors": {}}
+
+
+def rules(request) -> dict:
+    """A context processor: the rule of each kind of field, shown next to it."""
+    from environments.names import NAME_HELP
+    from environments.values import ENV_NAME_HELP
+
+    return {"rules": {"name": NAME_HELP, "name_pattern": NAME_PATTERN, "config_key": ENV_NAME_HELP}}
+
+
+# environments.names.NAME_RE for a browser's `pattern` attribute (which anchors it itself).
+NAME_PATTERN = "[a-z]([a-z0-9\\-]{0,38}[a-z0-9])?"
+
+
+def page_action(
+    request, action: Callable[[], T], *, success: str | Callable[[T], str] | None = None, keep: tuple[str, dict[str, str]] | None = None
+) -> T | None:
+    """Run a service call for a POST form. A refusal is shown with its reason; returns None.
+
+    `keep=(form, values)`: on a refusal, what was typed (`values`, by field) and the error of
+    each field are kept for the page the user is sent back to (`kept_form`). Never pass a
+    secret: the session stores them."""
     try:
         result = action()
     except PlatformError as exc:
         messages.error(request, exc.detail)
+        if keep is not None:
+            form, values = keep
+            request.session[KEPT + form] = {
+                "values": {name: str(value)[:2000] for name, value in values.items()},
+                "errors": {name: [str(m) for m in messages_] for name, messages_ in exc.errors.items() if isinstance(messages_, list)},
+            }
         return None
     if success:
         messages.success(request, success(result) if callable(success) else success)

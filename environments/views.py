@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 from choreo_site import audit as audit_trail
 from choreo_site.errors import PlatformError
 from choreo_site.models import AuditEvent
-from choreo_site.pages import page_action
+from choreo_site.pages import kept_form, page_action
 from environments import permissions, services
 from environments.models import Membership
 
@@ -17,14 +17,19 @@ from environments.models import Membership
 @login_required
 def projects(request):
     projects = permissions.projects_visible(request.user).prefetch_related("environments", "components")
-    return render(request, "environments/projects.html", {"projects": projects})
+    return render(request, "environments/projects.html", {"projects": projects, "kept": kept_form(request, "project")})
 
 
 @login_required
 @require_POST
 def project_create(request):
     name = request.POST.get("name", "").strip()
-    project = page_action(request, lambda: services.project_create(name=name, actor=request.user), success="Project created.")
+    project = page_action(
+        request,
+        lambda: services.project_create(name=name, actor=request.user),
+        success="Project created.",
+        keep=("project", {"name": name}),
+    )
     return redirect("project", project.name) if project else redirect("projects")
 
 
@@ -42,7 +47,7 @@ def project_delete(request, project):
 @login_required
 def environments(request, project):
     project = services.project_get(name=project, actor=request.user)
-    context = {"project": project, "environments": project.environments.order_by("position")}
+    context = {"project": project, "environments": project.environments.order_by("position"), "kept": kept_form(request, "environment")}
     return render(request, "environments/environments.html", {**context, "can": permissions.abilities(request.user, project)})
 
 
@@ -135,6 +140,7 @@ def environment_create(request, project):
             project=project_obj, name=request.POST.get("name", "").strip(), after=request.POST.get("after") or None
         ),
         success="Environment created.",
+        keep=("environment", {"name": request.POST.get("name", ""), "after": request.POST.get("after", "")}),
     )
     return redirect("environments", project)
 
