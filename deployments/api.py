@@ -1,4 +1,3 @@
-import re
 import time
 
 from django.conf import settings
@@ -15,8 +14,7 @@ from builds.services import component_by_names
 from choreo_site.api import waitable
 from choreo_site.errors import PlatformError
 from choreo_site.logstream import read_text
-from choreo_site.redaction import Redactor, platform_secrets
-from deployments import rollout, services
+from deployments import runtime_logs, services
 from deployments.serializers import (
     ConfigDeleteSerializer,
     ConfigSetSerializer,
@@ -111,30 +109,24 @@ class DeploymentLogs(APIView):
         return HttpResponse(read_text(deployment.log_stream), content_type="text/plain; charset=utf-8")
 
 
-_SINCE = re.compile(r"^(\d{1,7})([smh])$")
-
-
 class RuntimeLogs(APIView):
-    @extend_schema(parameters=[ENVIRONMENT, OpenApiParameter("since", OpenApiTypes.STR)], responses={(200, "text/plain"): OpenApiTypes.STR})
+    @extend_schema(
+        parameters=[ENVIRONMENT, OpenApiParameter("since", OpenApiTypes.STR), OpenApiParameter("replica", OpenApiTypes.STR)],
+        responses={(200, "text/plain"): OpenApiTypes.STR},
+    )
     def get(self, request, project, component):
         """Logs of the active replicas in an environment: time, replica, line; redacted."""
         component = _component(request, project, component)
         name = request.GET.get("environment") or component.project.environments.order_by("position").first().name
         environment = environment_get(project=component.project, name=name)
-        since = None
-        if request.GET.get("since"):
-            match = _SINCE.match(request.GET["since"])
-            if not match:
-                raise PlatformError("since must look like 30s, 5m or 2h.", errors={"since": ["Use a number and s, m or h."]})
-            since = time.time() - int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
-        active = services.deployment_active(component=component, environment=environment)
-        if active is None:
-            raise PlatformError(
-                f"Nothing is deployed in {environment.name}.", errors={"environment": ["No active deployment."]}, status_code=404
-            )
-        redact = Redactor(platform_secrets(component.project_id))
-        text = "".join(redact(line) + "\n" for line in rollout.runtime_logs(deployment=active, since=since))
-        return HttpResponse(text, content_type="text/plain; charset=utf-8")
+        seconds = runtime_logs.since_seconds(request.GET.get("since"))
+        found = runtime_logs.lines(
+            component=component,
+            environment=environment,
+            since=time.time() - seconds if seconds is not None else None,
+            replica=request.GET.get("replica") or None,
+        )
+        return HttpResponse("".join(f"{line}\n" for line in found), content_type="text/plain; charset=utf-8")
 
 
 def _scope(component, request):

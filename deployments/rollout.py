@@ -401,13 +401,11 @@ def health(deployment: Deployment) -> str:
     return f"{sum(1 for r in deployment.replicas if r['id'] in running)}/{total} replicas running"
 
 
-def runtime_logs(*, deployment: Deployment, since: float | None) -> list[str]:
+def runtime_log_pairs(*, deployment: Deployment, since: float | None) -> list[tuple[str, str, str]]:
+    """(replica name, runtime stamp, line) of each of the deployment's replicas, unredacted:
+    read them through `deployments.runtime_logs`."""
     rt = runtime()
-    lines = []
-    for replica in _replicas_of(deployment):
-        for stamp, line in rt.logs(replica, since=since):
-            lines.append(f"{stamp} {replica.name} {line}")
-    return sorted(lines)
+    return [(replica.name, stamp, line) for replica in _replicas_of(deployment) for stamp, line in rt.logs(replica, since=since)]
 
 
 def _orphaned(deployment: Deployment, reason: str) -> None:

@@ -6,6 +6,7 @@ urlpatterns = [
     # The project's home: its pipeline, components and environments at a glance.
     path("projects/<str:project>/", views.pipeline_page, name="project"),
     path("projects/<str:project>/components/<str:component>/deploy/", views.deploy_page, name="deploy-page"),
+    path("projects/<str:project>/components/<str:component>/logs/", views.logs_page, name="logs-page"),
     path("projects/<str:project>/components/<str:component>/deploy/start", views.deploy, name="deploy-start"),
     path("projects/<str:project>/components/<str:component>/deploy/promote", views.promote, name="deploy-promote"),
     path("projects/<str:project>/components/<str:component>/deploy/rollback", views.rollback, name="deploy-rollback"),

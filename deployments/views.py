@@ -1,3 +1,5 @@
+import time
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -9,8 +11,8 @@ from builds.models import Build
 from builds.services import component_by_names, component_update
 from choreo_site.errors import NotFound, PlatformError
 from choreo_site.logstream import page_log
-from choreo_site.pages import page_action
-from deployments import configurables, overview, rollout, services
+from choreo_site.pages import kept_form, page_action
+from deployments import configurables, overview, rollout, runtime_logs, services
 from environments import approvals, permissions
 from environments.models import ApprovalRequest
 from environments.permissions import authorized
@@ -31,6 +33,7 @@ def pipeline_page(request, project):
         "components": project.components.all(),
         "environments": project.environments.order_by("position"),
         "can": permissions.abilities(request.user, project),
+        "kept": kept_form(request, "component"),
     }
     return render(request, "deployments/pipeline.html", context)
 
@@ -192,6 +195,39 @@ def auto_deploy_toggle(request, project, component):
         success=f"Auto Deploy on Build is {'on' if enabled else 'off'}.",
     )
     return _back(project, component)
+
+
+@login_required
+def logs_page(request, project, component):
+    """Runtime logs of the active replicas in one environment: the chosen time range as the
+    server read it (it works without JavaScript), then live over a WebSocket."""
+    component_obj = _component(request, project, component)
+    environments = list(component_obj.project.environments.order_by("position"))
+    environment = next((e for e in environments if e.name == request.GET.get("environment")), environments[0])
+    since_key, since = runtime_logs.since_default(request.GET.get("since"))
+    replicas = runtime_logs.replicas(component=component_obj, environment=environment)
+    replica = request.GET.get("replica") if request.GET.get("replica") in replicas else ""
+    found, problem, read_at = [], "", time.time()
+    try:
+        found = runtime_logs.lines(component=component_obj, environment=environment, since=since, replica=replica or None)
+    except PlatformError as exc:
+        problem = exc.detail
+    context = {
+        "project": component_obj.project,
+        "component": component_obj,
+        "environments": environments,
+        "environment": environment,
+        "replicas": replicas,
+        "replica": replica,
+        "since": since_key,
+        "since_choices": runtime_logs.SINCE_CHOICES,
+        "lines": found,
+        "truncated": len(found) >= runtime_logs.MAX_LINES,
+        "last": found[-1].at if found else "",
+        "read_at": f"{read_at:.3f}",
+        "problem": problem,
+    }
+    return render(request, "deployments/logs_page.html", context)
 
 
 @login_required
