@@ -95,3 +95,16 @@ fi
 images=python
 [ "$mode" = test ] && images="busybox python"
 DATA_DIR=${DATA_DIR:-$PWD/data} scripts/base-images.sh $images
+
+# axe-core for the accessibility check of the browser tests: from npm, pinned and hashed
+# by tests/a11y/package-lock.json, installed once outside the checkout.
+if [ "$mode" = test ]; then
+  axe_dir=${AXE_DIR:-/var/cache/choreo-test/axe}
+  if ! cmp -s tests/a11y/package-lock.json "$axe_dir/package-lock.json" || [ ! -f "$axe_dir/node_modules/axe-core/axe.min.js" ]; then
+    command -v npm >/dev/null || { echo "install: npm is missing (Node is needed for the accessibility check)" >&2; exit 1; }
+    mkdir -p "$axe_dir"
+    cp tests/a11y/package.json tests/a11y/package-lock.json "$axe_dir/"
+    (cd "$axe_dir" && npm ci --silent --no-audit --no-fund --ignore-scripts)
+    echo "install: axe-core in $axe_dir"
+  fi
+fi

@@ -120,7 +120,10 @@ def test_deploy_promote_and_roll_back_from_the_deploy_page(page, platform, admin
     assert served("development") == "v1"
 
     page.goto(deploy_page)
-    page.click("#env-development .promote")
+    expect(page.locator("#env-development .no-rollback")).to_be_visible()  # nothing earlier to roll back to
+    page.click("#env-development details.promote summary")  # Promote asks first, saying what changes
+    expect(page.locator("#env-development details.promote .confirm-body")).to_contain_text("replaces nothing")
+    page.click("#env-development .confirm-promote")
     wait_active()
     assert served("production") == "v1"
 
@@ -131,10 +134,22 @@ def test_deploy_promote_and_roll_back_from_the_deploy_page(page, platform, admin
     assert served("development") == "v2"
 
     page.goto(deploy_page)
-    expect(page.locator("#env-development .preview")).to_contain_text("production gets")
-    page.click("#env-development .rollback")
+    promote = page.locator("#env-development details.promote")
+    promote.locator("summary").click()
+    expect(promote.locator(".confirm-body")).to_contain_text(f"Promote build #{builds[1].pk} from development to production")
+    rollback = page.locator("#env-development details.rollback")
+    expect(rollback.locator("summary")).to_contain_text("Roll back to #")  # names its target
+    rollback.locator("summary").click()
+    first_commit = Build.objects.get(pk=builds[0].pk).commit[:12]
+    expect(rollback.locator(".confirm-body")).to_contain_text(f"build #{builds[0].pk}, commit {first_commit}")
+    rollback.locator(".confirm-rollback").click()
     wait_active()
     assert served("development") == "v1"
+
+    # Rolling back again would bring v2 back: nothing is offered instead.
+    page.goto(deploy_page)
+    expect(page.locator("#env-development .no-rollback")).to_be_visible()
+    expect(page.locator("#env-development details.rollback")).to_have_count(0)
 
     page.goto(deploy_page)
     expect(page.locator("#env-development .url")).to_have_text(f"http://web.development.shop.localhost:{settings.INGRESS_PORT}/")
