@@ -99,6 +99,7 @@ class Build(RunRow, models.Model):
     requested_commit = models.CharField(max_length=40, blank=True)
     commit = models.CharField(max_length=40, blank=True)
     commit_message = models.CharField(max_length=500, blank=True)
+    commit_author = models.CharField(max_length=200, blank=True)
     trigger = models.CharField(max_length=10, choices=TRIGGER_CHOICES, default=MANUAL)
     status = models.CharField(max_length=10, choices=STATUS_CHOICES, default=QUEUED, db_index=True)
     image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="builds")

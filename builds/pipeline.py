@@ -134,7 +134,7 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: runs.Watchdog, workspac
     mirror = git.sync(component.fetch_url)
     sha = git.resolve(mirror, branch=component.branch, commit=build.commit)
     info = git.commit_info(mirror, sha)
-    Build.objects.filter(pk=build.pk).update(commit=sha, commit_message=info.subject[:500])
+    Build.objects.filter(pk=build.pk).update(commit=sha, commit_message=info.subject[:500], commit_author=info.author[:200])
     writer.line(f"commit {sha} by {info.author}: {info.subject}")
 
     base = "" if component.path == "." else component.path + "/"

@@ -66,6 +66,8 @@ class BuildSerializer(serializers.ModelSerializer):
 
     error = RedactedTextField()
     auto_deploy_error = RedactedTextField()
+    commit_message = RedactedTextField()
+    commit_author = RedactedTextField()
 
     class Meta:
         model = Build
@@ -75,6 +77,7 @@ class BuildSerializer(serializers.ModelSerializer):
             "component",
             "commit",
             "commit_message",
+            "commit_author",
             "trigger",
             "status",
             "image",

@@ -46,7 +46,7 @@ def test_build_pushes_an_image_by_digest_that_docker_can_pull(component):
     assert build.endpoints[0]["name"] == "web"
     assert ApiSpec.objects.get(build=build).content.startswith("openapi: 3.0.3")
     assert re.search(r"Step 4/\d+ : RUN echo built > /www/built.txt", log)
-    assert build.commit_message == "first"
+    assert build.commit_message == "first" and build.commit_author == "Test"
     docker.from_env().images.pull(build.image_reference, auth_config=registry.engine_auth(build.image_reference))
     out = subprocess.run(["docker", "run", "--rm", build.image_reference, "cat", "/www/built.txt"], capture_output=True, text=True)
     assert out.stdout == "built\n"
