@@ -122,7 +122,7 @@ def test_promote_is_offered_with_a_confirmation_and_the_queries_do_not_grow(logg
         add(n)
     few = queries()
     page = logged_in.get("/projects/shop/").content.decode()
-    assert 'id="promote-svc0-production"' in page and "return confirm('Promote svc0 from development to production: a new image" in page
+    assert 'id="promote-svc0-production"' in page and "Promote svc0 from development to <strong>production</strong>: a new image" in page
     for n in range(3, 12):
         add(n)
     assert queries() == few, "the pipeline page's queries grow with its components"
