@@ -271,8 +271,11 @@ def test_a_protected_promotion_is_requested_and_approved_from_the_deploy_page(br
 
     developer = logged_in("dev")
     expect(developer.locator("#env-production h2")).to_contain_text("protected")
-    expect(developer.locator("#env-development .promote")).to_have_text("Request promotion to production")
-    developer.click("#env-development .promote")
+    promote = developer.locator("#env-development details.promote")
+    expect(promote.locator("summary")).to_have_text("Request promotion to production…")
+    promote.locator("summary").click()
+    expect(promote.locator(".confirm-promote")).to_have_text("Confirm: request promotion to production")
+    promote.locator(".confirm-promote").click()
     expect(developer.locator(".messages")).to_contain_text("Requested: promote build")
     expect(developer.locator("#env-production .approval")).to_contain_text("asked by dev")
     expect(developer.locator("#env-production .approve")).to_have_count(0)  # not theirs to approve
