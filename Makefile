@@ -24,6 +24,7 @@ bench:
 	.venv/bin/python -m benchmarks.permission_cost
 	.venv/bin/python -m benchmarks.scheduler_skew
 	.venv/bin/python -m benchmarks.task_start
+	.venv/bin/python -m benchmarks.pipeline_page
 
 # Pin and hash every dependency, from requirements.txt and requirements-dev.txt.
 lock:
