@@ -75,6 +75,7 @@ def deploy_page(request, project, component):
                 "preview": preview,
                 "rollback": target and _rollback_offer(active, target),
                 "history": [(d, _rollback_offer(active, d) if active and _may_roll_back_to(active, d) else None) for d in history],
+                "kept": kept_form(request, f"config:{environment.name}"),
                 "pending": approvals.request_list(project=component.project, status=ApprovalRequest.PENDING).filter(
                     environment=environment, component=component.name
                 ),
@@ -87,6 +88,7 @@ def deploy_page(request, project, component):
         "builds": component.builds.filter(status=Build.SUCCEEDED)[:20],
         "first": environments[0] if environments else None,
         "independent": independent,
+        "independent_kept": kept_form(request, "config:"),
         "configurables": configurables.declared(newest).values(),
         "ingress_port": settings.INGRESS_PORT,
         "can": permissions.abilities(request.user, component.project),
@@ -288,7 +290,8 @@ def config_set(request, project, component):
             return REQUESTED.format(summary=item.summary)
         return f"{item.key} is set{' (secret)' if item.secret else ''}; it reaches the replicas with the next deployment."
 
-    page_action(request, action, success=done)
+    # The key is kept after a refusal, never the value: it may be a secret.
+    page_action(request, action, success=done, keep=(f"config:{request.POST.get('environment', '')}", {"key": request.POST.get("key", "")}))
     return _back(project, component)
 
 

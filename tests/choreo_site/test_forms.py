@@ -73,3 +73,18 @@ def test_a_credential_typed_in_the_repository_is_never_kept(logged_in, client):
 @given(st.text(alphabet="abz09-_ A", max_size=45))
 def test_the_browser_pattern_accepts_exactly_the_names_the_platform_does(name):
     assert bool(re.fullmatch(NAME_PATTERN, name)) == bool(NAME_RE.match(name)), name
+
+
+def test_a_refused_configuration_key_is_kept_but_never_its_value(logged_in, make_repo):
+    from builds.services import component_create
+
+    component_create(project=project_create(name="shop"), name="api", repository=str(make_repo().path))
+    response = logged_in.post(
+        "/projects/shop/components/api/deploy/config", {"environment": "production", "key": "BAD KEY", "value": "s3cr3t-typed"}, follow=True
+    )
+    page = response.content.decode()
+    assert any("BAD KEY" in m for m in messages_of(response))
+    production = page.split('id="env-production"')[1]
+    assert 'value="BAD KEY"' in production and 'class="field-error"' in production
+    assert "s3cr3t-typed" not in page and "s3cr3t-typed" not in str(logged_in.session.items())
+    assert 'value="BAD KEY"' not in page.split('id="env-production"')[0]  # only in the card it was typed in
