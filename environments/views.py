@@ -104,7 +104,12 @@ def environment_delete(request, project, environment):
 @login_required
 def members(request, project):
     project = services.project_get(name=project, actor=request.user)
-    context = {"project": project, "members": services.member_list(project=project), "roles": Membership.ROLE_CHOICES}
+    context = {
+        "project": project,
+        "members": services.member_list(project=project),
+        "roles": Membership.ROLE_CHOICES,
+        "kept": kept_form(request, "member"),
+    }
     return render(request, "environments/members.html", {**context, "can": permissions.abilities(request.user, project)})
 
 
@@ -117,6 +122,7 @@ def member_set(request, project):
         request,
         lambda: services.member_set(project=project_obj, username=username, role=request.POST.get("role", "")),
         success=lambda result: f"{username} is now {result[0].role} of {project}.",
+        keep=("member", {"username": username, "role": request.POST.get("role", "")}),
     )
     return redirect("members", project)
 

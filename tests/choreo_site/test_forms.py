@@ -88,3 +88,12 @@ def test_a_refused_configuration_key_is_kept_but_never_its_value(logged_in, make
     assert 'value="BAD KEY"' in production and 'class="field-error"' in production
     assert "s3cr3t-typed" not in page and "s3cr3t-typed" not in str(logged_in.session.items())
     assert 'value="BAD KEY"' not in page.split('id="env-production"')[0]  # only in the card it was typed in
+
+
+def test_a_refused_member_keeps_the_name_and_role(logged_in):
+    project_create(name="shop")
+    response = logged_in.post("/projects/shop/members/set", {"username": "nobody-here", "role": "admin"}, follow=True)
+    page = response.content.decode()
+    assert any("nobody-here" in m for m in messages_of(response))
+    assert 'value="nobody-here"' in field(page, "member-username")
+    assert '<option value="admin" selected>' in page
