@@ -26,6 +26,8 @@ DESCRIPTOR_PATH = ".choreo/component.yaml"
 MAX_DESCRIPTOR_BYTES = 256 * 1024
 
 COMPONENT_TYPES = ("service", "web-app", "scheduled-task", "manual-task")
+SOURCE_KINDS = ("python", "node", "go", "static")  # builds from source, with no Dockerfile (builds/source.py)
+MAX_RUN_LENGTH = 4096
 ENDPOINT_TYPES = ("REST", "GraphQL", "gRPC", "TCP", "WS")
 VISIBILITIES = ("public", "project")
 MAX_REPLICAS = 20
@@ -66,6 +68,11 @@ class Descriptor:
     @property
     def context(self) -> str:
         return self.data["build"]["context"]
+
+    @property
+    def source(self) -> str | None:
+        """The source build's kind when the descriptor names one (`build.source`)."""
+        return self.data["build"].get("source")
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -268,6 +275,7 @@ def _validate(raw: Any, c: _Checker) -> dict[str, Any]:
         "schemaVersion",
         "type",
         "build",
+        "run",
         "endpoints",
         "health",
         "replicas",
@@ -283,7 +291,7 @@ def _validate(raw: Any, c: _Checker) -> dict[str, Any]:
     ctype = c.choice("type", raw["type"], COMPONENT_TYPES)
     is_task = ctype.endswith("-task")
 
-    build = c.mapping("build", raw.get("build", {}), {"dockerfile", "context"})
+    build = c.mapping("build", raw.get("build", {}), {"dockerfile", "context", "source"})
     data: dict[str, Any] = {
         "schemaVersion": 1,
         "type": ctype,
@@ -292,6 +300,15 @@ def _validate(raw: Any, c: _Checker) -> dict[str, Any]:
             "context": c.relative_path("build.context", build.get("context", ".")),
         },
     }
+    if "source" in build:
+        if "dockerfile" in build or "context" in build:
+            c.fail("build.source", "builds from source, with no Dockerfile: remove build.dockerfile and build.context, or build.source")
+        data["build"]["source"] = c.choice("build.source", build["source"], SOURCE_KINDS)
+    if "run" in raw:
+        run = c.string("run", raw["run"])
+        if len(run) > MAX_RUN_LENGTH or "\x00" in run or "\n" in run.strip():
+            c.fail("run", f"must be one command line of at most {MAX_RUN_LENGTH} characters")
+        data["run"] = run.strip()
 
     endpoints = raw.get("endpoints", [])
     if is_task and endpoints:

@@ -134,7 +134,7 @@ def validate_branch(branch: str) -> str:
 def _run(args: list[str], *, cwd: Path | None = None, timeout: int = 60, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, **GIT_ENV}
     try:
-        result = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, timeout=timeout, text=True)
+        result = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, timeout=timeout, text=True, errors="replace")
     except subprocess.TimeoutExpired:
         raise GitError(f"git {args[0]} took longer than {timeout}s.") from None
     if check and result.returncode != 0:
@@ -230,6 +230,13 @@ def recent_commits(mirror: Path, *, branch: str, limit: int = 20) -> list[Commit
 def path_exists(mirror: Path, sha: str, path: str) -> bool:
     spec = f"{sha}:{path}" if path not in ("", ".") else f"{sha}:"
     return _run(["cat-file", "-e", spec], cwd=mirror, check=False).returncode == 0
+
+
+def list_names(mirror: Path, sha: str, path: str) -> frozenset[str]:
+    """The names at the top of a directory at a commit (files, directories and links)."""
+    spec = f"{sha}:{path}" if path not in ("", ".") else f"{sha}:"
+    result = _run(["ls-tree", "--name-only", "-z", spec], cwd=mirror, check=False)
+    return frozenset(name for name in result.stdout.split("\0") if name) if result.returncode == 0 else frozenset()
 
 
 def read_file(mirror: Path, sha: str, path: str, *, max_bytes: int = 1024 * 1024) -> bytes | None:

@@ -177,6 +177,8 @@ def assemble(
     cache: LayerCache | None = None,
     repository: str = "",
     have_blob=lambda digest, source_repository: False,
+    fixed_layers: int = 0,
+    fixed_epoch: int = 0,
 ) -> AssembledImage:
     """Turn a `docker save` archive of one image into normalized OCI blobs in `workdir`.
 
@@ -184,6 +186,10 @@ def assemble(
     their mtimes and are looked up in `cache` first; a cached layer whose blob the
     registry has for `repository` (`have_blob`, which may mount it from the repository
     it was first pushed to) is not read at all. Its Blob then has no path.
+
+    The first `fixed_layers` layers the build made have their mtimes clamped to
+    `fixed_epoch` instead of `epoch`: a source build's dependency layer, which must be the
+    same whatever the commit for a code-only change to reuse it.
     """
     create_directory(workdir)
     findings: list[Finding] = []
@@ -196,14 +202,17 @@ def assemble(
         source_diff_ids = json.loads(raw_config)["rootfs"]["diff_ids"]
         layers: list[Blob] = []
         diff_ids: list[str] = []
+        made = 0  # layers the build made so far
         for i, (name, source) in enumerate(zip(entry["Layers"], source_diff_ids, strict=True)):
             is_base = source in base_diff_ids
+            layer_epoch = None if is_base else (fixed_epoch if made < fixed_layers else epoch)
+            made += 0 if is_base else 1
             cached = cache.get(source) if (cache and is_base) else None
             if cached and have_blob(cached[0].digest, cached[2]):
                 blob, diff_id, _ = cached
             else:
                 blob, diff_id = normalize_layer(
-                    archive.extractfile(name), workdir / f"layer-{i}.tar.gz", epoch=None if is_base else epoch, findings=findings
+                    archive.extractfile(name), workdir / f"layer-{i}.tar.gz", epoch=layer_epoch, findings=findings
                 )
                 if cache and is_base:
                     cache.put(source, blob, diff_id, repository)

@@ -19,7 +19,7 @@ import time
 from django.conf import settings
 from django.db import transaction
 
-from builds import git, registry
+from builds import git, registry, source
 from builds.descriptor import DESCRIPTOR_PATH, DescriptorError
 from builds.dockerbuild import (
     BuildStepError,
@@ -33,7 +33,7 @@ from builds.dockerbuild import (
 from builds.models import ApiSpec, Build, Component, Image
 from builds.oci import LayerCache, assemble, iso
 from builds.services import descriptor_at, images_prune_commit, registry_collection_wait
-from builds.workspace import Workspace, workspace_create, workspace_for, workspace_remove
+from builds.workspace import Workspace, create_directory, create_file, workspace_create, workspace_for, workspace_remove
 from choreo_site import runs
 from choreo_site.errors import PlatformError
 from choreo_site.logstream import LogWriter
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 RECIPE_VERSION = "1"
 
 
-def _inputs_key(*, commit: str, component: Component, descriptor: dict, bases: dict[str, str | None]) -> str:
+def _inputs_key(*, commit: str, component: Component, descriptor: dict, bases: dict[str, str | None], plan=None) -> str:
     material = {
         "recipe": RECIPE_VERSION,
         "commit": commit,
@@ -53,7 +53,37 @@ def _inputs_key(*, commit: str, component: Component, descriptor: dict, bases: d
         "build": descriptor["build"],
         "bases": bases,
     }
+    if plan is not None:  # a source build: what the platform wrote for it, and the start command it chose
+        material["plan"] = plan.dockerfile
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def _source_plan(mirror, sha: str, base: str, descriptor) -> source.Plan:
+    """The plan of a source build, from the component's files at the commit."""
+
+    def read(name: str) -> str | None:
+        content = git.read_file(mirror, sha, base + name, max_bytes=256 * 1024)
+        return content.decode("utf-8", "replace") if content is not None else None
+
+    files = source.Files(names=git.list_names(mirror, sha, base.rstrip("/") or "."), read=read)
+    kind = descriptor.source or source.detect(files.names)
+    return source.plan(kind, files, descriptor.data, ca_in_image=settings.BUILD_CA_IN_IMAGE)
+
+
+def _source_context(workspace: Workspace, component_dir, plan: source.Plan):
+    """A context of the platform's own beside the checkout: the component's files in app/
+    (without .choreo and .git), the plan's Dockerfile and the CA bundle of BUILD_CA_BUNDLE."""
+    context = create_directory(workspace.root / "source")
+    shutil.copytree(component_dir, context / "app", symlinks=True, ignore=shutil.ignore_patterns(".choreo", ".git"))
+    with create_file(context / "Dockerfile") as out:
+        out.write(plan.dockerfile.encode())
+    try:
+        bundle = settings.BUILD_CA_BUNDLE.read_bytes()
+    except OSError as exc:
+        raise PlatformError(f"BUILD_CA_BUNDLE {settings.BUILD_CA_BUNDLE} cannot be read: {exc.strerror}") from None
+    with create_file(context / "build-ca.crt") as out:
+        out.write(bundle)
+    return context, context / "Dockerfile"
 
 
 def run(build_id: int) -> str:
@@ -157,11 +187,17 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: runs.Watchdog, workspac
             specs[endpoint["name"]] = (endpoint["schemaFile"], content.decode("utf-8", "replace"))
 
     dockerfile_path = posixpath.normpath(posixpath.join(base, descriptor.dockerfile))
-    dockerfile_text = git.read_file(mirror, sha, dockerfile_path)
-    if dockerfile_text is None:
+    dockerfile_text = None if descriptor.source else git.read_file(mirror, sha, dockerfile_path)
+    plan = None
+    if dockerfile_text is None and (descriptor.source or descriptor.data["build"] == {"dockerfile": "Dockerfile", "context": "."}):
+        plan = _source_plan(mirror, sha, base, descriptor)  # no Dockerfile, none asked for: from source
+        for line in source.describe(plan):
+            writer.line(line)
+        dockerfile_text = plan.dockerfile.encode()
+    elif dockerfile_text is None:
         raise DescriptorError("build.dockerfile", f"{descriptor.dockerfile} does not exist at commit {sha[:12]}", path=descriptor_path)
     bases = {name: local_image_id(name) for name in base_images(dockerfile_text.decode(errors="replace"))}
-    inputs_key = _inputs_key(commit=sha, component=component, descriptor=descriptor.data, bases=bases)
+    inputs_key = _inputs_key(commit=sha, component=component, descriptor=descriptor.data, bases=bases, plan=plan)
 
     image = Image.objects.filter(component=component, commit=sha, inputs_key=inputs_key).order_by("-created_at").first()
     if image is not None and registry.manifest_exists(component.registry_repository, image.digest):
@@ -174,9 +210,12 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: runs.Watchdog, workspac
     workspace = workspace_create(build.pk)  # the platform's own directory; the checkout is one part of it
     git.checkout(mirror, sha, workspace.checkout)
     component_dir = workspace.checkout / component.path
-    context = (component_dir / descriptor.context).resolve()
-    dockerfile = (component_dir / descriptor.dockerfile).resolve()
-    if not context.is_dir() or not context.is_relative_to(workspace.checkout.resolve()):
+    if plan is not None:
+        context, dockerfile = _source_context(workspace, component_dir, plan)
+    else:
+        context = (component_dir / descriptor.context).resolve()
+        dockerfile = (component_dir / descriptor.dockerfile).resolve()
+    if not context.is_dir() or not context.is_relative_to(workspace.root.resolve()):
         raise DescriptorError("build.context", f"{descriptor.context} is not a directory at commit {sha[:12]}", path=descriptor_path)
     if not dockerfile.is_relative_to(context):
         raise DescriptorError("build.dockerfile", "must be inside the build context", path=descriptor_path)
@@ -213,6 +252,8 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: runs.Watchdog, workspac
             cache=LayerCache(settings.DATA_DIR / "layer-cache"),
             repository=component.registry_repository,
             have_blob=lambda digest, source: registry.blob_available(component.registry_repository, digest, source_repository=source),
+            fixed_layers=plan.dependency_layers if plan else 0,
+            fixed_epoch=source.DEPENDENCY_EPOCH,
         )
         saved.unlink()
         if assembled.findings:

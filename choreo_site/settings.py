@@ -106,6 +106,11 @@ REGISTRY_GC_TIMEOUT = env.int("REGISTRY_GC_TIMEOUT", default=1800)
 BUILD_CONCURRENCY = env.int("BUILD_CONCURRENCY", default=2)
 BUILD_TIMEOUT = env.int("BUILD_TIMEOUT", default=30 * 60)
 BUILD_USE_CACHE = env.bool("BUILD_USE_CACHE", default=True)
+# Source builds fetch dependencies from the package registries trusting this CA bundle (the
+# host's, so that a TLS-intercepting proxy's CA works); only the build stage sees it, unless
+# BUILD_CA_IN_IMAGE puts it in the image as its trust store too.
+BUILD_CA_BUNDLE = Path(env.str("BUILD_CA_BUNDLE", default="/etc/ssl/certs/ca-certificates.crt"))
+BUILD_CA_IN_IMAGE = env.bool("BUILD_CA_IN_IMAGE", default=False)
 # The worker of a running build or rollout writes a heartbeat this often; a run whose
 # heartbeat is older than RUN_HEARTBEAT_TIMEOUT is taken as orphaned and failed
 # (choreo_site.runs).

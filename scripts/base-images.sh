@@ -6,12 +6,13 @@
 #
 #   choreo/busybox:1   a static busybox (sh, httpd, nc, wget): ~2 MB, instant
 #   choreo/python:3.11 a minimal Debian bookworm with python3 (debootstrap, ~30 s)
+#   choreo/python-build:3.11  the same with venv and pip: the build stage of Python source builds
 set -euo pipefail
 
 CACHE_DIR=${BASE_IMAGE_CACHE:-${DATA_DIR:-./data}/base-images}
 MIRROR=${DEBIAN_MIRROR:-$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
-want=${*:-busybox python}
+want=${*:-busybox python python_build}
 
 have() { docker image inspect "$1" >/dev/null 2>&1; }
 
@@ -35,14 +36,15 @@ make_busybox() {
   echo "base-images: made choreo/busybox:1"
 }
 
-make_python() {
-  have choreo/python:3.11 && return 0
+# debootstrap_image NAME TARBALL PACKAGES: a minimal Debian bookworm with PACKAGES, cached as a tarball.
+debootstrap_image() {
+  local name=$1 tarball="$CACHE_DIR/$2" packages=$3
+  have "$name" && return 0
   command -v debootstrap >/dev/null || { echo "base-images: debootstrap is missing: apt-get install debootstrap" >&2; exit 1; }
   mkdir -p "$CACHE_DIR"
-  local tarball="$CACHE_DIR/python-3.11-bookworm.tar"
   if [ ! -s "$tarball" ]; then
     local root; root=$(mktemp -d)
-    debootstrap --variant=minbase --include=python3-minimal,python3,ca-certificates bookworm "$root" "$MIRROR" >"$CACHE_DIR/debootstrap.log" 2>&1 \
+    debootstrap --variant=minbase --include="$packages" bookworm "$root" "$MIRROR" >"$CACHE_DIR/debootstrap.log" 2>&1 \
       || { echo "base-images: debootstrap failed, see $CACHE_DIR/debootstrap.log" >&2; rm -rf "$root"; exit 1; }
     rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/var/log/* "$root"/tmp/*
     tar --sort=name --numeric-owner -C "$root" -cf "$tarball.part" . && mv "$tarball.part" "$tarball"
@@ -50,8 +52,16 @@ make_python() {
   fi
   docker import --change 'CMD ["python3"]' \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'ENV PYTHONDONTWRITEBYTECODE=1' "$tarball" choreo/python:3.11 >/dev/null
-  echo "base-images: made choreo/python:3.11"
+    --change 'ENV PYTHONDONTWRITEBYTECODE=1' "$tarball" "$name" >/dev/null
+  echo "base-images: made $name"
+}
+
+make_python() {
+  debootstrap_image choreo/python:3.11 python-3.11-bookworm.tar python3-minimal,python3,ca-certificates
+}
+
+make_python_build() {
+  debootstrap_image choreo/python-build:3.11 python-build-3.11-bookworm.tar python3-minimal,python3,python3-venv,python3-pip,ca-certificates
 }
 
 for name in $want; do "make_$name"; done

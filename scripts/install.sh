@@ -92,8 +92,7 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-images=python
-[ "$mode" = test ] && images="busybox python"
+images="busybox python python_build"
 DATA_DIR=${DATA_DIR:-$PWD/data} scripts/base-images.sh $images
 
 # axe-core for the accessibility check of the browser tests: from npm, pinned and hashed

@@ -1,0 +1,289 @@
+"""Builds from source, with no Dockerfile: which kind a component is, and the build plan
+for it (a multi-stage Dockerfile the pipeline builds like any other, and shows in the log).
+
+The plan keeps dependencies in a layer of their own, made only from the dependency
+declarations, so a commit that changes only code reuses it (the Engine's build cache keys
+it by those files' content). The image runs as an unprivileged user, holds no build tools
+where the language needs none at run time, and starts with `run:` from the descriptor, else
+a Procfile's `web:` line, else the kind's default.
+
+Dependencies are fetched from the package registries through the host's CA bundle
+(`BUILD_CA_BUNDLE`), which the build stage alone sees unless `BUILD_CA_IN_IMAGE` is set.
+
+Everything here reads the component's files through `Files`, never the filesystem: the
+repository is hostile, and these functions are pure (tests/builds/test_source_builds.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from builds.descriptor import SOURCE_KINDS
+from choreo_site.errors import PlatformError
+
+# What marks each kind, at the top of the component's directory.
+MARKERS = {
+    "python": ("requirements.txt", "pyproject.toml", "uv.lock"),
+    "node": ("package.json",),
+    "go": ("go.mod",),
+    "static": ("index.html",),
+}
+NODE_LOCKS = ("package-lock.json", "npm-shrinkwrap.json")
+APP_USER = "10001:10001"  # no entry in /etc/passwd is needed to run as a number
+PYTHON_VERSIONS = ("3.11",)  # what the local base images hold (scripts/base-images.sh)
+BUILD_IMAGES = {"python": "choreo/python-build:3.11", "static": "choreo/busybox:1"}
+RUN_IMAGES = {"python": "choreo/python:3.11", "static": "choreo/busybox:1"}
+DEFAULT_PORT = 8080
+CA_PATH = "/etc/choreo/build-ca.crt"  # where the build stage finds BUILD_CA_BUNDLE
+# The dependency layer's mtimes are clamped to this, not to the commit's time as every other
+# layer's are (builds/oci.py): else each commit would make a new dependency layer.
+DEPENDENCY_EPOCH = 315532800  # 1980-01-01
+
+
+class SourceError(PlatformError):
+    """A source build that cannot be planned: the message names the file or key, and what to do."""
+
+    def __init__(self, message: str):
+        super().__init__(message, errors={"build": [message]})
+
+
+@dataclass(frozen=True)
+class Files:
+    """The component directory's files at the commit: `names` at its top, `read(name)`
+    the text of one (None when it is not a file there)."""
+
+    names: frozenset[str]
+    read: Callable[[str], str | None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    kind: str
+    dockerfile: str  # text; the context holds `app/` (the component's files) and `build-ca.crt`
+    start: str  # the start command, and where it came from, for the log
+    start_from: str
+    dependency_layers: int = 0  # the image's first layers that hold only dependencies
+
+
+def detect(names: frozenset[str]) -> str:
+    """The one kind whose marker files are at the top of the component's directory."""
+    found = [kind for kind in SOURCE_KINDS if any(marker in names for marker in MARKERS[kind])]
+    looked = "; ".join(f"{kind}: {', '.join(MARKERS[kind])}" for kind in SOURCE_KINDS)
+    if not found:
+        raise SourceError(
+            f"no Dockerfile, and no source build recognised: looked for Dockerfile, then {looked}. "
+            "Add a Dockerfile, or set build.source to python, node, go or static",
+        )
+    if len(found) > 1:
+        raise SourceError(
+            f"no Dockerfile, and the files match more than one source build ({', '.join(found)}): set build.source to the one to build",
+        )
+    return found[0]
+
+
+def plan(kind: str, files: Files, descriptor: dict, *, ca_in_image: bool = False) -> Plan:
+    """The build plan of a source build of `kind`."""
+    if kind not in PLANNERS:
+        raise SourceError(
+            f"{kind} source builds are not available on this platform yet; use a Dockerfile (available: {', '.join(PLANNERS)})"
+        )
+    return PLANNERS[kind](files, descriptor, ca_in_image)
+
+
+def _port(descriptor: dict) -> int:
+    endpoints = descriptor.get("endpoints") or []
+    return endpoints[0]["port"] if endpoints else DEFAULT_PORT
+
+
+def _procfile_web(files: Files) -> str | None:
+    if "Procfile" not in files.names:
+        return None
+    for line in (files.read("Procfile") or "").splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == "web" and command.strip():
+            return command.strip()
+    return None
+
+
+def _start(files: Files, descriptor: dict, default: Callable[[], tuple[str, str] | None], kind: str) -> tuple[str, str]:
+    if descriptor.get("run"):
+        return descriptor["run"], "run: in the descriptor"
+    web = _procfile_web(files)
+    if web:
+        return web, "the web: line of the Procfile"
+    found = default()
+    if found:
+        return found
+    raise SourceError(f"no start command for this {kind} component: set run: in the descriptor, or add a Procfile with a web: line")
+
+
+def _cmd(command: str) -> str:
+    """CMD through a shell (Procfile lines use $PORT and the like), exec'd so the process gets signals."""
+    return "CMD " + json.dumps(["/bin/sh", "-c", f"exec {command}"])
+
+
+def _ca_lines(ca_in_image: bool) -> list[str]:
+    if not ca_in_image:
+        return []
+    return ["COPY build-ca.crt /etc/ssl/certs/ca-certificates.crt"]
+
+
+def _plan_static(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
+    port = _port(descriptor)
+    start, start_from = _start(files, descriptor, lambda: (f"httpd -f -p {port} -h /www", "the static file server"), "static")
+    lines = [
+        f"FROM {RUN_IMAGES['static']}",
+        "COPY app/ /www/",
+        *_ca_lines(ca_in_image),
+        f"ENV PORT={port}",
+        f"USER {APP_USER}",
+        f"EXPOSE {port}",
+        _cmd(start),
+    ]
+    return Plan("static", "\n".join(lines) + "\n", start, start_from)
+
+
+# Python ---------------------------------------------------------------------------------
+
+_REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def _python_dependencies(files: Files) -> tuple[str, list[str]]:
+    """Where the dependencies are declared, and the names declared there (for the default
+    start command)."""
+    if "requirements.txt" in files.names:
+        text = files.read("requirements.txt") or ""
+        names = [m.group(1).lower() for line in text.splitlines() if (m := _REQUIREMENT_NAME.match(line.split("#")[0]))]
+        return "requirements.txt", names
+    if "pyproject.toml" in files.names:
+        project = _pyproject(files).get("project", {})
+        dependencies = project.get("dependencies", [])
+        if not isinstance(dependencies, list) or not all(isinstance(d, str) for d in dependencies):
+            raise SourceError("pyproject.toml: [project] dependencies must be a list of strings")
+        names = [m.group(1).lower() for d in dependencies if (m := _REQUIREMENT_NAME.match(d))]
+        return "pyproject.toml", names
+    raise SourceError(
+        "uv.lock alone is not supported yet: add a requirements.txt (uv export --format requirements-txt > requirements.txt)",
+    )
+
+
+def _pyproject(files: Files) -> dict:
+    try:
+        return tomllib.loads(files.read("pyproject.toml") or "")
+    except tomllib.TOMLDecodeError as exc:
+        raise SourceError(f"pyproject.toml is not valid TOML: {exc}") from None
+
+
+def _python_version(files: Files) -> str:
+    """The version the project asks for, if this platform has it."""
+    asked, where = None, ""
+    if ".python-version" in files.names:
+        words = (files.read(".python-version") or "").split()
+        asked, where = (words[0] if words else None), ".python-version"
+    elif "pyproject.toml" in files.names:
+        asked, where = _pyproject(files).get("project", {}).get("requires-python"), "pyproject.toml requires-python"
+    if not asked:
+        return PYTHON_VERSIONS[0]
+    for version in PYTHON_VERSIONS:
+        if _python_matches(str(asked), version):
+            return version
+    raise SourceError(
+        f"{where} asks for Python {str(asked)[:40]!r}, which this platform does not have (available: {', '.join(PYTHON_VERSIONS)})"
+    )
+
+
+def _python_matches(asked: str, version: str) -> bool:
+    """`3.11`, `3.11.4`, `python3.11`, or a specifier set such as `>=3.9,<3.13`."""
+    have = tuple(int(p) for p in version.split("."))
+    asked = asked.strip().removeprefix("python").removeprefix("cpython-")
+    if re.fullmatch(r"\d+(\.\d+){0,2}", asked):
+        return tuple(int(p) for p in asked.split(".")[:2]) == have[: len(asked.split(".")[:2])]
+    for spec in asked.split(","):
+        match = re.fullmatch(r"\s*(>=|<=|==|!=|~=|>|<)\s*(\d+(?:\.\d+){0,2})(?:\.\*)?\s*", spec)
+        if not match:
+            raise SourceError(f"cannot read the Python version {asked[:40]!r}")
+        op, number = match.groups()
+        want = tuple(int(p) for p in number.split("."))[:2]
+        want += (0,) * (2 - len(want))
+        if not {
+            ">=": have >= want,
+            "<=": have <= want,
+            ">": have > want,
+            "<": have < want,
+            "==": have == want,
+            "!=": have != want,
+            "~=": have >= want and have[0] == want[0],
+        }[op]:
+            return False
+    return True
+
+
+def _python_default(files: Files, declared: list[str], port: int) -> tuple[str, str] | None:
+    module = next((m for m in ("app", "main", "wsgi", "asgi") if f"{m}.py" in files.names), None)
+    if "gunicorn" in declared and module:
+        return f"gunicorn --bind 0.0.0.0:$PORT {module}:app", f"gunicorn, declared, serving {module}.py's app"
+    if "uvicorn" in declared and module:
+        return f"uvicorn {module}:app --host 0.0.0.0 --port $PORT", f"uvicorn, declared, serving {module}.py's app"
+    if "__main__.py" in files.names:
+        return "python .", "__main__.py"
+    if module:
+        return f"python {module}.py", f"{module}.py"
+    return None
+
+
+def _plan_python(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
+    port = _port(descriptor)
+    source, declared = _python_dependencies(files)
+    version = _python_version(files)
+    start, start_from = _start(files, descriptor, lambda: _python_default(files, declared, port), "python")
+    if source == "requirements.txt":
+        install = [
+            "COPY app/requirements.txt /deps/requirements.txt",
+            "RUN /opt/venv/bin/pip install --no-compile -r /deps/requirements.txt",
+        ]
+    else:  # the project's dependencies only: the project itself is the code layer
+        install = [
+            "COPY app/pyproject.toml /deps/pyproject.toml",
+            "RUN /opt/venv/bin/python -c \"import tomllib; d = tomllib.load(open('/deps/pyproject.toml', 'rb'))"
+            ".get('project', {}).get('dependencies', []); open('/deps/requirements.txt', 'w').write(chr(10).join(d))\""
+            " && /opt/venv/bin/pip install --no-compile -r /deps/requirements.txt",
+        ]
+    lines = [
+        f"# Python {version}; dependencies from {source}",
+        f"FROM {BUILD_IMAGES['python']} AS dependencies",
+        f"COPY build-ca.crt {CA_PATH}",
+        f"ENV PIP_CERT={CA_PATH} SSL_CERT_FILE={CA_PATH} PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1",
+        "RUN python3 -m venv /opt/venv",
+        *install,
+        f"FROM {RUN_IMAGES['python']}",
+        "COPY --from=dependencies /opt/venv /opt/venv",
+        "COPY app/ /app/",
+        *_ca_lines(ca_in_image),
+        "WORKDIR /app",
+        f"ENV PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin PYTHONUNBUFFERED=1 PORT={port}",
+        f"USER {APP_USER}",
+        f"EXPOSE {port}",
+        _cmd(start),
+    ]
+    return Plan("python", "\n".join(lines) + "\n", start, start_from, dependency_layers=1)
+
+
+PLANNERS: dict[str, Callable[[Files, dict, bool], Plan]] = {"static": _plan_static, "python": _plan_python}
+
+
+def base_images(kind: str) -> list[str]:
+    return sorted({BUILD_IMAGES[kind], RUN_IMAGES[kind]}) if kind in PLANNERS else []
+
+
+def describe(plan_: Plan) -> list[str]:
+    """The plan as log lines: the kind, the start command and the Dockerfile itself."""
+    return [
+        f"source build: {plan_.kind}; starts with {shlex.quote(plan_.start)} ({plan_.start_from})",
+        "build plan (a Dockerfile; build it yourself from the component's files in app/):",
+        *(f"  {line}" for line in plan_.dockerfile.splitlines()),
+    ]

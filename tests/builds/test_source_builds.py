@@ -1,0 +1,265 @@
+"""Builds from source with no Dockerfile (builds/source.py): which kind a component is, the
+plan, and real builds of a static site and a Flask app that deploy, serve through the
+ingress and promote, run as non-root, and reuse their dependency layer."""
+
+import json
+
+import pytest
+from django.conf import settings
+from hypothesis import given
+from hypothesis import strategies as st
+
+from builds import source
+from builds.descriptor import DescriptorError, parse_descriptor
+from builds.models import Build
+from builds.services import build_start
+from choreo_site.logstream import read_text
+from deployments import services
+from deployments.models import Deployment
+from tests.conftest import run_build_jobs
+from tests.deployments.test_deploy import env, finish, get
+
+SERVICE = """\
+schemaVersion: 1
+type: service
+endpoints:
+  - name: web
+    port: 8080
+health:
+  http: { path: /, port: 8080 }
+  interval: 200ms
+  timeout: 2s
+  startupTimeout: 30s
+replicas: 1
+"""
+FLASK_APP = """\
+import os
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.get("/")
+def index():
+    return f"{os.environ.get('GREETING', 'hello')} from flask, uid {os.getuid()}\\n"
+"""
+
+
+def files(contents: dict[str, str]) -> source.Files:
+    return source.Files(names=frozenset(contents), read=contents.get)
+
+
+def descriptor(extra: str = "") -> dict:
+    return parse_descriptor(SERVICE + extra).data
+
+
+# The rules, without Docker ---------------------------------------------------------------
+
+
+def test_the_kind_is_recognised_only_when_exactly_one_matches():
+    assert source.detect(frozenset({"requirements.txt", "app.py"})) == "python"
+    assert source.detect(frozenset({"index.html", "style.css"})) == "static"
+    with pytest.raises(
+        source.SourceError, match="looked for Dockerfile, then python: requirements.txt, pyproject.toml, uv.lock;.*build.source"
+    ):
+        source.detect(frozenset({"README.md"}))
+    with pytest.raises(source.SourceError, match=r"more than one source build \(python, static\): set build.source"):
+        source.detect(frozenset({"requirements.txt", "index.html"}))
+
+
+def test_the_start_command_comes_from_run_then_the_procfile_then_the_default():
+    flask = {"requirements.txt": "flask==3.0.3\ngunicorn==22.0.0  # the server\n", "app.py": FLASK_APP}
+    chosen = source.plan("python", files(flask), descriptor())
+    assert chosen.start == "gunicorn --bind 0.0.0.0:$PORT app:app" and "gunicorn, declared" in chosen.start_from
+    chosen = source.plan("python", files({**flask, "Procfile": "worker: x\nweb: gunicorn -w 2 app:app\n"}), descriptor())
+    assert chosen.start == "gunicorn -w 2 app:app" and chosen.start_from == "the web: line of the Procfile"
+    chosen = source.plan("python", files(flask), descriptor('run: "python app.py --serve"\n'))
+    assert chosen.start == "python app.py --serve" and json.dumps(["/bin/sh", "-c", "exec python app.py --serve"]) in chosen.dockerfile
+    with pytest.raises(
+        source.SourceError, match="no start command for this python component: set run: in the descriptor, or add a Procfile"
+    ):
+        source.plan("python", files({"requirements.txt": "requests\n"}), descriptor())
+
+
+def test_python_plans_keep_dependencies_apart_run_as_non_root_and_check_the_version():
+    chosen = source.plan("python", files({"requirements.txt": "flask\n", "app.py": ""}), descriptor('run: "python app.py"\n'))
+    lines = chosen.dockerfile.splitlines()
+    # The dependency layer is made from requirements.txt alone, before the code is copied.
+    assert lines.index("COPY app/requirements.txt /deps/requirements.txt") < lines.index("COPY app/ /app/")
+    assert f"USER {source.APP_USER}" in lines and lines[-1].startswith("CMD ")
+    assert not any("build-ca.crt" in line for line in lines[lines.index("FROM choreo/python:3.11") :])  # the CA stays in the build stage
+    with_ca = source.plan("python", files({"requirements.txt": "", "app.py": ""}), descriptor('run: "x"\n'), ca_in_image=True)
+    assert "COPY build-ca.crt /etc/ssl/certs/ca-certificates.crt" in with_ca.dockerfile
+    for asked in ("3.11", "3.11.4", ">=3.9,<3.13", "~=3.10", "python3.11"):
+        source.plan("python", files({"requirements.txt": "", ".python-version": asked + "\n"}), descriptor('run: "x"\n'))
+    with pytest.raises(
+        source.SourceError, match=r"\.python-version asks for Python '3.12', which this platform does not have \(available: 3.11\)"
+    ):
+        source.plan("python", files({"requirements.txt": "", ".python-version": "3.12\n"}), descriptor('run: "x"\n'))
+    with pytest.raises(source.SourceError, match="pyproject.toml requires-python asks for Python '>=3.12'"):
+        source.plan("python", files({"pyproject.toml": '[project]\nrequires-python = ">=3.12"\n'}), descriptor('run: "x"\n'))
+    with pytest.raises(source.SourceError, match="pyproject.toml is not valid TOML"):
+        source.plan("python", files({"pyproject.toml": "[project\n"}), descriptor('run: "x"\n'))
+    with pytest.raises(source.SourceError, match="node source builds are not available on this platform yet"):
+        source.plan("node", files({"package.json": "{}"}), descriptor())
+
+
+def test_the_descriptor_takes_build_source_and_run_and_refuses_mixing():
+    data = parse_descriptor("schemaVersion: 1\ntype: service\nbuild: { source: static }\nrun: httpd -f -p 8080\n").data
+    assert data["build"]["source"] == "static" and data["run"] == "httpd -f -p 8080"
+    for bad, message in (
+        ("build: { source: ruby }", "build.source: must be one of python, node, go, static, got 'ruby'"),
+        ("build: { source: python, dockerfile: Dockerfile }", "build.source: builds from source, with no Dockerfile"),
+        ("run: ''", "run: must be a non-empty string"),
+        ("run: [a, b]", "run: must be a non-empty string, got a list"),
+        ('run: "a\\nb"', "run: must be one command line"),
+    ):
+        with pytest.raises(DescriptorError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            parse_descriptor(f"schemaVersion: 1\ntype: service\n{bad}\n")
+
+
+names = st.sets(
+    st.sampled_from(
+        [
+            "requirements.txt",
+            "pyproject.toml",
+            "uv.lock",
+            "index.html",
+            "Procfile",
+            "app.py",
+            "main.py",
+            ".python-version",
+            "__main__.py",
+            "x",
+        ]
+    )
+)
+
+
+@given(names, st.text(max_size=200), st.text(max_size=200), st.sampled_from(["static", "python"]))
+def test_any_files_give_a_plan_or_a_clear_refusal(present, text, other, kind):
+    contents = {name: (text if i % 2 else other) for i, name in enumerate(sorted(present))}
+    try:
+        chosen = source.plan(kind, files(contents), descriptor())
+    except source.SourceError as exc:
+        assert exc.detail and "\n" not in exc.detail
+    else:
+        assert chosen.dockerfile.startswith(("FROM ", "# ")) and "CMD " in chosen.dockerfile
+
+
+# Real builds, deployments and promotions --------------------------------------------------
+
+
+def built(component, files_=None) -> Build:
+    if files_:
+        component.repo.commit(files_, "change")
+    build = build_start(component=component)
+    run_build_jobs()
+    build.refresh_from_db()
+    return build
+
+
+def pulled(reference: str) -> dict:
+    """The image's config as the Engine sees it, pulled from the platform's registry."""
+    import docker
+
+    from builds import registry
+
+    return docker.from_env().images.pull(reference, auth_config=registry.engine_auth(reference)).attrs
+
+
+def image_user(reference: str) -> str:
+    return pulled(reference)["Config"]["User"]
+
+
+def layers(reference: str) -> list[str]:
+    return pulled(reference)["RootFS"]["Layers"]
+
+
+def deploy_and_promote(component, build) -> tuple[str, str]:
+    dev = finish(services.deployment_deploy(component=component, build=build))
+    assert dev.status == Deployment.ACTIVE, dev.error
+    prod = finish(
+        services.deployment_promote(component=component, source=env(component, "development"), target=env(component, "production"))
+    )
+    assert prod.status == Deployment.ACTIVE and prod.release_id == dev.release_id, prod.error
+    return get("web.development.shop.localhost"), get("web.production.shop.localhost")
+
+
+@pytest.fixture
+def source_component(make_repo):
+    from builds.services import component_create
+    from environments.models import Project
+    from environments.services import project_create, project_delete
+
+    made = []
+
+    def make(repo_files: dict[str, str]):
+        repo = make_repo({".choreo/component.yaml": SERVICE, **repo_files})
+        component = component_create(project=project_create(name="shop"), name="web", repository=str(repo.path))
+        component.repo = repo
+        made.append(component)
+        return component
+
+    yield make
+    for leftover in Project.objects.filter(name="shop"):
+        project_delete(project=leftover)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")
+def test_a_static_site_builds_deploys_serves_and_promotes_as_non_root(source_component, settings):
+    settings.ROLLOUT_STOP_GRACE = 1
+    component = source_component({"index.html": "<h1>static, from source</h1>\n", "style.css": "h1 {}\n"})
+    build = built(component)
+    log = read_text(build.log_stream)
+    assert build.status == Build.SUCCEEDED, log
+    assert "source build: static; starts with 'httpd -f -p 8080 -h /www' (the static file server)" in log
+    assert "  COPY app/ /www/" in log  # the plan is in the log
+    assert image_user(build.image_reference) == source.APP_USER
+    assert deploy_and_promote(component, build) == ((200, "<h1>static, from source</h1>"), (200, "<h1>static, from source</h1>"))
+    # The descriptor is not served: .choreo is left out of the image.
+    assert get_path("web.development.shop.localhost", "/.choreo/component.yaml")[0] == 404
+
+
+def get_path(host: str, path: str) -> tuple[int, str]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", settings.INGRESS_PORT, timeout=5)
+    conn.request("GET", path, headers={"Host": host})
+    response = conn.getresponse()
+    return response.status, response.read().decode().strip()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")
+def test_a_flask_app_builds_from_pypi_serves_promotes_and_reuses_its_dependency_layer(source_component, settings):
+    settings.ROLLOUT_STOP_GRACE = 1
+    component = source_component({"requirements.txt": "flask==3.0.3\ngunicorn==22.0.0\n", "app.py": FLASK_APP})
+    first = built(component)
+    log = read_text(first.log_stream)
+    assert first.status == Build.SUCCEEDED, log[-3000:]
+    assert "source build: python; starts with 'gunicorn --bind 0.0.0.0:$PORT app:app'" in log
+    assert image_user(first.image_reference) == source.APP_USER
+    dev, prod = deploy_and_promote(component, first)
+    assert dev == prod == (200, "hello from flask, uid 10001")
+
+    # A commit that changes only code: the dependency step comes from the cache, and the
+    # image shares every layer but the code's.
+    second = built(component, {"app.py": FLASK_APP.replace("from flask", "from flask, again")})
+    log = read_text(second.log_stream)
+    assert second.status == Build.SUCCEEDED, log[-3000:]
+    pip_step = log.split(" : RUN /opt/venv/bin/pip install")[1].splitlines()[1]
+    assert pip_step.strip() == "---> Using cache", log[-3000:]
+    before, after = layers(first.image_reference), layers(second.image_reference)
+    assert len(before) == len(after) and before[:-1] == after[:-1] and before[-1] != after[-1]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("registry_server", "base_images")
+def test_a_dependency_that_does_not_resolve_fails_the_build_and_pushes_nothing(source_component):
+    component = source_component({"requirements.txt": "flask==3.0.3\nno-such-package-choreo-test==9.9.9\n", "app.py": FLASK_APP})
+    build = built(component)
+    assert build.status == Build.FAILED
+    assert "no-such-package-choreo-test" in build.error or "no-such-package-choreo-test" in read_text(build.log_stream)
+    assert "requirements.txt" in build.error and not build.digest and not component.images.exists()
