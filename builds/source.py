@@ -35,9 +35,12 @@ MARKERS = {
 }
 NODE_LOCKS = ("package-lock.json", "npm-shrinkwrap.json")
 APP_USER = "10001:10001"  # no entry in /etc/passwd is needed to run as a number
-PYTHON_VERSIONS = ("3.11",)  # what the local base images hold (scripts/base-images.sh)
-BUILD_IMAGES = {"python": "choreo/python-build:3.11", "static": "choreo/busybox:1"}
-RUN_IMAGES = {"python": "choreo/python:3.11", "static": "choreo/busybox:1"}
+# What the local base images hold (scripts/base-images.sh).
+PYTHON_VERSIONS = ("3.11",)
+NODE_VERSION = (20, 20, 2)
+GO_VERSION = (1, 26, 8)
+BUILD_IMAGES = {"python": "choreo/python-build:3.11", "node": "choreo/node:20", "go": "choreo/go:1.26", "static": "choreo/busybox:1"}
+RUN_IMAGES = {"python": "choreo/python:3.11", "node": "choreo/node:20", "go": "choreo/busybox:1", "static": "choreo/busybox:1"}
 DEFAULT_PORT = 8080
 CA_PATH = "/etc/choreo/build-ca.crt"  # where the build stage finds BUILD_CA_BUNDLE
 # The dependency layer's mtimes are clamped to this, not to the commit's time as every other
@@ -273,7 +276,178 @@ def _plan_python(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
     return Plan("python", "\n".join(lines) + "\n", start, start_from, dependency_layers=1)
 
 
-PLANNERS: dict[str, Callable[[Files, dict, bool], Plan]] = {"static": _plan_static, "python": _plan_python}
+# Node.js ----------------------------------------------------------------------------------
+
+
+def _json(files: Files, name: str) -> dict:
+    try:
+        data = json.loads(files.read(name) or "")
+    except ValueError as exc:
+        raise SourceError(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise SourceError(f"{name} must hold a JSON object")
+    return data
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split("."))
+
+
+def semver_allows(ranges: str, have: tuple[int, int, int]) -> bool:
+    """Whether an npm version range (`>=18`, `^20.1`, `18 || 20`, `20.x`, `~20.3.0`, `*`)
+    allows `have`. Raises ValueError on what it cannot read."""
+    for alternative in ranges.split("||"):
+        comparators = alternative.split()
+        if all(_comparator_allows(c, have) for c in comparators or ["*"]):
+            return True
+    return False
+
+
+def _comparator_allows(comparator: str, have: tuple[int, int, int]) -> bool:
+    match = re.fullmatch(r"(\^|~|>=|<=|>|<|=)?v?(\d+|x|X|\*)(?:\.(\d+|x|X|\*))?(?:\.(\d+|x|X|\*))?", comparator)
+    if not match:
+        raise ValueError(comparator)
+    op, *parts = match.groups()
+    numbers: list[int] = []
+    for part in parts:  # up to the first wildcard or missing part: "20", "20.x" and "20.*" all mean 20.x.x
+        if part is None or not part.isdigit():
+            break
+        numbers.append(int(part))
+    if op in (None, "="):
+        return have[: len(numbers)] == tuple(numbers)
+    if not numbers:
+        return True
+    want = tuple(numbers + [0] * (3 - len(numbers)))
+
+    def after(count: int) -> tuple[int, ...]:  # the first version past the first `count` parts
+        bumped = list(want[:count]) + [0] * (3 - count)
+        bumped[count - 1] += 1
+        return tuple(bumped)
+
+    if op == "^":
+        first = next((i for i, n in enumerate(want) if n), min(len(numbers), 3) - 1)
+        return want <= have < after(first + 1)
+    if op == "~":
+        return want <= have < after(2 if len(numbers) > 1 else 1)
+    partial = len(numbers) < 3
+    if op == ">":
+        return have >= after(len(numbers)) if partial else have > want
+    if op == "<=":
+        return have < after(len(numbers)) if partial else have <= want
+    return have >= want if op == ">=" else have < want
+
+
+def _plan_node(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
+    port = _port(descriptor)
+    package = _json(files, "package.json")
+    lock = next((name for name in NODE_LOCKS if name in files.names), None)
+    if lock is None:
+        raise SourceError("package.json without its lock file: commit package-lock.json (npm install writes it)")
+    engines = package.get("engines") if isinstance(package.get("engines"), dict) else {}
+    wanted = engines.get("node")
+    if wanted is not None:
+        try:
+            allowed = semver_allows(str(wanted), NODE_VERSION)
+        except ValueError:
+            raise SourceError(f"package.json engines.node {str(wanted)[:40]!r} cannot be read as a version range") from None
+        if not allowed:
+            have = ".".join(map(str, NODE_VERSION))
+            raise SourceError(
+                f"package.json engines.node asks for Node.js {str(wanted)[:40]!r}, which this platform does not have (available: {have})"
+            )
+    scripts = package.get("scripts") if isinstance(package.get("scripts"), dict) else {}
+
+    def default() -> tuple[str, str] | None:
+        if scripts.get("start"):
+            return "npm start", "package.json scripts.start"
+        if "server.js" in files.names:
+            return "node server.js", "server.js"
+        return None
+
+    start, start_from = _start(files, descriptor, default, "node")
+    npm_env = (
+        f"ENV NODE_EXTRA_CA_CERTS={CA_PATH} npm_config_cafile={CA_PATH} npm_config_update_notifier=false "
+        "npm_config_fund=false npm_config_audit=false npm_config_cache=/tmp/npm-cache"
+    )
+    lines = [
+        f"# Node.js {'.'.join(map(str, NODE_VERSION))}; dependencies from {lock}",
+        f"FROM {BUILD_IMAGES['node']} AS dependencies",
+        f"COPY build-ca.crt {CA_PATH}",
+        npm_env,
+        "WORKDIR /app",
+        f"COPY app/package.json app/{lock} ./",
+        "RUN npm ci --omit=dev",
+    ]
+    code_from = "COPY app/ /app/"
+    if scripts.get("build"):  # dev dependencies build the code in a stage of their own
+        lines += [
+            f"FROM {BUILD_IMAGES['node']} AS build",
+            f"COPY build-ca.crt {CA_PATH}",
+            npm_env,
+            "WORKDIR /app",
+            f"COPY app/package.json app/{lock} ./",
+            "RUN npm ci",
+            "COPY app/ /app/",
+            "RUN npm run build && rm -rf node_modules",
+        ]
+        code_from = "COPY --from=build /app/ /app/"
+    lines += [
+        f"FROM {RUN_IMAGES['node']}",
+        "COPY --from=dependencies /app/node_modules /app/node_modules",
+        code_from,
+        *_ca_lines(ca_in_image),
+        "WORKDIR /app",
+        f"ENV NODE_ENV=production PORT={port} HOME=/tmp npm_config_update_notifier=false npm_config_cache=/tmp/npm-cache",
+        f"USER {APP_USER}",
+        f"EXPOSE {port}",
+        _cmd(start),
+    ]
+    return Plan("node", "\n".join(lines) + "\n", start, start_from, dependency_layers=1)
+
+
+# Go ---------------------------------------------------------------------------------------
+
+
+def _plan_go(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
+    port = _port(descriptor)
+    gomod = files.read("go.mod") or ""
+    directive = re.search(r"^go\s+(\d+\.\d+(?:\.\d+)?)\s*$", gomod, re.MULTILINE)
+    if directive:
+        asked = _version_tuple(directive.group(1))
+        if asked[:2] > GO_VERSION[:2] or (len(asked) == 3 and asked[:2] == GO_VERSION[:2] and asked > GO_VERSION):
+            have = ".".join(map(str, GO_VERSION))
+            raise SourceError(f"go.mod asks for Go {directive.group(1)}, which this platform does not have (available: {have})")
+    if not any(name.endswith(".go") for name in files.names):
+        raise SourceError("go.mod, but no .go file at the top of the component's directory: put the main package there")
+    start, start_from = _start(files, descriptor, lambda: ("/app/server", "the Go binary"), "go")
+    lines = [
+        f"# Go {'.'.join(map(str, GO_VERSION))}, a static binary on busybox",
+        f"FROM {BUILD_IMAGES['go']} AS build",
+        f"COPY build-ca.crt {CA_PATH}",
+        f"ENV SSL_CERT_FILE={CA_PATH} GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-trimpath GOCACHE=/tmp/go-cache GOPATH=/go",
+        "WORKDIR /src",
+        "COPY app/go.mod app/go.su[m] ./",
+        "RUN go mod download",
+        "COPY app/ ./",
+        'RUN go build -buildvcs=false -ldflags="-s -w -buildid=" -o /out/server .',
+        f"FROM {RUN_IMAGES['go']}",
+        "COPY --from=build /out/server /app/server",
+        *_ca_lines(ca_in_image),
+        "WORKDIR /app",
+        f"ENV PORT={port}",
+        f"USER {APP_USER}",
+        f"EXPOSE {port}",
+        _cmd(start),
+    ]
+    return Plan("go", "\n".join(lines) + "\n", start, start_from)
+
+
+PLANNERS: dict[str, Callable[[Files, dict, bool], Plan]] = {
+    "static": _plan_static,
+    "python": _plan_python,
+    "node": _plan_node,
+    "go": _plan_go,
+}
 
 
 def base_images(kind: str) -> list[str]:

@@ -7,12 +7,16 @@
 #   choreo/busybox:1   a static busybox (sh, httpd, nc, wget): ~2 MB, instant
 #   choreo/python:3.11 a minimal Debian bookworm with python3 (debootstrap, ~30 s)
 #   choreo/python-build:3.11  the same with venv and pip: the build stage of Python source builds
+#   choreo/node:20     Debian bookworm (minbase) with this host's Node.js and npm (package nodejs)
+#   choreo/go:1.26     Debian bookworm (minbase) with this host's Go toolchain (GO_ROOT, /usr/local/go)
+# Node.js and Go come from the host because Debian's are older than the projects we build
+# ask for, and no image can be pulled; their versions are the host's.
 set -euo pipefail
 
 CACHE_DIR=${BASE_IMAGE_CACHE:-${DATA_DIR:-./data}/base-images}
 MIRROR=${DEBIAN_MIRROR:-$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
-want=${*:-busybox python python_build}
+want=${*:-busybox python python_build node go}
 
 have() { docker image inspect "$1" >/dev/null 2>&1; }
 
@@ -54,6 +58,44 @@ debootstrap_image() {
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV PYTHONDONTWRITEBYTECODE=1' "$tarball" "$name" >/dev/null
   echo "base-images: made $name"
+}
+
+# overlay_image NAME VERSION_FILE: the cached minbase with the host's files listed on stdin.
+overlay_image() {
+  local name=$1 base="$CACHE_DIR/bookworm-minbase.tar"
+  mkdir -p "$CACHE_DIR"
+  if [ ! -s "$base" ]; then
+    local root; root=$(mktemp -d)
+    debootstrap --variant=minbase --include=ca-certificates bookworm "$root" "$MIRROR" >"$CACHE_DIR/debootstrap.log" 2>&1 \
+      || { echo "base-images: debootstrap failed, see $CACHE_DIR/debootstrap.log" >&2; rm -rf "$root"; exit 1; }
+    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/var/log/* "$root"/tmp/*
+    tar --sort=name --numeric-owner -C "$root" -cf "$base.part" . && mv "$base.part" "$base"
+    rm -rf "$root"
+  fi
+  local root; root=$(mktemp -d)
+  tar -C "$root" -xf "$base"
+  tar -C / --files-from=- -cf - | tar -C "$root" -xf -
+  shift
+  tar --sort=name --numeric-owner -C "$root" -cf - . | docker import "$@" - "$name" >/dev/null
+  rm -rf "$root"
+  echo "base-images: made $name"
+}
+
+make_node() {
+  have choreo/node:20 && return 0
+  command -v node >/dev/null && node --version | grep -q '^v20\.' || { echo "base-images: choreo/node:20 needs this host's Node.js 20 (package nodejs)" >&2; exit 1; }
+  # node itself, and npm as it is now (npm may have updated itself since the package was installed)
+  (cd / && ls -d usr/bin/node usr/bin/npm usr/bin/npx && find usr/lib/node_modules \( -type f -o -type l \)) \
+    | overlay_image choreo/node:20 --change 'CMD ["node"]' --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+}
+
+make_go() {
+  have choreo/go:1.26 && return 0
+  local goroot=${GO_ROOT:-/usr/local/go}
+  "$goroot/bin/go" version 2>/dev/null | grep -q 'go1\.26' || { echo "base-images: choreo/go:1.26 needs Go 1.26 at $goroot (GO_ROOT)" >&2; exit 1; }
+  (cd / && find "${goroot#/}" \( -type f -o -type l \) -not -path '*/test/*' -not -path '*/doc/*' -not -path '*/api/*') \
+    | overlay_image choreo/go:1.26 --change 'CMD ["go", "version"]' \
+      --change "ENV PATH=$goroot/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 }
 
 make_python() {

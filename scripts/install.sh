@@ -92,7 +92,7 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-images="busybox python python_build"
+images="busybox python python_build node go"
 DATA_DIR=${DATA_DIR:-$PWD/data} scripts/base-images.sh $images
 
 # axe-core for the accessibility check of the browser tests: from npm, pinned and hashed

@@ -62,7 +62,7 @@ def _clean_docker():
 
 @pytest.fixture(scope="session")
 def base_images():
-    subprocess.run([str(ROOT / "scripts" / "base-images.sh"), "busybox", "python", "python_build"], check=True)
+    subprocess.run([str(ROOT / "scripts" / "base-images.sh"), "busybox", "python", "python_build", "node", "go"], check=True)
 
 
 def free_port() -> int:

@@ -3,6 +3,7 @@ plan, and real builds of a static site and a Flask app that deploy, serve throug
 ingress and promote, run as non-root, and reuse their dependency layer."""
 
 import json
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -43,6 +44,13 @@ app = Flask(__name__)
 def index():
     return f"{os.environ.get('GREETING', 'hello')} from flask, uid {os.getuid()}\\n"
 """
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def fixture(name: str) -> dict[str, str]:
+    return {p.name: p.read_text() for p in (FIXTURES / name).iterdir()}
 
 
 def files(contents: dict[str, str]) -> source.Files:
@@ -100,8 +108,6 @@ def test_python_plans_keep_dependencies_apart_run_as_non_root_and_check_the_vers
         source.plan("python", files({"pyproject.toml": '[project]\nrequires-python = ">=3.12"\n'}), descriptor('run: "x"\n'))
     with pytest.raises(source.SourceError, match="pyproject.toml is not valid TOML"):
         source.plan("python", files({"pyproject.toml": "[project\n"}), descriptor('run: "x"\n'))
-    with pytest.raises(source.SourceError, match="node source builds are not available on this platform yet"):
-        source.plan("node", files({"package.json": "{}"}), descriptor())
 
 
 def test_the_descriptor_takes_build_source_and_run_and_refuses_mixing():
@@ -118,6 +124,40 @@ def test_the_descriptor_takes_build_source_and_run_and_refuses_mixing():
             parse_descriptor(f"schemaVersion: 1\ntype: service\n{bad}\n")
 
 
+def test_node_plans_need_the_lock_file_check_engines_and_keep_dev_dependencies_out():
+    express = fixture("express")
+    chosen = source.plan("node", files(express), descriptor())
+    assert chosen.start == "npm start" and "RUN npm ci --omit=dev" in chosen.dockerfile and "npm run build" not in chosen.dockerfile
+    lines = chosen.dockerfile.splitlines()
+    assert lines.index("COPY --from=dependencies /app/node_modules /app/node_modules") < lines.index("COPY app/ /app/")
+    built = {**express, "package.json": express["package.json"].replace('"start"', '"build": "tsc", "start"')}
+    chosen = source.plan("node", files(built), descriptor())
+    # Dev dependencies build in a stage of their own; the image gets the built code and the production ones.
+    assert "RUN npm ci\n" in chosen.dockerfile and "COPY --from=build /app/ /app/" in chosen.dockerfile
+    with pytest.raises(source.SourceError, match="package.json without its lock file: commit package-lock.json"):
+        source.plan("node", files({"package.json": express["package.json"]}), descriptor())
+    newer = express["package.json"].replace('">=18"', '">=22"')
+    with pytest.raises(
+        source.SourceError, match=r"engines.node asks for Node.js '>=22', which this platform does not have \(available: 20.20.2\)"
+    ):
+        source.plan("node", files({**express, "package.json": newer}), descriptor())
+    with pytest.raises(source.SourceError, match="package.json is not valid JSON"):
+        source.plan("node", files({**express, "package.json": "{"}), descriptor())
+    for allowed, expected in ((">=18", True), ("^20", True), ("18 || 20.x", True), ("~20.19", False), (">20", False), ("<=20", True)):
+        assert source.semver_allows(allowed, (20, 20, 2)) is expected, allowed
+
+
+def test_go_plans_build_a_static_binary_and_check_the_go_directive():
+    chosen = source.plan("go", files(fixture("gohttp")), descriptor())
+    assert chosen.start == "/app/server" and "CGO_ENABLED=0" in chosen.dockerfile
+    final = chosen.dockerfile.split("FROM choreo/busybox:1")[1]
+    assert "go build" not in final and "COPY --from=build /out/server /app/server" in final  # no toolchain in the image
+    with pytest.raises(source.SourceError, match=r"go.mod asks for Go 1.27, which this platform does not have \(available: 1.26.8\)"):
+        source.plan("go", files({**fixture("gohttp"), "go.mod": "module x\n\ngo 1.27\n"}), descriptor())
+    with pytest.raises(source.SourceError, match="no .go file at the top"):
+        source.plan("go", files({"go.mod": "module x\n"}), descriptor())
+
+
 names = st.sets(
     st.sampled_from(
         [
@@ -130,13 +170,17 @@ names = st.sets(
             "main.py",
             ".python-version",
             "__main__.py",
+            "package.json",
+            "package-lock.json",
+            "go.mod",
+            "main.go",
             "x",
         ]
     )
 )
 
 
-@given(names, st.text(max_size=200), st.text(max_size=200), st.sampled_from(["static", "python"]))
+@given(names, st.text(max_size=200), st.text(max_size=200), st.sampled_from(["static", "python", "node", "go"]))
 def test_any_files_give_a_plan_or_a_clear_refusal(present, text, other, kind):
     contents = {name: (text if i % 2 else other) for i, name in enumerate(sorted(present))}
     try:
@@ -263,3 +307,42 @@ def test_a_dependency_that_does_not_resolve_fails_the_build_and_pushes_nothing(s
     assert build.status == Build.FAILED
     assert "no-such-package-choreo-test" in build.error or "no-such-package-choreo-test" in read_text(build.log_stream)
     assert "requirements.txt" in build.error and not build.digest and not component.images.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")
+def test_an_express_app_builds_from_npm_serves_and_promotes(source_component, settings):
+    settings.ROLLOUT_STOP_GRACE = 1
+    component = source_component(fixture("express"))
+    build = built(component)
+    log = read_text(build.log_stream)
+    assert build.status == Build.SUCCEEDED, log[-3000:]
+    assert "source build: node; starts with 'npm start' (package.json scripts.start)" in log
+    assert image_user(build.image_reference) == source.APP_USER
+    assert deploy_and_promote(component, build) == ((200, "hello from express, uid 10001"),) * 2
+
+    # A package.json that its lock file does not match fails the build, naming both.
+    broken = built(component, {"package.json": fixture("express")["package.json"].replace('"4.21.2"', '"4.19.0"')})
+    assert broken.status == Build.FAILED
+    assert "npm ci" in broken.error and "package-lock.json" in read_text(broken.log_stream)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")
+def test_a_go_server_builds_from_the_module_proxy_into_an_image_without_go(source_component, settings):
+    settings.ROLLOUT_STOP_GRACE = 1
+    component = source_component(fixture("gohttp"))
+    build = built(component)
+    log = read_text(build.log_stream)
+    assert build.status == Build.SUCCEEDED, log[-3000:]
+    assert "source build: go; starts with /app/server (the Go binary)" in log
+    attrs = pulled(build.image_reference)
+    assert attrs["Config"]["User"] == source.APP_USER and attrs["Size"] < 30 * 1024**2  # busybox and one binary: no toolchain
+    dev, prod = deploy_and_promote(component, build)
+    assert dev == prod and dev[0] == 200 and dev[1].startswith("hello from go, uid 10001, ")
+
+    # A code-only commit reuses the module download from the cache.
+    again = built(component, {"main.go": fixture("gohttp")["main.go"].replace("hello from go", "hi from go")})
+    log = read_text(again.log_stream)
+    assert again.status == Build.SUCCEEDED, log[-3000:]
+    assert log.split(" : RUN go mod download")[1].splitlines()[1].strip() == "---> Using cache"
