@@ -247,21 +247,21 @@ def _plan_python(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
     if source == "requirements.txt":
         install = [
             "COPY app/requirements.txt /deps/requirements.txt",
-            "RUN /opt/venv/bin/pip install --no-compile -r /deps/requirements.txt",
+            "RUN python3 -m pip --python /opt/venv/bin/python install --no-compile -r /deps/requirements.txt",
         ]
     else:  # the project's dependencies only: the project itself is the code layer
         install = [
             "COPY app/pyproject.toml /deps/pyproject.toml",
-            "RUN /opt/venv/bin/python -c \"import tomllib; d = tomllib.load(open('/deps/pyproject.toml', 'rb'))"
+            "RUN python3 -c \"import tomllib; d = tomllib.load(open('/deps/pyproject.toml', 'rb'))"
             ".get('project', {}).get('dependencies', []); open('/deps/requirements.txt', 'w').write(chr(10).join(d))\""
-            " && /opt/venv/bin/pip install --no-compile -r /deps/requirements.txt",
+            " && python3 -m pip --python /opt/venv/bin/python install --no-compile -r /deps/requirements.txt",
         ]
     lines = [
         f"# Python {version}; dependencies from {source}",
         f"FROM {BUILD_IMAGES['python']} AS dependencies",
         f"COPY build-ca.crt {CA_PATH}",
         f"ENV PIP_CERT={CA_PATH} SSL_CERT_FILE={CA_PATH} PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1",
-        "RUN python3 -m venv /opt/venv",
+        "RUN python3 -m venv --without-pip /opt/venv",  # no pip in the image: the build stage's installs into it
         *install,
         f"FROM {RUN_IMAGES['python']}",
         "COPY --from=dependencies /opt/venv /opt/venv",

@@ -53,8 +53,21 @@ def instance_b(tmp_path):
         assert (data / "admin-password").exists() is False  # ADMIN_PASSWORD was given
 
 
-def test_two_instances_build_the_same_digest(make_repo, instance_b):
-    repo = make_repo()
+def repository_files(kind: str) -> dict[str, str] | None:
+    """The default repository (a Dockerfile), or a source build's application (no Dockerfile)."""
+    if kind == "dockerfile":
+        return None
+    from tests.builds.test_source_builds import FLASK_APP, SERVICE, fixture
+
+    app = {"python": {"requirements.txt": "flask==3.0.3\ngunicorn==22.0.0\n", "app.py": FLASK_APP}}.get(kind) or fixture(
+        {"node": "express", "go": "gohttp"}[kind]
+    )
+    return {".choreo/component.yaml": SERVICE, **app}
+
+
+@pytest.mark.parametrize("kind", ["dockerfile", "python", "node", "go"])
+def test_two_instances_build_the_same_digest(make_repo, instance_b, kind):
+    repo = make_repo(repository_files(kind))
     component = component_create(project=project_create(name="shop"), name="web", repository=str(repo.path))
     build_start(component=component)
     run_build_jobs()

@@ -293,7 +293,7 @@ def test_a_flask_app_builds_from_pypi_serves_promotes_and_reuses_its_dependency_
     second = built(component, {"app.py": FLASK_APP.replace("from flask", "from flask, again")})
     log = read_text(second.log_stream)
     assert second.status == Build.SUCCEEDED, log[-3000:]
-    pip_step = log.split(" : RUN /opt/venv/bin/pip install")[1].splitlines()[1]
+    pip_step = log.split(" : RUN python3 -m pip --python /opt/venv/bin/python install")[1].splitlines()[1]
     assert pip_step.strip() == "---> Using cache", log[-3000:]
     before, after = layers(first.image_reference), layers(second.image_reference)
     assert len(before) == len(after) and before[:-1] == after[:-1] and before[-1] != after[-1]
