@@ -59,9 +59,7 @@ def repository_files(kind: str) -> dict[str, str] | None:
         return None
     from tests.builds.test_source_builds import FLASK_APP, SERVICE, fixture
 
-    app = {"python": {"requirements.txt": "flask==3.0.3\ngunicorn==22.0.0\n", "app.py": FLASK_APP}}.get(kind) or fixture(
-        {"node": "express", "go": "gohttp"}[kind]
-    )
+    app = {"python": {"requirements.txt": "flask==3.0.3\ngunicorn==22.0.0\n", "app.py": FLASK_APP}}.get(kind) or fixture(kind)
     return {".choreo/component.yaml": SERVICE, **app}
 
 

@@ -46,11 +46,13 @@ def index():
 """
 
 
-FIXTURES = Path(__file__).parent / "fixtures"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "source-builds"
 
 
-def fixture(name: str) -> dict[str, str]:
-    return {p.name: p.read_text() for p in (FIXTURES / name).iterdir()}
+def fixture(kind: str) -> dict[str, str]:
+    """The example application of a kind (examples/source-builds/), without its descriptor."""
+    root = EXAMPLES / kind
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file() and ".choreo" not in p.parts}
 
 
 def files(contents: dict[str, str]) -> source.Files:
@@ -125,7 +127,7 @@ def test_the_descriptor_takes_build_source_and_run_and_refuses_mixing():
 
 
 def test_node_plans_need_the_lock_file_check_engines_and_keep_dev_dependencies_out():
-    express = fixture("express")
+    express = fixture("node")
     chosen = source.plan("node", files(express), descriptor())
     assert chosen.start == "npm start" and "RUN npm ci --omit=dev" in chosen.dockerfile and "npm run build" not in chosen.dockerfile
     lines = chosen.dockerfile.splitlines()
@@ -148,12 +150,12 @@ def test_node_plans_need_the_lock_file_check_engines_and_keep_dev_dependencies_o
 
 
 def test_go_plans_build_a_static_binary_and_check_the_go_directive():
-    chosen = source.plan("go", files(fixture("gohttp")), descriptor())
+    chosen = source.plan("go", files(fixture("go")), descriptor())
     assert chosen.start == "/app/server" and "CGO_ENABLED=0" in chosen.dockerfile
     final = chosen.dockerfile.split("FROM choreo/busybox:1")[1]
     assert "go build" not in final and "COPY --from=build /out/server /app/server" in final  # no toolchain in the image
     with pytest.raises(source.SourceError, match=r"go.mod asks for Go 1.27, which this platform does not have \(available: 1.26.8\)"):
-        source.plan("go", files({**fixture("gohttp"), "go.mod": "module x\n\ngo 1.27\n"}), descriptor())
+        source.plan("go", files({**fixture("go"), "go.mod": "module x\n\ngo 1.27\n"}), descriptor())
     with pytest.raises(source.SourceError, match="no .go file at the top"):
         source.plan("go", files({"go.mod": "module x\n"}), descriptor())
 
@@ -313,7 +315,7 @@ def test_a_dependency_that_does_not_resolve_fails_the_build_and_pushes_nothing(s
 @pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")
 def test_an_express_app_builds_from_npm_serves_and_promotes(source_component, settings):
     settings.ROLLOUT_STOP_GRACE = 1
-    component = source_component(fixture("express"))
+    component = source_component(fixture("node"))
     build = built(component)
     log = read_text(build.log_stream)
     assert build.status == Build.SUCCEEDED, log[-3000:]
@@ -322,7 +324,7 @@ def test_an_express_app_builds_from_npm_serves_and_promotes(source_component, se
     assert deploy_and_promote(component, build) == ((200, "hello from express, uid 10001"),) * 2
 
     # A package.json that its lock file does not match fails the build, naming both.
-    broken = built(component, {"package.json": fixture("express")["package.json"].replace('"4.21.2"', '"4.19.0"')})
+    broken = built(component, {"package.json": fixture("node")["package.json"].replace('"4.21.2"', '"4.19.0"')})
     assert broken.status == Build.FAILED
     assert "npm ci" in broken.error and "package-lock.json" in read_text(broken.log_stream)
 
@@ -331,7 +333,7 @@ def test_an_express_app_builds_from_npm_serves_and_promotes(source_component, se
 @pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")
 def test_a_go_server_builds_from_the_module_proxy_into_an_image_without_go(source_component, settings):
     settings.ROLLOUT_STOP_GRACE = 1
-    component = source_component(fixture("gohttp"))
+    component = source_component(fixture("go"))
     build = built(component)
     log = read_text(build.log_stream)
     assert build.status == Build.SUCCEEDED, log[-3000:]
@@ -342,7 +344,7 @@ def test_a_go_server_builds_from_the_module_proxy_into_an_image_without_go(sourc
     assert dev == prod and dev[0] == 200 and dev[1].startswith("hello from go, uid 10001, ")
 
     # A code-only commit reuses the module download from the cache.
-    again = built(component, {"main.go": fixture("gohttp")["main.go"].replace("hello from go", "hi from go")})
+    again = built(component, {"main.go": fixture("go")["main.go"].replace("hello from go", "hi from go")})
     log = read_text(again.log_stream)
     assert again.status == Build.SUCCEEDED, log[-3000:]
     assert log.split(" : RUN go mod download")[1].splitlines()[1].strip() == "---> Using cache"
