@@ -1,4 +1,5 @@
 import os
+
 from flask import Flask
 
 app = Flask(__name__)
