@@ -3,6 +3,7 @@ plan, and real builds of a static site and a Flask app that deploy, serve throug
 ingress and promote, run as non-root, and reuse their dependency layer."""
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -287,6 +288,9 @@ def test_a_flask_app_builds_from_pypi_serves_promotes_and_reuses_its_dependency_
     assert first.status == Build.SUCCEEDED, log[-3000:]
     assert "source build: python; starts with 'gunicorn --bind 0.0.0.0:$PORT app:app'" in log
     assert image_user(first.image_reference) == source.APP_USER
+    # The build stage trusted the host's CA bundle; the image does not hold it (BUILD_CA_IN_IMAGE is off).
+    inside = subprocess.run(["docker", "run", "--rm", first.image_reference, "ls", "/etc/choreo"], capture_output=True, text=True)
+    assert inside.returncode != 0 and "No such file" in inside.stderr
     dev, prod = deploy_and_promote(component, first)
     assert dev == prod == (200, "hello from flask, uid 10001")
 
@@ -348,3 +352,20 @@ def test_a_go_server_builds_from_the_module_proxy_into_an_image_without_go(sourc
     log = read_text(again.log_stream)
     assert again.status == Build.SUCCEEDED, log[-3000:]
     assert log.split(" : RUN go mod download")[1].splitlines()[1].strip() == "---> Using cache"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")
+def test_a_start_command_that_exits_is_stopped_at_the_health_gate_and_the_ca_bundle_is_a_setting(source_component, settings):
+    settings.ROLLOUT_STOP_GRACE = 1
+    component = source_component(
+        {**fixture("static"), ".choreo/component.yaml": SERVICE.replace("startupTimeout: 30s", "startupTimeout: 3s") + "run: 'false'\n"}
+    )
+    build = built(component)
+    assert build.status == Build.SUCCEEDED, build.error
+    deployment = finish(services.deployment_deploy(component=component, build=build))
+    assert deployment.status == Deployment.FAILED and "health check" in deployment.error, deployment.error
+
+    settings.BUILD_CA_BUNDLE = Path("/nonexistent/ca.pem")
+    refused = built(component, {"style.css": "h1 { color: red; }\n"})
+    assert refused.status == Build.FAILED and "BUILD_CA_BUNDLE /nonexistent/ca.pem cannot be read" in refused.error
