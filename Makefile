@@ -25,6 +25,7 @@ bench:
 	.venv/bin/python -m benchmarks.scheduler_skew
 	.venv/bin/python -m benchmarks.task_start
 	.venv/bin/python -m benchmarks.pipeline_page
+	.venv/bin/python -m benchmarks.source_builds
 
 # Pin and hash every dependency, from requirements.txt and requirements-dev.txt.
 lock:

@@ -424,7 +424,7 @@ def _plan_go(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
         f"# Go {'.'.join(map(str, GO_VERSION))}, a static binary on busybox",
         f"FROM {BUILD_IMAGES['go']} AS build",
         f"COPY build-ca.crt {CA_PATH}",
-        f"ENV SSL_CERT_FILE={CA_PATH} GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-trimpath GOCACHE=/tmp/go-cache GOPATH=/go",
+        f"ENV SSL_CERT_FILE={CA_PATH} GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-trimpath GOCACHE=/go-cache GOPATH=/go",
         "WORKDIR /src",
         "COPY app/go.mod app/go.su[m] ./",
         "RUN go mod download",
