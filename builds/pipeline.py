@@ -197,6 +197,12 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: runs.Watchdog, workspac
     elif dockerfile_text is None:
         raise DescriptorError("build.dockerfile", f"{descriptor.dockerfile} does not exist at commit {sha[:12]}", path=descriptor_path)
     bases = {name: local_image_id(name) for name in base_images(dockerfile_text.decode(errors="replace"))}
+    missing = [name for name, image_id in bases.items() if image_id is None]
+    if plan is not None and missing:  # the platform's own images: say how to make them
+        raise PlatformError(
+            f"the base image {missing[0]} of {plan.kind} source builds is not on this machine: "
+            "scripts/base-images.sh makes it (no image can be pulled)"
+        )
     inputs_key = _inputs_key(commit=sha, component=component, descriptor=descriptor.data, bases=bases, plan=plan)
 
     image = Image.objects.filter(component=component, commit=sha, inputs_key=inputs_key).order_by("-created_at").first()
