@@ -92,6 +92,24 @@ def _lock(component: Component) -> None:
     Component.objects.select_for_update().filter(pk=component.pk).first()
 
 
+def _checked_create(*, component, environment, release, config, kind, actor, action, summary, rollback_of=None):
+    """Refuse, naming each key, when a configurable the release declares would be missing
+    or invalid with `config` in the environment; else deploy or ask for approval."""
+    configurables.require(
+        release.descriptor, configurables.merged(release.config, config), action=action, environment_name=environment.name
+    )
+    return _create_or_request(
+        component=component,
+        environment=environment,
+        release=release,
+        config=config,
+        kind=kind,
+        actor=actor,
+        summary=summary,
+        rollback_of=rollback_of,
+    )
+
+
 def _create_or_request(*, component, environment, release, config, kind, actor, summary, rollback_of=None):
     """Deploy now, or, in a protected environment, ask for approval of exactly this
     release and these configuration versions (environments.approvals)."""
@@ -185,21 +203,14 @@ def deployment_deploy(
         raise PlatformError(
             f"Build {build.pk} is {build.status}: only a succeeded build can be deployed.", errors={"build": [f"Build is {build.status}."]}
         )
-    release = _release_for(build)
-    config = _environment_snapshot(component, environment)
-    configurables.require(
-        release.descriptor,
-        configurables.merged(release.config, config),
-        action=f"deploy build {build.pk} to {environment.name}",
-        environment_name=environment.name,
-    )
-    return _create_or_request(
+    return _checked_create(
         component=component,
         environment=environment,
-        release=release,
-        config=config,
+        release=_release_for(build),
+        config=_environment_snapshot(component, environment),
         kind=kind,
         actor=actor,
+        action=f"deploy build {build.pk} to {environment.name}",
         summary=f"deploy build {build.pk} of {component.name} to {environment.name}",
     )
 
@@ -218,20 +229,14 @@ def _redeploy_independent(component: Component, environment: Environment, active
 def _redeploy(*, component, environment, active, kind, actor) -> Deployment | ApprovalRequest:
     """The active image again, with the configuration saved since (`config_not_deployed`)."""
     release = _release_for(active.release.build) if _is_first(environment) else active.release
-    config = _environment_snapshot(component, environment)
-    configurables.require(
-        release.descriptor,
-        configurables.merged(release.config, config),
-        action=f"redeploy {component.name} in {environment.name}",
-        environment_name=environment.name,
-    )
-    return _create_or_request(
+    return _checked_create(
         component=component,
         environment=environment,
         release=release,
-        config=config,
+        config=_environment_snapshot(component, environment),
         kind=kind,
         actor=actor,
+        action=f"redeploy {component.name} in {environment.name}",
         summary=f"redeploy build {release.build_id} of {component.name} in {environment.name}",
     )
 
@@ -293,20 +298,14 @@ def deployment_promote(*, component: Component, source: Environment, target: Env
     _lock(component)
     active = _promotion_target(component, source, target)
     _check_deployable(component, target)
-    config = _environment_snapshot(component, target)
-    configurables.require(
-        active.release.descriptor,
-        configurables.merged(active.release.config, config),
-        action=f"promote from {source.name} to {target.name}",
-        environment_name=target.name,
-    )
-    return _create_or_request(
+    return _checked_create(
         component=component,
         environment=target,
         release=active.release,
-        config=config,
+        config=_environment_snapshot(component, target),
         kind=Deployment.PROMOTE,
         actor=actor,
+        action=f"promote from {source.name} to {target.name}",
         summary=f"promote build {active.release.build_id} of {component.name} from {source.name} to {target.name}",
     )
 
@@ -357,13 +356,7 @@ def deployment_rollback(
                 errors={"environment": ["No history."]},
             )
     _check_deployable(component, environment)
-    configurables.require(
-        target.release.descriptor,
-        configurables.merged(target.release.config, target.config),
-        action=f"roll back {environment.name} to deployment {target.pk}",
-        environment_name=environment.name,
-    )
-    return _create_or_request(
+    return _checked_create(
         component=component,
         environment=environment,
         release=target.release,
@@ -371,6 +364,7 @@ def deployment_rollback(
         kind=Deployment.ROLLBACK,
         rollback_of=target,
         actor=actor,
+        action=f"roll back {environment.name} to deployment {target.pk}",
         summary=f"roll {component.name} in {environment.name} back to deployment {target.pk}",
     )
 
