@@ -253,6 +253,7 @@ def source_component(make_repo):
         project_delete(project=leftover)
 
 
+@pytest.mark.once
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")
 def test_a_static_site_builds_deploys_serves_and_promotes_as_non_root(source_component, settings):
@@ -278,6 +279,7 @@ def get_path(host: str, path: str) -> tuple[int, str]:
     return response.status, response.read().decode().strip()
 
 
+@pytest.mark.once
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")
 def test_a_flask_app_builds_from_pypi_serves_promotes_and_reuses_its_dependency_layer(source_component, settings):
@@ -305,6 +307,7 @@ def test_a_flask_app_builds_from_pypi_serves_promotes_and_reuses_its_dependency_
     assert len(before) == len(after) and before[:-1] == after[:-1] and before[-1] != after[-1]
 
 
+@pytest.mark.once
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("registry_server", "base_images")
 def test_a_dependency_that_does_not_resolve_fails_the_build_and_pushes_nothing(source_component):
@@ -315,6 +318,7 @@ def test_a_dependency_that_does_not_resolve_fails_the_build_and_pushes_nothing(s
     assert "requirements.txt" in build.error and not build.digest and not component.images.exists()
 
 
+@pytest.mark.once
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")
 def test_an_express_app_builds_from_npm_serves_and_promotes(source_component, settings):
@@ -333,6 +337,7 @@ def test_an_express_app_builds_from_npm_serves_and_promotes(source_component, se
     assert "npm ci" in broken.error and "package-lock.json" in read_text(broken.log_stream)
 
 
+@pytest.mark.once
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")
 def test_a_go_server_builds_from_the_module_proxy_into_an_image_without_go(source_component, settings):
@@ -354,6 +359,7 @@ def test_a_go_server_builds_from_the_module_proxy_into_an_image_without_go(sourc
     assert log.split(" : RUN go mod download")[1].splitlines()[1].strip() == "---> Using cache"
 
 
+@pytest.mark.once
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")
 def test_a_start_command_that_exits_is_stopped_at_the_health_gate_and_the_ca_bundle_is_a_setting(source_component, settings):
