@@ -164,7 +164,7 @@ def _python_dependencies(files: Files) -> tuple[str, list[str]]:
         names = [m.group(1).lower() for line in text.splitlines() if (m := _REQUIREMENT_NAME.match(line.split("#")[0]))]
         return "requirements.txt", names
     if "pyproject.toml" in files.names:
-        project = _pyproject(files).get("project", {})
+        project = _project_table(files)
         dependencies = project.get("dependencies", [])
         if not isinstance(dependencies, list) or not all(isinstance(d, str) for d in dependencies):
             raise SourceError("pyproject.toml: [project] dependencies must be a list of strings")
@@ -175,11 +175,20 @@ def _python_dependencies(files: Files) -> tuple[str, list[str]]:
     )
 
 
+def _project_table(files: Files) -> dict:
+    project = _pyproject(files).get("project", {})
+    if not isinstance(project, dict):
+        raise SourceError("pyproject.toml: [project] must be a table")
+    return project
+
+
 def _pyproject(files: Files) -> dict:
     try:
         return tomllib.loads(files.read("pyproject.toml") or "")
     except tomllib.TOMLDecodeError as exc:
         raise SourceError(f"pyproject.toml is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise SourceError("pyproject.toml is nested too deeply") from None
 
 
 def _python_version(files: Files) -> str:
@@ -189,7 +198,7 @@ def _python_version(files: Files) -> str:
         words = (files.read(".python-version") or "").split()
         asked, where = (words[0] if words else None), ".python-version"
     elif "pyproject.toml" in files.names:
-        asked, where = _pyproject(files).get("project", {}).get("requires-python"), "pyproject.toml requires-python"
+        asked, where = _project_table(files).get("requires-python"), "pyproject.toml requires-python"
     if not asked:
         return PYTHON_VERSIONS[0]
     for version in PYTHON_VERSIONS:
@@ -284,6 +293,8 @@ def _json(files: Files, name: str) -> dict:
         data = json.loads(files.read(name) or "")
     except ValueError as exc:
         raise SourceError(f"{name} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise SourceError(f"{name} is nested too deeply") from None
     if not isinstance(data, dict):
         raise SourceError(f"{name} must hold a JSON object")
     return data

@@ -16,6 +16,7 @@ from datetime import datetime
 from choreo_site.errors import PlatformError
 from choreo_site.redaction import Redactor, platform_secrets
 from deployments import rollout, services
+from deployments.runtimes import RuntimeFailure
 
 SINCE_CHOICES = {"5m": 300, "15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600}
 _SINCE = re.compile(r"^(\d{1,7})([smh])$")
@@ -73,9 +74,15 @@ def lines(*, component, environment, since: float | None, replica: str | None = 
         )
     if after is not None:
         since = max(since or 0, stamp_seconds(after) - 1)  # whole seconds at the runtime; the stamp drops the rest
+    if since is not None and since <= 0:
+        since = None  # `since=9999999h` reaches before 1970: everything
     redact = Redactor(platform_secrets(component.project_id))
     found = []
-    for name, stamp, text in rollout.runtime_log_pairs(deployment=active, since=since):
+    try:
+        pairs = rollout.runtime_log_pairs(deployment=active, since=since)
+    except RuntimeFailure as exc:
+        raise PlatformError(f"The runtime does not give the logs now: {exc}", status_code=503) from None
+    for name, stamp, text in pairs:
         if replica and name != replica:
             continue
         at = normal_stamp(stamp)

@@ -193,6 +193,8 @@ class DockerRuntime:
             raw = self.client.containers.get(replica.id).logs(timestamps=True, since=since).decode(errors="replace")
         except NotFound:
             return []
+        except (DockerException, requests.RequestException) as exc:
+            raise RuntimeFailure(f"could not read the logs of {replica.name}: {exc}") from None
         return [tuple(line.split(" ", 1)) if " " in line else (line, "") for line in raw.splitlines()]
 
 

@@ -14,7 +14,12 @@ from builds.services import build_start, component_create
 from environments.services import project_create
 from tests.conftest import MANAGE, free_port, run_build_jobs, start_process, wait_http
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("registry_server", "base_images"), pytest.mark.slow, pytest.mark.once]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("registry_server", "base_images"),
+    pytest.mark.slow,
+    pytest.mark.once,
+]
 
 
 @pytest.fixture

@@ -375,3 +375,15 @@ def test_a_start_command_that_exits_is_stopped_at_the_health_gate_and_the_ca_bun
     settings.BUILD_CA_BUNDLE = Path("/nonexistent/ca.pem")
     refused = built(component, {"style.css": "h1 { color: red; }\n"})
     assert refused.status == Build.FAILED and "BUILD_CA_BUNDLE /nonexistent/ca.pem cannot be read" in refused.error
+
+
+def test_hostile_manifests_are_refused_with_a_reason():
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(source.SourceError, match="package.json is (nested too deeply|not valid JSON)"):
+        source.plan("node", files({"package.json": deep, "package-lock.json": "{}"}), descriptor())
+    with pytest.raises(source.SourceError, match="pyproject.toml is (nested too deeply|not valid TOML)"):
+        source.plan("python", files({"pyproject.toml": "x = " + deep}), descriptor('run: "x"\n'))
+    with pytest.raises(source.SourceError, match="must be a list of strings"):
+        source.plan("python", files({"pyproject.toml": "[project]\ndependencies = 3\n"}), descriptor('run: "x"\n'))
+    with pytest.raises(source.SourceError, match=r"\[project\] must be a table"):
+        source.plan("python", files({"pyproject.toml": 'project = "x"\n'}), descriptor('run: "x"\n'))

@@ -53,6 +53,7 @@ def test_the_page_shows_redacted_lines_by_replica_and_time_range(logged_in, api,
     nothing = logged_in.get(PAGE + "?environment=production").content.decode()
     assert "Nothing is deployed in production." in nothing and 'id="runtime-log"' not in nothing
     assert api.get("/api/projects/shop/components/web/logs/?since=forever").status_code == 400
+    assert api.get("/api/projects/shop/components/web/logs/?since=9999999h").status_code == 200  # from the start
 
 
 async def _follow(component, deployment, after, admin_user, stranger):
