@@ -217,11 +217,13 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: runs.Watchdog, workspac
     git.checkout(mirror, sha, workspace.checkout)
     component_dir = workspace.checkout / component.path
     if plan is not None:
-        context, dockerfile = _source_context(workspace, component_dir, plan)
+        context, dockerfile = (path.resolve() for path in _source_context(workspace, component_dir, plan))
+        inside = context
     else:
         context = (component_dir / descriptor.context).resolve()
         dockerfile = (component_dir / descriptor.dockerfile).resolve()
-    if not context.is_dir() or not context.is_relative_to(workspace.root.resolve()):
+        inside = workspace.checkout.resolve()  # a Dockerfile build's context never leaves the checkout
+    if not context.is_dir() or not context.is_relative_to(inside):
         raise DescriptorError("build.context", f"{descriptor.context} is not a directory at commit {sha[:12]}", path=descriptor_path)
     if not dockerfile.is_relative_to(context):
         raise DescriptorError("build.dockerfile", "must be inside the build context", path=descriptor_path)
