@@ -291,7 +291,9 @@ def config_set(request, project, component):
         return f"{item.key} is set{' (secret)' if item.secret else ''}; it reaches the replicas with the next deployment."
 
     # The key is kept after a refusal, never the value: it may be a secret.
-    page_action(request, action, success=done, keep=(f"config:{request.POST.get('environment', '')}", {"key": request.POST.get("key", "")}))
+    page_action(
+        request, action, success=done, keep=(f"config:{request.POST.get('environment', '')[:100]}", {"key": request.POST.get("key", "")})
+    )
     return _back(project, component)
 
 
