@@ -135,7 +135,12 @@ def test_failed_build_never_replaces_an_image(component):
             ".choreo/component.yaml: replicas: must be an integer",
         ),
         ({".choreo/component.yaml": None}, ".choreo/component.yaml: not found at commit"),
-        ({"Dockerfile": None}, "build.dockerfile: Dockerfile does not exist"),
+        (
+            {".choreo/component.yaml": SERVICE_DESCRIPTOR + "build: { dockerfile: docker/Dockerfile }\n"},
+            "build.dockerfile: docker/Dockerfile does not exist",
+        ),
+        # No Dockerfile and nothing a source build recognises (builds/source.py).
+        ({"Dockerfile": None, "index.html": None}, "no Dockerfile, and no source build recognised: looked for Dockerfile, then python"),
         ({"openapi.yaml": None}, "endpoints.web.schemaFile: openapi.yaml does not exist"),
     ],
 )
