@@ -94,25 +94,12 @@ def _lock(component: Component) -> None:
 
 def _checked_create(*, component, environment, release, config, kind, actor, action, summary, rollback_of=None):
     """Refuse, naming each key, when a configurable the release declares would be missing
-    or invalid with `config` in the environment; else deploy or ask for approval."""
+    or invalid with `config` in the environment; else deploy now, or, in a protected
+    environment, ask for approval of exactly this release and these configuration versions
+    (environments.approvals)."""
     configurables.require(
         release.descriptor, configurables.merged(release.config, config), action=action, environment_name=environment.name
     )
-    return _create_or_request(
-        component=component,
-        environment=environment,
-        release=release,
-        config=config,
-        kind=kind,
-        actor=actor,
-        summary=summary,
-        rollback_of=rollback_of,
-    )
-
-
-def _create_or_request(*, component, environment, release, config, kind, actor, summary, rollback_of=None):
-    """Deploy now, or, in a protected environment, ask for approval of exactly this
-    release and these configuration versions (environments.approvals)."""
     payload = {"release": release.pk, "config": config, "rollback_of": rollback_of.pk if rollback_of else None}
     request = approvals.gate(environment=environment, component=component.name, kind=kind, payload=payload, summary=summary, actor=actor)
     if request is not None:
