@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,17 +256,34 @@ def checkout(mirror: Path, sha: str, dest: Path) -> None:
     """Extract the commit's tree into `dest` (which must not exist). Submodules are not included."""
     dest.mkdir(parents=True)
     env = {**os.environ, **GIT_ENV}
-    with subprocess.Popen(["git", "archive", "--format=tar", sha], cwd=mirror, env=env, stdout=subprocess.PIPE) as proc:
-        with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
-            # The "data" filter refuses links that point outside the checkout (absolute,
-            # or climbing out with ..), device files, and setuid bits.
-            try:
+    with (
+        tempfile.TemporaryFile() as stderr,
+        subprocess.Popen(["git", "archive", "--format=tar", sha], cwd=mirror, env=env, stdout=subprocess.PIPE, stderr=stderr) as proc,
+    ):
+        try:
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
+                # The "data" filter refuses links that point outside the checkout (absolute,
+                # or climbing out with ..), device files, and setuid bits.
                 archive.extractall(dest, filter="data")
-            except tarfile.FilterError as exc:
-                proc.kill()
-                raise GitError(f"{exc.tarinfo.name}: {_filter_reason(exc)}; the platform does not check out such files.") from None
-    if proc.returncode != 0:
-        raise GitError(f"git archive of {sha} failed with exit code {proc.returncode}")
+            # tarfile stops at the end-of-archive marker; git still writes the record's
+            # padding after it, and would die of SIGPIPE (exit -13) if the pipe closed first.
+            _drain(proc.stdout)
+        except tarfile.FilterError as exc:
+            proc.kill()
+            raise GitError(f"{exc.tarinfo.name}: {_filter_reason(exc)}; the platform does not check out such files.") from None
+        except tarfile.ReadError as exc:
+            _drain(proc.stdout)
+            if proc.wait() == 0:
+                raise GitError(f"git archive of {sha} could not be read: {exc}") from None
+        if proc.wait() != 0:  # git's own words say why
+            stderr.seek(0)
+            said = stderr.read(2000).decode(errors="replace").strip()
+            raise GitError(f"git archive of {sha} failed with exit code {proc.returncode}" + (f": {said}" if said else ""))
+
+
+def _drain(stream) -> None:
+    while stream.read(65536):
+        pass
 
 
 def _filter_reason(exc: tarfile.FilterError) -> str:
