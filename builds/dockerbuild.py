@@ -7,6 +7,8 @@ Engine, which stops the build there and then, even inside a silent `RUN` step.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import socket
 import threading
@@ -199,6 +201,32 @@ def save_image(image_id: str, dest: Path) -> Path:
         return write_stream(engine().images.get(image_id).save(named=False), dest)
     except DockerException as exc:
         raise BuildStepError(f"could not export the built image: {exc}") from None
+
+
+def cache_tag(component_pk: int) -> str:
+    """The local tag that keeps a component's last built image, so that its next build finds
+    the Engine's build cache for every step of the image's own stage (removing a build's
+    tag removes that stage's intermediate images). Unguessable, like a build's tag: another
+    project's Dockerfile must not build FROM it."""
+    key = hmac.new(settings.SECRET_KEY.encode(), f"build-cache:{component_pk}".encode(), hashlib.sha256).hexdigest()[:16]
+    return f"choreo-cache/{settings.INSTANCE_NAMESPACE}:{component_pk}-{key}"
+
+
+def cache_keep(image_id: str, component_pk: int) -> None:
+    """Keep `image_id` as the component's last built image, in place of the one before."""
+    repository, _, name = cache_tag(component_pk).rpartition(":")
+    before = local_image_id(cache_tag(component_pk))
+    try:
+        engine().images.get(image_id).tag(repository, name)
+    except DockerException:
+        return  # best effort: the next build is only slower
+    if before and before != image_id:
+        remove_image(before)
+
+
+def cache_forget(component_pk: int) -> None:
+    """Remove a deleted component's last built image."""
+    remove_image(cache_tag(component_pk))
 
 
 def remove_image(name: str) -> None:

@@ -53,6 +53,7 @@ class AssembledImage:
     layers: list[Blob]
     manifest: bytes
     findings: list[Finding] = field(default_factory=list)
+    reused: int = 0  # layers taken from the registry as earlier builds normalized and scanned them
 
     @property
     def digest(self) -> str:
@@ -140,31 +141,47 @@ def normalize_config(raw: bytes, *, epoch: int, diff_ids: list[str]) -> bytes:
 
 
 class LayerCache:
-    """Remembers what base-image layers normalize to, by the Engine's diff_id.
+    """Remembers what a layer normalizes to, by the Engine's diff_id and the epoch its
+    mtimes were clamped to (None: kept), with what the scan found in it.
 
-    A base layer is the same for every build FROM that image, so it is normalized once;
-    later builds skip it when the registry already holds the blob.
+    A base layer is the same for every build FROM that image, and a source build's
+    dependency layer is the same for every commit with the same lock file: each is
+    normalized and scanned once, and later builds skip it when the registry already holds
+    the blob. A change to how layers are normalized changes VERSION, so that an older
+    entry is never taken for what this code would make.
     """
+
+    VERSION = 2
 
     def __init__(self, directory: Path):
         self.directory = directory
 
-    def _path(self, source_diff_id: str) -> Path:
-        return self.directory / (source_diff_id.replace(":", "-") + ".json")
+    def _path(self, source_diff_id: str, epoch: int | None) -> Path:
+        name = f"v{self.VERSION}-{source_diff_id.replace(':', '-')}-{'kept' if epoch is None else epoch}"
+        return self.directory / f"{name}.json"
 
-    def get(self, source_diff_id: str) -> tuple[Blob, str, str] | None:
-        """(blob without a path, normalized diff_id, repository it was pushed to)."""
+    def get(self, source_diff_id: str, epoch: int | None) -> tuple[Blob, str, str, list[Finding]] | None:
+        """(blob without a path, normalized diff_id, repository it was pushed to, findings)."""
         try:
-            data = json.loads(self._path(source_diff_id).read_text())
-        except (OSError, ValueError):
+            data = json.loads(self._path(source_diff_id, epoch).read_text())
+            blob = Blob(data["digest"], data["size"], Path(), LAYER_TYPE)
+            return blob, data["diff_id"], data["repository"], [Finding(path, kind) for path, kind in data["findings"]]
+        except (OSError, ValueError, KeyError, TypeError):
             return None
-        return Blob(data["digest"], data["size"], Path(), LAYER_TYPE), data["diff_id"], data["repository"]
 
-    def put(self, source_diff_id: str, blob: Blob, diff_id: str, repository: str) -> None:
+    def put(self, source_diff_id: str, epoch: int | None, blob: Blob, diff_id: str, repository: str, findings: list[Finding]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self._path(source_diff_id).with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"digest": blob.digest, "size": blob.size, "diff_id": diff_id, "repository": repository}))
-        tmp.rename(self._path(source_diff_id))
+        path = self._path(source_diff_id, epoch)
+        entry = {
+            "digest": blob.digest,
+            "size": blob.size,
+            "diff_id": diff_id,
+            "repository": repository,
+            "findings": [[f.path, f.kind] for f in findings],
+        }
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(entry))
+        tmp.rename(path)
 
 
 def assemble(
@@ -182,14 +199,15 @@ def assemble(
 ) -> AssembledImage:
     """Turn a `docker save` archive of one image into normalized OCI blobs in `workdir`.
 
-    Layers whose Engine diff_id is in `base_diff_ids` come from base images: they keep
-    their mtimes and are looked up in `cache` first; a cached layer whose blob the
-    registry has for `repository` (`have_blob`, which may mount it from the repository
-    it was first pushed to) is not read at all. Its Blob then has no path.
+    Layers whose Engine diff_id is in `base_diff_ids` come from base images and keep their
+    mtimes. The first `fixed_layers` layers the build made have their mtimes clamped to
+    `fixed_epoch` instead of `epoch`: a source build's dependency layers, which must be the
+    same whatever the commit for a code-only change to reuse them.
 
-    The first `fixed_layers` layers the build made have their mtimes clamped to
-    `fixed_epoch` instead of `epoch`: a source build's dependency layer, which must be the
-    same whatever the commit for a code-only change to reuse it.
+    Both kinds are looked up in `cache` first; a cached layer whose blob the registry has
+    for `repository` (`have_blob`, which may mount it from the repository it was first
+    pushed to) is not read at all, its Blob has no path, and its findings are the ones
+    its first scan made.
     """
     create_directory(workdir)
     findings: list[Finding] = []
@@ -203,19 +221,24 @@ def assemble(
         layers: list[Blob] = []
         diff_ids: list[str] = []
         made = 0  # layers the build made so far
+        reused = 0
         for i, (name, source) in enumerate(zip(entry["Layers"], source_diff_ids, strict=True)):
             is_base = source in base_diff_ids
-            layer_epoch = None if is_base else (fixed_epoch if made < fixed_layers else epoch)
+            fixed = not is_base and made < fixed_layers
+            layer_epoch = None if is_base else (fixed_epoch if fixed else epoch)
             made += 0 if is_base else 1
-            cached = cache.get(source) if (cache and is_base) else None
+            cacheable = cache is not None and (is_base or fixed)
+            cached = cache.get(source, layer_epoch) if cacheable else None
             if cached and have_blob(cached[0].digest, cached[2]):
-                blob, diff_id, _ = cached
+                blob, diff_id, _, found = cached
+                findings += found
+                reused += 1
             else:
-                blob, diff_id = normalize_layer(
-                    archive.extractfile(name), workdir / f"layer-{i}.tar.gz", epoch=layer_epoch, findings=findings
-                )
-                if cache and is_base:
-                    cache.put(source, blob, diff_id, repository)
+                found = []
+                blob, diff_id = normalize_layer(archive.extractfile(name), workdir / f"layer-{i}.tar.gz", epoch=layer_epoch, findings=found)
+                findings += found
+                if cacheable:
+                    cache.put(source, layer_epoch, blob, diff_id, repository, found)
             layers.append(blob)
             diff_ids.append(diff_id)
         config_bytes = normalize_config(raw_config, epoch=epoch, diff_ids=diff_ids)
@@ -231,7 +254,7 @@ def assemble(
         "annotations": dict(sorted(annotations.items())),
     }
     manifest_bytes = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
-    return AssembledImage(config, layers, manifest_bytes, findings)
+    return AssembledImage(config, layers, manifest_bytes, findings, reused)
 
 
 def write_stream(chunks: Iterable[bytes], dest: Path) -> Path:

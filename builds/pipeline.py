@@ -26,6 +26,7 @@ from builds.dockerbuild import (
     DockerBuild,
     base_images,
     base_layer_ids,
+    cache_keep,
     local_image_id,
     remove_image,
     save_image,
@@ -264,6 +265,10 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: runs.Watchdog, workspac
             fixed_epoch=source.DEPENDENCY_EPOCH,
         )
         saved.unlink()
+        writer.line(
+            f"{len(assembled.layers)} layer(s); {assembled.reused} of them (base image or dependencies) already in the registry, "
+            "as an earlier build normalized and scanned them"
+        )
         if assembled.findings:
             for finding in assembled.findings:
                 writer.line(f"scan WARNING: {finding.kind} in {finding.path}")
@@ -277,6 +282,8 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: runs.Watchdog, workspac
         shutil.rmtree(out, ignore_errors=True)
     reference = registry.image_reference(component.registry_repository, digest)
     writer.line(f"pushed {reference}")
+    if settings.BUILD_USE_CACHE:
+        cache_keep(image_id, component.pk)
     image, _ = Image.objects.update_or_create(
         component=component,
         digest=digest,

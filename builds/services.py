@@ -18,6 +18,7 @@ from rq.job import Job
 
 from builds import git, webhooks
 from builds.descriptor import DESCRIPTOR_PATH, Descriptor, DescriptorError, parse_descriptor
+from builds.dockerbuild import cache_forget
 from builds.models import Build, Component, Image, PushEvent
 from choreo_site import audit
 from choreo_site.errors import Conflict, NotFound, PlatformError
@@ -313,6 +314,7 @@ def project_teardown(*, project: Project) -> None:
         except Conflict:
             pass
     for component in project.components.all():
+        cache_forget(component.pk)
         try:
             registry.repository_purge(component.registry_repository, component.images.values_list("digest", flat=True))
         except registry.RegistryError as exc:
@@ -361,6 +363,7 @@ def component_delete(*, component: Component) -> None:
             build_cancel(build=build)
         except Conflict:
             pass
+    cache_forget(component.pk)
     try:
         registry.repository_purge(component.registry_repository, component.images.values_list("digest", flat=True))
     except registry.RegistryError as exc:

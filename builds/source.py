@@ -43,8 +43,10 @@ BUILD_IMAGES = {"python": "choreo/python-build:3.11", "node": "choreo/node:20", 
 RUN_IMAGES = {"python": "choreo/python:3.11", "node": "choreo/node:20", "go": "choreo/busybox:1", "static": "choreo/busybox:1"}
 DEFAULT_PORT = 8080
 CA_PATH = "/etc/choreo/build-ca.crt"  # where the build stage finds BUILD_CA_BUNDLE
-# The dependency layer's mtimes are clamped to this, not to the commit's time as every other
-# layer's are (builds/oci.py): else each commit would make a new dependency layer.
+SYSTEM_CA_PATH = "/etc/ssl/certs/ca-certificates.crt"  # where it goes with BUILD_CA_IN_IMAGE
+# The mtimes of the layers before the code's (Plan.dependency_layers) are clamped to this,
+# not to the commit's time as every other layer's are (builds/oci.py): else each commit
+# would make a new dependency layer.
 DEPENDENCY_EPOCH = 315532800  # 1980-01-01
 
 
@@ -130,25 +132,46 @@ def _cmd(command: str) -> str:
     return "CMD " + json.dumps(["/bin/sh", "-c", f"exec {command}"])
 
 
-def _ca_lines(ca_in_image: bool) -> list[str]:
-    if not ca_in_image:
-        return []
-    return ["COPY build-ca.crt /etc/ssl/certs/ca-certificates.crt"]
+def _run_stage(
+    kind: str, *, ca_in_image: bool, workdir: str, env: str, start: str, port: int, dependencies: list[str], code: list[str]
+) -> tuple[list[str], int]:
+    """The image's own stage, and how many of the layers it makes hold no code.
+
+    Everything that does not change with the code comes first: the CA bundle (when the
+    image is to trust it), the working directory, the settings and the start command, then
+    the dependencies. A code-only commit then rebuilds only the code's COPY: each step
+    after a changed one is a new container to the legacy builder, even one that only sets
+    metadata. Files are copied as root whatever USER says, so the app cannot rewrite them.
+    """
+    fixed = [f"COPY build-ca.crt {SYSTEM_CA_PATH}"] if ca_in_image else []
+    fixed.append(f"WORKDIR {workdir}")  # a layer: the directory is new in the run image
+    lines = [
+        f"FROM {RUN_IMAGES[kind]}",
+        *fixed,
+        env,
+        f"USER {APP_USER}",
+        f"EXPOSE {port}",
+        _cmd(start),
+        *dependencies,
+        *code,
+    ]
+    return lines, len(fixed) + len(dependencies)
 
 
 def _plan_static(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
     port = _port(descriptor)
     start, start_from = _start(files, descriptor, lambda: (f"httpd -f -p {port} -h /www", "the static file server"), "static")
-    lines = [
-        f"FROM {RUN_IMAGES['static']}",
-        "COPY app/ /www/",
-        *_ca_lines(ca_in_image),
-        f"ENV PORT={port}",
-        f"USER {APP_USER}",
-        f"EXPOSE {port}",
-        _cmd(start),
-    ]
-    return Plan("static", "\n".join(lines) + "\n", start, start_from)
+    lines, fixed = _run_stage(
+        "static",
+        ca_in_image=ca_in_image,
+        workdir="/www",
+        env=f"ENV PORT={port}",
+        start=start,
+        port=port,
+        dependencies=[],
+        code=["COPY app/ /www/"],
+    )
+    return Plan("static", "\n".join(lines) + "\n", start, start_from, dependency_layers=fixed)
 
 
 # Python ---------------------------------------------------------------------------------
@@ -272,17 +295,19 @@ def _plan_python(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
         f"ENV PIP_CERT={CA_PATH} SSL_CERT_FILE={CA_PATH} PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1",
         "RUN python3 -m venv --without-pip /opt/venv",  # no pip in the image: the build stage's installs into it
         *install,
-        f"FROM {RUN_IMAGES['python']}",
-        "COPY --from=dependencies /opt/venv /opt/venv",
-        "COPY app/ /app/",
-        *_ca_lines(ca_in_image),
-        "WORKDIR /app",
-        f"ENV PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin PYTHONUNBUFFERED=1 PORT={port}",
-        f"USER {APP_USER}",
-        f"EXPOSE {port}",
-        _cmd(start),
     ]
-    return Plan("python", "\n".join(lines) + "\n", start, start_from, dependency_layers=1)
+    run_stage, fixed = _run_stage(
+        "python",
+        ca_in_image=ca_in_image,
+        workdir="/app",
+        env=f"ENV PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin PYTHONUNBUFFERED=1 PORT={port}",
+        start=start,
+        port=port,
+        dependencies=["COPY --from=dependencies /opt/venv /opt/venv"],
+        code=["COPY app/ /app/"],
+    )
+    lines += run_stage
+    return Plan("python", "\n".join(lines) + "\n", start, start_from, dependency_layers=fixed)
 
 
 # Node.js ----------------------------------------------------------------------------------
@@ -402,18 +427,18 @@ def _plan_node(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
             "RUN npm run build && rm -rf node_modules",
         ]
         code_from = "COPY --from=build /app/ /app/"
-    lines += [
-        f"FROM {RUN_IMAGES['node']}",
-        "COPY --from=dependencies /app/node_modules /app/node_modules",
-        code_from,
-        *_ca_lines(ca_in_image),
-        "WORKDIR /app",
-        f"ENV NODE_ENV=production PORT={port} HOME=/tmp npm_config_update_notifier=false npm_config_cache=/tmp/npm-cache",
-        f"USER {APP_USER}",
-        f"EXPOSE {port}",
-        _cmd(start),
-    ]
-    return Plan("node", "\n".join(lines) + "\n", start, start_from, dependency_layers=1)
+    run_stage, fixed = _run_stage(
+        "node",
+        ca_in_image=ca_in_image,
+        workdir="/app",
+        env=f"ENV NODE_ENV=production PORT={port} HOME=/tmp npm_config_update_notifier=false npm_config_cache=/tmp/npm-cache",
+        start=start,
+        port=port,
+        dependencies=["COPY --from=dependencies /app/node_modules /app/node_modules"],
+        code=[code_from],
+    )
+    lines += run_stage
+    return Plan("node", "\n".join(lines) + "\n", start, start_from, dependency_layers=fixed)
 
 
 # Go ---------------------------------------------------------------------------------------
@@ -441,16 +466,19 @@ def _plan_go(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
         "RUN go mod download",
         "COPY app/ ./",
         'RUN go build -buildvcs=false -ldflags="-s -w -buildid=" -o /out/server .',
-        f"FROM {RUN_IMAGES['go']}",
-        "COPY --from=build /out/server /app/server",
-        *_ca_lines(ca_in_image),
-        "WORKDIR /app",
-        f"ENV PORT={port}",
-        f"USER {APP_USER}",
-        f"EXPOSE {port}",
-        _cmd(start),
     ]
-    return Plan("go", "\n".join(lines) + "\n", start, start_from)
+    run_stage, fixed = _run_stage(
+        "go",
+        ca_in_image=ca_in_image,
+        workdir="/app",
+        env=f"ENV PORT={port}",
+        start=start,
+        port=port,
+        dependencies=[],
+        code=["COPY --from=build /out/server /app/server"],
+    )
+    lines += run_stage
+    return Plan("go", "\n".join(lines) + "\n", start, start_from, dependency_layers=fixed)
 
 
 PLANNERS: dict[str, Callable[[Files, dict, bool], Plan]] = {

@@ -25,6 +25,7 @@ def build_of(make_repo, dockerfile: str) -> Build:
 def test_a_step_sees_its_limits(make_repo, settings):
     settings.BUILD_MEMORY = 96 * 1024**2
     settings.BUILD_CPUS = 0.5
+    settings.BUILD_USE_CACHE = False  # the step must run, not come from an earlier build of the same Dockerfile
     build = build_of(
         make_repo,
         "FROM choreo/busybox:1\nRUN cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us"

@@ -11,8 +11,9 @@ import pytest
 from django.conf import settings
 
 from builds import registry
+from builds.dockerbuild import cache_tag
 from builds.models import ApiSpec, Build, Image
-from builds.services import build_cancel, build_start, component_create
+from builds.services import build_cancel, build_start, component_create, component_delete
 from choreo_site.errors import PlatformError
 from choreo_site.logstream import read_text
 from environments.services import project_create
@@ -57,6 +58,25 @@ def test_build_pushes_an_image_by_digest_that_docker_can_pull(component):
     assert images.stdout.strip() == ""  # the intermediate image is gone
 
 
+def test_a_code_only_commit_finds_the_build_cache_of_the_images_own_stage(component):
+    # Every step before the code's COPY comes from the Engine's cache on the next commit:
+    # the component's last image is kept under a tag of its own (builds/dockerbuild.py
+    # cache_tag), so removing the build's tag does not take that stage's cache with it.
+    dockerfile = "FROM choreo/busybox:1\nRUN echo dependencies > /deps.txt\nCOPY index.html /www/index.html\n"
+    component.repo.commit({"Dockerfile": dockerfile}, "deps first")
+    first = build_and_wait(component)
+    assert first.status == Build.SUCCEEDED, read_text(first.log_stream)
+    component.repo.commit({"index.html": "<h1>changed</h1>\n"}, "code only")
+    second = build_and_wait(component)
+    log = read_text(second.log_stream)
+    assert second.status == Build.SUCCEEDED, log
+    assert log.split(" : RUN echo dependencies > /deps.txt")[1].splitlines()[1].strip() == "---> Using cache", log
+    kept = subprocess.run(["docker", "images", "-q", cache_tag(component.pk)], capture_output=True, text=True).stdout.split()
+    assert len(kept) == 1  # the last image only
+    component_delete(component=component)
+    assert subprocess.run(["docker", "images", "-q", cache_tag(component.pk)], capture_output=True, text=True).stdout.strip() == ""
+
+
 def test_rebuild_of_the_same_commit_reuses_the_image(component):
     first = build_and_wait(component)
     tags_before = registry.list_tags("shop/web")
@@ -81,7 +101,7 @@ def test_without_cache_the_same_commit_gives_the_same_digest(component, settings
     assert second.digest == first.digest
 
 
-def test_newest_image_per_commit_is_kept(make_repo):
+def test_newest_image_per_commit_is_kept(make_repo, settings):
     repo = make_repo(
         {
             ".choreo/component.yaml": "schemaVersion: 1\ntype: service\n",
@@ -91,6 +111,7 @@ def test_newest_image_per_commit_is_kept(make_repo):
     component = component_create(project=project_create(name="shop"), name="web", repository=str(repo.path))
     first = build_and_wait(component)
     Image.objects.update(inputs_key="changed-inputs")  # e.g. a new base image: not reusable
+    settings.BUILD_USE_CACHE = False  # nor would the Engine's build cache be, FROM a new base
     second = build_and_wait(component)
     assert first.digest != second.digest  # the Dockerfile is not reproducible
     assert list(Image.objects.values_list("digest", flat=True)) == [second.digest]

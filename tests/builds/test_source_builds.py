@@ -97,10 +97,14 @@ def test_python_plans_keep_dependencies_apart_run_as_non_root_and_check_the_vers
     lines = chosen.dockerfile.splitlines()
     # The dependency layer is made from requirements.txt alone, before the code is copied.
     assert lines.index("COPY app/requirements.txt /deps/requirements.txt") < lines.index("COPY app/ /app/")
-    assert f"USER {source.APP_USER}" in lines and lines[-1].startswith("CMD ")
+    assert f"USER {source.APP_USER}" in lines and lines[-1] == "COPY app/ /app/"
+    # What does not change with the code comes before it, so a code-only commit rebuilds one step.
+    run_stage = lines[lines.index("FROM choreo/python:3.11") :]
+    assert [line.split()[0] for line in run_stage] == ["FROM", "WORKDIR", "ENV", "USER", "EXPOSE", "CMD", "COPY", "COPY"]
+    assert chosen.dependency_layers == 2  # the working directory and the dependencies
     assert not any("build-ca.crt" in line for line in lines[lines.index("FROM choreo/python:3.11") :])  # the CA stays in the build stage
     with_ca = source.plan("python", files({"requirements.txt": "", "app.py": ""}), descriptor('run: "x"\n'), ca_in_image=True)
-    assert "COPY build-ca.crt /etc/ssl/certs/ca-certificates.crt" in with_ca.dockerfile
+    assert "COPY build-ca.crt /etc/ssl/certs/ca-certificates.crt" in with_ca.dockerfile and with_ca.dependency_layers == 3
     for asked in ("3.11", "3.11.4", ">=3.9,<3.13", "~=3.10", "python3.11"):
         source.plan("python", files({"requirements.txt": "", ".python-version": asked + "\n"}), descriptor('run: "x"\n'))
     with pytest.raises(
@@ -305,6 +309,9 @@ def test_a_flask_app_builds_from_pypi_serves_promotes_and_reuses_its_dependency_
     assert pip_step.strip() == "---> Using cache", log[-3000:]
     before, after = layers(first.image_reference), layers(second.image_reference)
     assert len(before) == len(after) and before[:-1] == after[:-1] and before[-1] != after[-1]
+    # ...and those layers are taken from the registry as the first build made them, not read again.
+    reused = next(line for line in log.splitlines() if " layer(s); " in line)
+    assert reused.startswith(f"{len(after)} layer(s); {len(after) - 1} of them (base image or dependencies) already in the registry")
 
 
 @pytest.mark.once
