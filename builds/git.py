@@ -241,14 +241,20 @@ def list_names(mirror: Path, sha: str, path: str) -> frozenset[str]:
 
 
 def read_file(mirror: Path, sha: str, path: str, *, max_bytes: int = 1024 * 1024) -> bytes | None:
-    """A file's content at a commit, or None when it is not there."""
-    spec = f"{sha}:{path}"
-    size = _run(["cat-file", "-s", spec], cwd=mirror, check=False)
-    if size.returncode != 0:
+    """A file's content at a commit, or None when it is not there (or is a directory)."""
+    if "\n" in path:  # one query per line below
         return None
-    if int(size.stdout.strip() or 0) > max_bytes:
-        raise GitError(f"{path} at {sha[:12]} is larger than {max_bytes // 1024} KiB.")
+    spec = f"{sha}:{path}"
     env = {**os.environ, **GIT_ENV}
+    found = subprocess.run(
+        ["git", "cat-file", "--batch-check=%(objecttype) %(objectsize)"],
+        input=f"{spec}\n", cwd=mirror, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    kind, _, size = found.stdout.strip().partition(" ")
+    if found.returncode != 0 or kind != "blob":
+        return None
+    if int(size) > max_bytes:
+        raise GitError(f"{path} at {sha[:12]} is larger than {max_bytes // 1024} KiB.")
     return subprocess.run(["git", "cat-file", "blob", spec], cwd=mirror, env=env, capture_output=True, check=True).stdout
 
 

@@ -1,4 +1,5 @@
-"""A checkout is `git archive` of one commit, extracted with the `data` filter (builds/git.py)."""
+"""Reading a commit (builds/git.py): a checkout is `git archive` of one commit, extracted
+with the `data` filter; one file is read by its path, and only if it is a file."""
 
 import pytest
 
@@ -28,3 +29,15 @@ def test_every_checkout_of_a_commit_succeeds(repo, tmp_path):
 def test_a_commit_that_does_not_exist_is_an_error_naming_it(repo, tmp_path):
     with pytest.raises(git.GitError, match=r"git archive of 0123456789ab failed with exit code 128: fatal: not a valid object name"):
         git.checkout(repo.path, "0123456789ab", tmp_path / "none")
+
+
+def test_a_file_is_read_only_when_it_is_a_file(repo):
+    sha = repo.git("rev-parse", "HEAD")
+    assert git.read_file(repo.path, sha, "server.js") == b"d" * 261
+    # A directory where a file is expected (a hostile repository's requirements.txt/, say)
+    # is not there, rather than a failed `git cat-file blob`; so is a path of two lines.
+    assert git.read_file(repo.path, sha, ".choreo") is None
+    assert git.read_file(repo.path, sha, "missing.txt") is None
+    assert git.read_file(repo.path, sha, "missing\nserver.js") is None
+    with pytest.raises(git.GitError, match="package-lock.json at .* is larger than 10 KiB"):
+        git.read_file(repo.path, sha, "package-lock.json", max_bytes=10 * 1024)
