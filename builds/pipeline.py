@@ -242,7 +242,12 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: runs.Watchdog, workspac
     )
     watchdog.target = docker_build
     watchdog.check()
-    image_id = docker_build.run(writer.write)
+    try:
+        image_id = docker_build.run(writer.write)
+    except BuildStepError as exc:
+        if plan is None:
+            raise
+        raise BuildStepError(plan.explain(str(exc))) from None
     watchdog.target = None
     writer.flush()
     writer.line(f"built {image_id} in {time.monotonic() - step_started:.1f}s")

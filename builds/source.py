@@ -41,6 +41,13 @@ NODE_VERSION = (20, 20, 2)
 GO_VERSION = (1, 26, 8)
 BUILD_IMAGES = {"python": "choreo/python-build:3.11", "node": "choreo/node:20", "go": "choreo/go:1.26", "static": "choreo/busybox:1"}
 RUN_IMAGES = {"python": "choreo/python:3.11", "node": "choreo/node:20", "go": "choreo/busybox:1", "static": "choreo/busybox:1"}
+# uv, for projects locked with it: from PyPI into the dependency stage only, pinned and
+# checked against the hashes of its Linux wheels (x86_64, aarch64).
+UV_VERSION = "0.13.9"
+UV_WHEEL_SHA256 = (
+    "d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19",
+    "5435c5ce14a56431208ca0996416d310f1598e8c2c8ba707688985a16bb82dbe",
+)
 DEFAULT_PORT = 8080
 CA_PATH = "/etc/choreo/build-ca.crt"  # where the build stage finds BUILD_CA_BUNDLE
 SYSTEM_CA_PATH = "/etc/ssl/certs/ca-certificates.crt"  # where it goes with BUILD_CA_IN_IMAGE
@@ -73,6 +80,14 @@ class Plan:
     start: str  # the start command, and where it came from, for the log
     start_from: str
     dependency_layers: int = 0  # the image's first layers that hold only dependencies
+    installs: tuple[tuple[str, str], ...] = ()  # (a RUN step's command, the file it installs from)
+
+    def explain(self, message: str) -> str:
+        """A failed step's message, naming the file the step installed from, if it did."""
+        for command, declared_in in self.installs:
+            if f"'/bin/sh -c {command}'" in message:
+                return f"{declared_in}: the dependencies could not be installed (the tool's reason is in the build log). {message}"
+        return message
 
 
 def detect(names: frozenset[str]) -> str:
@@ -181,21 +196,23 @@ _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 def _python_dependencies(files: Files) -> tuple[str, list[str]]:
     """Where the dependencies are declared, and the names declared there (for the default
-    start command)."""
+    start command). A uv lock file comes first: it pins every version."""
+    if "uv.lock" in files.names:
+        if "pyproject.toml" not in files.names:
+            raise SourceError("uv.lock without pyproject.toml: commit the pyproject.toml it was made from")
+        return "uv.lock", _pyproject_dependencies(files)
     if "requirements.txt" in files.names:
         text = files.read("requirements.txt") or ""
         names = [m.group(1).lower() for line in text.splitlines() if (m := _REQUIREMENT_NAME.match(line.split("#")[0]))]
         return "requirements.txt", names
-    if "pyproject.toml" in files.names:
-        project = _project_table(files)
-        dependencies = project.get("dependencies", [])
-        if not isinstance(dependencies, list) or not all(isinstance(d, str) for d in dependencies):
-            raise SourceError("pyproject.toml: [project] dependencies must be a list of strings")
-        names = [m.group(1).lower() for d in dependencies if (m := _REQUIREMENT_NAME.match(d))]
-        return "pyproject.toml", names
-    raise SourceError(
-        "uv.lock alone is not supported yet: add a requirements.txt (uv export --format requirements-txt > requirements.txt)",
-    )
+    return "pyproject.toml", _pyproject_dependencies(files)
+
+
+def _pyproject_dependencies(files: Files) -> list[str]:
+    dependencies = _project_table(files).get("dependencies", [])
+    if not isinstance(dependencies, list) or not all(isinstance(d, str) for d in dependencies):
+        raise SourceError("pyproject.toml: [project] dependencies must be a list of strings")
+    return [m.group(1).lower() for d in dependencies if (m := _REQUIREMENT_NAME.match(d))]
 
 
 def _project_table(files: Files) -> dict:
@@ -258,12 +275,18 @@ def _python_matches(asked: str, version: str) -> bool:
     return True
 
 
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
 def _python_default(files: Files, declared: list[str], port: int) -> tuple[str, str] | None:
     module = next((m for m in ("app", "main", "wsgi", "asgi") if f"{m}.py" in files.names), None)
     if "gunicorn" in declared and module:
         return f"gunicorn --bind 0.0.0.0:$PORT {module}:app", f"gunicorn, declared, serving {module}.py's app"
     if "uvicorn" in declared and module:
         return f"uvicorn {module}:app --host 0.0.0.0 --port $PORT", f"uvicorn, declared, serving {module}.py's app"
+    declared_start = _python_declared_start(files) if "pyproject.toml" in files.names else None
+    if declared_start:
+        return declared_start
     if "__main__.py" in files.names:
         return "python .", "__main__.py"
     if module:
@@ -271,12 +294,52 @@ def _python_default(files: Files, declared: list[str], port: int) -> tuple[str, 
     return None
 
 
+def _python_declared_start(files: Files) -> tuple[str, str] | None:
+    """What pyproject.toml says runs the project: its one [project.scripts] entry, else the
+    package named like the project, when it has a __main__.py (`python -m`). The project
+    itself is not installed (its code is the code layer), so a src/ layout is put on the path."""
+    project = _project_table(files)
+    scripts = project.get("scripts")
+    if isinstance(scripts, dict) and len(scripts) == 1:
+        ((name, target),) = scripts.items()
+        module, _, function = str(target).partition(":")
+        module, function = module.strip(), function.strip()
+        if not _MODULE.fullmatch(module) or not _MODULE.fullmatch(function):
+            raise SourceError(f"pyproject.toml [project.scripts] {str(name)[:40]!r}: {str(target)[:80]!r} is not module:function")
+        prefix = "env PYTHONPATH=src " if _in_src(files, module.split(".")[0]) else ""
+        call = f"import sys; from {module} import {function.split('.')[0]}; sys.exit({function}())"
+        return f"{prefix}python -c {shlex.quote(call)}", f"pyproject.toml [project.scripts] {name}"
+    package = re.sub(r"[-.]+", "_", str(project.get("name", ""))).lower()
+    if _MODULE.fullmatch(package):
+        for where in ("", "src/"):
+            if files.read(f"{where}{package}/__main__.py") is not None:
+                prefix = "env PYTHONPATH=src " if where else ""
+                return f"{prefix}python -m {package}", f"{where}{package}/__main__.py, the package of pyproject.toml's project"
+    return None
+
+
+def _in_src(files: Files, package: str) -> bool:
+    return (
+        package not in files.names
+        and "src" in files.names
+        and (files.read(f"src/{package}/__init__.py") is not None or files.read(f"src/{package}.py") is not None)
+    )
+
+
 def _plan_python(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
     port = _port(descriptor)
     source, declared = _python_dependencies(files)
     version = _python_version(files)
     start, start_from = _start(files, descriptor, lambda: _python_default(files, declared, port), "python")
-    if source == "requirements.txt":
+    if source == "uv.lock":  # uv installs exactly what the lock says, and refuses a lock out of step
+        install = [
+            f"RUN printf 'uv=={UV_VERSION} {' '.join(f'--hash=sha256:{h}' for h in UV_WHEEL_SHA256)}\\n' > /tmp/uv.txt"
+            " && python3 -m pip install --target /opt/uv --require-hashes -r /tmp/uv.txt",
+            "COPY app/pyproject.toml app/uv.lock /deps/",
+            "RUN cd /deps && UV_PROJECT_ENVIRONMENT=/opt/venv UV_PYTHON_DOWNLOADS=never UV_NO_CACHE=1 NO_COLOR=1"
+            " /opt/uv/bin/uv sync --locked --no-dev --no-install-project --python /opt/venv/bin/python",
+        ]
+    elif source == "requirements.txt":
         install = [
             "COPY app/requirements.txt /deps/requirements.txt",
             "RUN python3 -m pip --python /opt/venv/bin/python install --no-compile -r /deps/requirements.txt",
@@ -307,7 +370,8 @@ def _plan_python(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
         code=["COPY app/ /app/"],
     )
     lines += run_stage
-    return Plan("python", "\n".join(lines) + "\n", start, start_from, dependency_layers=fixed)
+    installs = tuple((line.removeprefix("RUN "), source) for line in install if line.startswith("RUN "))
+    return Plan("python", "\n".join(lines) + "\n", start, start_from, dependency_layers=fixed, installs=installs)
 
 
 # Node.js ----------------------------------------------------------------------------------
@@ -438,7 +502,8 @@ def _plan_node(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
         code=[code_from],
     )
     lines += run_stage
-    return Plan("node", "\n".join(lines) + "\n", start, start_from, dependency_layers=fixed)
+    installs = (("npm ci --omit=dev", lock), ("npm ci", lock), ("npm run build && rm -rf node_modules", "package.json scripts.build"))
+    return Plan("node", "\n".join(lines) + "\n", start, start_from, dependency_layers=fixed, installs=installs)
 
 
 # Go ---------------------------------------------------------------------------------------
@@ -478,7 +543,7 @@ def _plan_go(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
         code=["COPY --from=build /out/server /app/server"],
     )
     lines += run_stage
-    return Plan("go", "\n".join(lines) + "\n", start, start_from, dependency_layers=fixed)
+    return Plan("go", "\n".join(lines) + "\n", start, start_from, dependency_layers=fixed, installs=(("go mod download", "go.mod"),))
 
 
 PLANNERS: dict[str, Callable[[Files, dict, bool], Plan]] = {

@@ -3,6 +3,8 @@ plan, and real builds of a static site and a Flask app that deploy, serve throug
 ingress and promote, run as non-root, and reuse their dependency layer."""
 
 import json
+import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -57,7 +59,8 @@ def fixture(kind: str) -> dict[str, str]:
 
 
 def files(contents: dict[str, str]) -> source.Files:
-    return source.Files(names=frozenset(contents), read=contents.get)
+    """As the pipeline gives them: the names at the top, and any file by its path."""
+    return source.Files(names=frozenset(name.split("/")[0] for name in contents), read=contents.get)
 
 
 def descriptor(extra: str = "") -> dict:
@@ -92,6 +95,28 @@ def test_the_start_command_comes_from_run_then_the_procfile_then_the_default():
         source.plan("python", files({"requirements.txt": "requests\n"}), descriptor())
 
 
+def test_python_starts_what_pyproject_declares_a_script_or_the_projects_package():
+    project = '[project]\nname = "my-tool"\ndependencies = ["requests"]\n'
+    scripts = project + '[project.scripts]\nserve = "my_tool.cli:main"\n'
+    chosen = source.plan("python", files({"pyproject.toml": scripts, "my_tool/__init__.py": "", "my_tool/cli.py": ""}), descriptor())
+    assert chosen.start == "python -c 'import sys; from my_tool.cli import main; sys.exit(main())'"
+    assert chosen.start_from == "pyproject.toml [project.scripts] serve"
+    chosen = source.plan("python", files({"pyproject.toml": project, "my_tool/__main__.py": ""}), descriptor())
+    assert (chosen.start, chosen.start_from) == ("python -m my_tool", "my_tool/__main__.py, the package of pyproject.toml's project")
+    # A src/ layout: the project is not installed, so its directory goes on the path.
+    chosen = source.plan("python", files({"pyproject.toml": project, "src/my_tool/__main__.py": ""}), descriptor())
+    assert chosen.start == "env PYTHONPATH=src python -m my_tool"
+    chosen = source.plan("python", files({"pyproject.toml": scripts, "src/my_tool/__init__.py": ""}), descriptor())
+    assert chosen.start.startswith("env PYTHONPATH=src python -c ")
+    for target in ("my_tool.cli", "my_tool.cli:main; rm -rf /", "os:system('x')"):
+        bad = project + f'[project.scripts]\nserve = "{target}"\n'
+        with pytest.raises(source.SourceError, match=r"pyproject.toml \[project.scripts\] 'serve': .* is not module:function"):
+            source.plan("python", files({"pyproject.toml": bad}), descriptor())
+    # Nothing declared that runs: the build says which key to set.
+    with pytest.raises(source.SourceError, match="no start command for this python component: set run:"):
+        source.plan("python", files({"pyproject.toml": project, "my_tool/__init__.py": ""}), descriptor())
+
+
 def test_python_plans_keep_dependencies_apart_run_as_non_root_and_check_the_version():
     chosen = source.plan("python", files({"requirements.txt": "flask\n", "app.py": ""}), descriptor('run: "python app.py"\n'))
     lines = chosen.dockerfile.splitlines()
@@ -115,6 +140,22 @@ def test_python_plans_keep_dependencies_apart_run_as_non_root_and_check_the_vers
         source.plan("python", files({"pyproject.toml": '[project]\nrequires-python = ">=3.12"\n'}), descriptor('run: "x"\n'))
     with pytest.raises(source.SourceError, match="pyproject.toml is not valid TOML"):
         source.plan("python", files({"pyproject.toml": "[project\n"}), descriptor('run: "x"\n'))
+
+
+def test_a_uv_project_installs_exactly_its_lock_and_a_failed_install_names_the_file():
+    uv = fixture("python-uv")
+    chosen = source.plan("python", files({**uv, "requirements.txt": "flask\n"}), descriptor())  # the lock wins
+    assert chosen.dockerfile.startswith("# Python 3.11; dependencies from uv.lock\n")
+    lines = chosen.dockerfile.splitlines()
+    assert lines.index("COPY app/pyproject.toml app/uv.lock /deps/") < lines.index("COPY app/ /app/")
+    assert f"uv=={source.UV_VERSION} --hash=sha256:" in chosen.dockerfile and "--require-hashes" in chosen.dockerfile
+    sync = next(command for command, _ in chosen.installs if "uv sync --locked --no-dev --no-install-project" in command)
+    failed = f"The command '/bin/sh -c {sync}' returned a non-zero code: 1"
+    assert chosen.explain(failed) == f"uv.lock: the dependencies could not be installed (the tool's reason is in the build log). {failed}"
+    other = "The command '/bin/sh -c exit 3' returned a non-zero code: 3"
+    assert chosen.explain(other) == other
+    with pytest.raises(source.SourceError, match="uv.lock without pyproject.toml: commit the pyproject.toml it was made from"):
+        source.plan("python", files({"uv.lock": "", "app.py": ""}), descriptor('run: "x"\n'))
 
 
 def test_the_descriptor_takes_build_source_and_run_and_refuses_mixing():
@@ -198,6 +239,27 @@ def test_any_files_give_a_plan_or_a_clear_refusal(present, text, other, kind):
         assert chosen.dockerfile.startswith(("FROM ", "# ")) and "CMD " in chosen.dockerfile
 
 
+@given(st.text(max_size=40), st.text(max_size=40), st.text(max_size=80), st.booleans())
+def test_any_declared_script_or_project_name_starts_safely_or_is_refused(project, script, target, src):
+    # Names and targets are the repository's: they reach a shell command only as Python
+    # identifiers, or inside one quoted argument.
+    pyproject = f"[project]\nname = {json.dumps(project)}\n[project.scripts]\n{json.dumps(script)} = {json.dumps(target)}\n"
+    package = re.sub(r"[-.]+", "_", project).lower()
+    contents = {"pyproject.toml": pyproject, f"{'src/' if src else ''}{package}/__main__.py": ""}
+    try:
+        chosen = source.plan("python", files(contents), descriptor())
+    except source.SourceError as exc:
+        assert exc.detail and "\n" not in exc.detail
+        return
+    words = shlex.split(chosen.start)
+    words = words[2:] if words[:2] == ["env", "PYTHONPATH=src"] else words
+    assert words[0] == "python" and len(words) == 3
+    if words[1] == "-m":
+        assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", words[2])
+    else:
+        assert words[1] == "-c" and re.fullmatch(r"import sys; from [\w.]+ import \w+; sys.exit\([\w.]+\(\)\)", words[2])
+
+
 # Real builds, deployments and promotions --------------------------------------------------
 
 
@@ -272,6 +334,33 @@ def test_a_static_site_builds_deploys_serves_and_promotes_as_non_root(source_com
     assert deploy_and_promote(component, build) == ((200, "<h1>static, from source</h1>"), (200, "<h1>static, from source</h1>"))
     # The descriptor is not served: .choreo is left out of the image.
     assert get_path("web.development.shop.localhost", "/.choreo/component.yaml")[0] == 404
+
+
+@pytest.mark.once
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")
+def test_a_uv_locked_app_builds_from_its_lock_and_a_lock_out_of_step_fails_naming_it(source_component, settings):
+    settings.ROLLOUT_STOP_GRACE = 1
+    uv = fixture("python-uv")
+    component = source_component(uv)
+    first = built(component)
+    log = read_text(first.log_stream)
+    assert first.status == Build.SUCCEEDED, log[-3000:]
+    assert "dependencies from uv.lock" in log and "source build: python; starts with 'gunicorn" in log
+    assert deploy_and_promote(component, first) == ((200, "hello from flask, locked by uv, uid 10001"),) * 2
+    # Exactly the locked versions: click is not pinned in pyproject.toml, only in uv.lock.
+    locked = re.search(r'name = "click"\nversion = "([^"]+)"', uv["uv.lock"]).group(1)
+    installed = subprocess.run(
+        ["docker", "run", "--rm", first.image_reference, "python", "-c", "import importlib.metadata as m; print(m.version('click'))"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert installed.stdout.strip() == locked, installed.stderr
+
+    stale = built(component, {"pyproject.toml": uv["pyproject.toml"].replace('"gunicorn==22.0.0"', '"gunicorn==22.0.0", "requests"')})
+    assert stale.status == Build.FAILED
+    assert stale.error.startswith("uv.lock: the dependencies could not be installed"), stale.error
+    assert "The lockfile at `uv.lock` needs to be updated, but `--locked` was provided" in read_text(stale.log_stream)
+    assert not stale.digest and component.images.count() == 1
 
 
 def get_path(host: str, path: str) -> tuple[int, str]:
