@@ -23,6 +23,9 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import Version
+
 from builds.descriptor import SOURCE_KINDS
 from choreo_site.errors import PlatformError
 
@@ -36,7 +39,7 @@ MARKERS = {
 NODE_LOCKS = ("package-lock.json", "npm-shrinkwrap.json")
 APP_USER = "10001:10001"  # no entry in /etc/passwd is needed to run as a number
 # What the local base images hold (scripts/base-images.sh).
-PYTHON_VERSIONS = ("3.11",)
+PYTHON_VERSIONS = ("3.11.2",)  # Debian bookworm's
 NODE_VERSION = (20, 20, 2)
 GO_VERSION = (1, 26, 8)
 BUILD_IMAGES = {"python": "choreo/python-build:3.11", "node": "choreo/node:20", "go": "choreo/go:1.26", "static": "choreo/busybox:1"}
@@ -250,29 +253,16 @@ def _python_version(files: Files) -> str:
 
 
 def _python_matches(asked: str, version: str) -> bool:
-    """`3.11`, `3.11.4`, `python3.11`, or a specifier set such as `>=3.9,<3.13`."""
-    have = tuple(int(p) for p in version.split("."))
+    """`3.11` or `python3.11` (the minor version: the platform has one patch release of
+    each), `3.11.4` (read as 3.11 too), or a PEP 440 specifier set such as `>=3.9,<3.13`,
+    checked against the exact version the base image holds."""
     asked = asked.strip().removeprefix("python").removeprefix("cpython-")
     if re.fullmatch(r"\d+(\.\d+){0,2}", asked):
-        return tuple(int(p) for p in asked.split(".")[:2]) == have[: len(asked.split(".")[:2])]
-    for spec in asked.split(","):
-        match = re.fullmatch(r"\s*(>=|<=|==|!=|~=|>|<)\s*(\d+(?:\.\d+){0,2})(?:\.\*)?\s*", spec)
-        if not match:
-            raise SourceError(f"cannot read the Python version {asked[:40]!r}")
-        op, number = match.groups()
-        want = tuple(int(p) for p in number.split("."))[:2]
-        want += (0,) * (2 - len(want))
-        if not {
-            ">=": have >= want,
-            "<=": have <= want,
-            ">": have > want,
-            "<": have < want,
-            "==": have == want,
-            "!=": have != want,
-            "~=": have >= want and have[0] == want[0],
-        }[op]:
-            return False
-    return True
+        return asked.split(".")[:2] == version.split(".")[: len(asked.split(".")[:2])]
+    try:
+        return Version(version) in SpecifierSet(asked)
+    except InvalidSpecifier:
+        raise SourceError(f"cannot read the Python version {asked[:40]!r}") from None
 
 
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")

@@ -133,9 +133,15 @@ def test_python_plans_keep_dependencies_apart_run_as_non_root_and_check_the_vers
     for asked in ("3.11", "3.11.4", ">=3.9,<3.13", "~=3.10", "python3.11"):
         source.plan("python", files({"requirements.txt": "", ".python-version": asked + "\n"}), descriptor('run: "x"\n'))
     with pytest.raises(
-        source.SourceError, match=r"\.python-version asks for Python '3.12', which this platform does not have \(available: 3.11\)"
+        source.SourceError, match=r"\.python-version asks for Python '3.12', which this platform does not have \(available: 3.11.2\)"
     ):
         source.plan("python", files({"requirements.txt": "", ".python-version": "3.12\n"}), descriptor('run: "x"\n'))
+    # Specifiers are PEP 440's, against the exact version the image holds.
+    with pytest.raises(source.SourceError, match=r"requires-python asks for Python '>=3.11.4', .* \(available: 3.11.2\)"):
+        source.plan("python", files({"pyproject.toml": '[project]\nrequires-python = ">=3.11.4"\n'}), descriptor('run: "x"\n'))
+    source.plan("python", files({"pyproject.toml": '[project]\nrequires-python = "==3.11.*"\n'}), descriptor('run: "x"\n'))
+    with pytest.raises(source.SourceError, match="cannot read the Python version '>=three'"):
+        source.plan("python", files({".python-version": ">=three\n", "requirements.txt": ""}), descriptor('run: "x"\n'))
     with pytest.raises(source.SourceError, match="pyproject.toml requires-python asks for Python '>=3.12'"):
         source.plan("python", files({"pyproject.toml": '[project]\nrequires-python = ">=3.12"\n'}), descriptor('run: "x"\n'))
     with pytest.raises(source.SourceError, match="pyproject.toml is not valid TOML"):
@@ -145,7 +151,7 @@ def test_python_plans_keep_dependencies_apart_run_as_non_root_and_check_the_vers
 def test_a_uv_project_installs_exactly_its_lock_and_a_failed_install_names_the_file():
     uv = fixture("python-uv")
     chosen = source.plan("python", files({**uv, "requirements.txt": "flask\n"}), descriptor())  # the lock wins
-    assert chosen.dockerfile.startswith("# Python 3.11; dependencies from uv.lock\n")
+    assert chosen.dockerfile.startswith("# Python 3.11.2; dependencies from uv.lock\n")
     lines = chosen.dockerfile.splitlines()
     assert lines.index("COPY app/pyproject.toml app/uv.lock /deps/") < lines.index("COPY app/ /app/")
     assert f"uv=={source.UV_VERSION} --hash=sha256:" in chosen.dockerfile and "--require-hashes" in chosen.dockerfile
