@@ -60,6 +60,7 @@ class RuntimeLogConsumer(AsyncJsonWebsocketConsumer):
             except ValueError:
                 since = now
             self.since = min(max(since, now - 86400), now) if math.isfinite(since) else now
+        self.redactors = runtime_logs.RedactorCache()
         await self.accept()
         self.follower = asyncio.create_task(self._follow())
 
@@ -73,7 +74,12 @@ class RuntimeLogConsumer(AsyncJsonWebsocketConsumer):
         while True:
             try:
                 found = await database_sync_to_async(runtime_logs.lines)(
-                    component=self.component, environment=self.environment, since=self.since, replica=self.replica, after=self.after
+                    component=self.component,
+                    environment=self.environment,
+                    since=self.since,
+                    replica=self.replica,
+                    after=self.after,
+                    redactors=self.redactors,
                 )
                 text = "Live"
             except PlatformError as exc:

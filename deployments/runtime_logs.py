@@ -64,9 +64,39 @@ def replicas(*, component, environment) -> list[str]:
     return [r["name"] for r in active.replicas] if active else []
 
 
-def lines(*, component, environment, since: float | None, replica: str | None = None, after: str | None = None) -> list[LogLine]:
+class RedactorCache:
+    """A follower's Redactor, made again when the active deployment changes and at least
+    every `refresh_every` seconds, instead of on every look (platform_secrets queries and
+    decrypts). A replica can print only what its deployment gave it, and those secrets
+    exist before it becomes active: a new deployment always gets a fresh Redactor."""
+
+    refresh_every = 5.0
+
+    def __init__(self):
+        self._key = None
+        self._made_at = float("-inf")
+        self._redactor = None
+
+    def get(self, project_id: int, deployment_id: int) -> Redactor:
+        now = time.monotonic()
+        if self._key != (project_id, deployment_id) or now - self._made_at > self.refresh_every:
+            self._redactor = Redactor(platform_secrets(project_id))
+            self._key, self._made_at = (project_id, deployment_id), now
+        return self._redactor
+
+
+def lines(
+    *,
+    component,
+    environment,
+    since: float | None,
+    replica: str | None = None,
+    after: str | None = None,
+    redactors: RedactorCache | None = None,
+) -> list[LogLine]:
     """Lines of the active replicas from Unix time `since` (or all), oldest first; only
-    `replica` when given; only those stamped later than `after`. At most MAX_LINES, the newest."""
+    `replica` when given; only those stamped later than `after`. At most MAX_LINES, the newest.
+    A follower that asks again and again passes its `redactors`."""
     active = services.deployment_active(component=component, environment=environment)
     if active is None:
         raise PlatformError(
@@ -76,7 +106,7 @@ def lines(*, component, environment, since: float | None, replica: str | None = 
         since = max(since or 0, stamp_seconds(after) - 1)  # whole seconds at the runtime; the stamp drops the rest
     if since is not None and since <= 0:
         since = None  # `since=9999999h` reaches before 1970: everything
-    redact = Redactor(platform_secrets(component.project_id))
+    redact = (redactors or RedactorCache()).get(component.project_id, active.pk)
     found = []
     try:
         pairs = rollout.runtime_log_pairs(deployment=active, since=since)

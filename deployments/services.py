@@ -297,10 +297,25 @@ def deployment_promote(*, component: Component, source: Environment, target: Env
     )
 
 
+# What a rollback may repeat: a deployment that ran in the environment and was replaced there.
+REPLACED = (Deployment.SUPERSEDED, Deployment.ROLLED_BACK)
+
+
 def rollback_candidates(*, component: Component, environment: Environment):
     """The deployments a rollback may repeat: those that ran in the environment and were
     replaced there (a rolled-back one only when asked for by id)."""
-    return component.deployments.filter(environment=environment, status__in=(Deployment.SUPERSEDED, Deployment.ROLLED_BACK))
+    return component.deployments.filter(environment=environment, status__in=REPLACED)
+
+
+def _differs(deployment: Deployment, active: Deployment) -> bool:
+    return deployment.release_id != active.release_id or deployment.config != active.config
+
+
+def rollback_offered(*, active: Deployment, deployment: Deployment) -> bool:
+    """Whether the pages offer "Roll back to this" for a deployment of the active one's
+    environment: a candidate that differs from what runs now. (A POST naming any candidate
+    is honoured: repeating what runs is a redeploy, not an error.)"""
+    return deployment.status in REPLACED and _differs(deployment, active)
 
 
 def rollback_target(*, component: Component, environment: Environment, active: Deployment) -> Deployment | None:
@@ -311,7 +326,7 @@ def rollback_target(*, component: Component, environment: Environment, active: D
         status=Deployment.SUPERSEDED, created_at__lt=active.created_at
     )
     for deployment in earlier.order_by("-created_at", "-pk").iterator(chunk_size=20):
-        if deployment.release_id != active.release_id or deployment.config != active.config:
+        if _differs(deployment, active):
             return deployment
     return None
 

@@ -62,6 +62,8 @@ def deploy_page(request, project, component):
             config_problems = {m["key"]: m["reasons"] for m in previous["missing_configurables"]} if previous else {}
         history = list(component.deployments.filter(environment=environment).select_related("release__build")[:10])
         target = services.rollback_target(component=component, environment=environment, active=active) if active else None
+        # The default target is often a history row too: what each would change is worked out once.
+        offers = {d.pk: _rollback_offer(active, d) for d in history if active and services.rollback_offered(active=active, deployment=d)}
         cards.append(
             {
                 "environment": environment,
@@ -73,8 +75,8 @@ def deploy_page(request, project, component):
                 "not_deployed": services.config_not_deployed(component=component, environment=environment, active=active) if active else [],
                 "next": following,
                 "preview": preview,
-                "rollback": target and _rollback_offer(active, target),
-                "history": [(d, _rollback_offer(active, d) if active and _may_roll_back_to(active, d) else None) for d in history],
+                "rollback": (offers.get(target.pk) or _rollback_offer(active, target)) if target else None,
+                "history": [(d, offers.get(d.pk)) for d in history],
                 "kept": kept_form(request, f"config:{environment.name}"),
                 "pending": approvals.request_list(project=component.project, status=ApprovalRequest.PENDING).filter(
                     environment=environment, component=component.name
@@ -99,13 +101,6 @@ def deploy_page(request, project, component):
 def _rollback_offer(active, target) -> dict:
     """A rollback button's target and what it would change, for its confirmation."""
     return {"target": target, "changes": services.deployment_changes(current=active, release=target.release, config=target.config)}
-
-
-def _may_roll_back_to(active, deployment) -> bool:
-    """Whether a history row gets "Roll back to this": it ran there, was replaced, and is
-    not what runs now (the rule `services.rollback_candidates` checks again on POST)."""
-    replaced = deployment.status in (deployment.SUPERSEDED, deployment.ROLLED_BACK)
-    return replaced and (deployment.release_id != active.release_id or deployment.config != active.config)
 
 
 def _back(project, component):

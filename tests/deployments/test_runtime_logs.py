@@ -89,3 +89,20 @@ def test_the_websocket_follows_new_lines_only_for_those_who_may_view(ticking, ad
     stranger = User.objects.create_user("stranger")
     lines = runtime_logs.lines(component=component, environment=deployment.environment, since=None, replica=deployment.replicas[0]["name"])
     in_own_loop(_follow)(component, deployment, lines[-1].at, admin_user, stranger)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_followers_redactor_is_made_again_for_a_new_deployment_and_after_a_while(monkeypatch):
+    # Without Docker: the cache alone, with the project's real secrets from the database.
+    from environments.services import project_create
+
+    project = project_create(name="shop")
+    config_set(project=project, component="web", environment=None, key="OLD", value="old-secret-1234", secret=True)
+    redactors = runtime_logs.RedactorCache()
+    first = redactors.get(project.pk, 1)
+    assert first("old-secret-1234") == "***" and redactors.get(project.pk, 1) is first  # kept while deployment 1 runs
+    config_set(project=project, component="web", environment=None, key="NEW", value="new-secret-5678", secret=True)
+    assert redactors.get(project.pk, 2)("new-secret-5678") == "***"  # a new deployment: its secrets at once
+    monkeypatch.setattr(runtime_logs.RedactorCache, "refresh_every", 0.0)
+    config_set(project=project, component="web", environment=None, key="LATER", value="later-secret-9", secret=True)
+    assert redactors.get(project.pk, 2)("later-secret-9") == "***"  # and every refresh_every seconds
