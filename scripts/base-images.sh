@@ -84,8 +84,11 @@ overlay_image() {
 make_node() {
   have choreo/node:20 && return 0
   command -v node >/dev/null && node --version | grep -q '^v20\.' || { echo "base-images: choreo/node:20 needs this host's Node.js 20 (package nodejs)" >&2; exit 1; }
-  # node itself, and npm as it is now (npm may have updated itself since the package was installed)
-  (cd / && ls -d usr/bin/node usr/bin/npm usr/bin/npx && find usr/lib/node_modules \( -type f -o -type l \)) \
+  [ -e /usr/bin/npm ] && [ -d /usr/lib/node_modules/npm ] || { echo "base-images: choreo/node:20 needs npm in /usr/lib/node_modules (package nodejs)" >&2; exit 1; }
+  # node itself, and npm as it is now (npm may have updated itself since the package was
+  # installed); npx when the host has it
+  (cd / && for f in usr/bin/node usr/bin/npm usr/bin/npx; do if [ -e "$f" ] || [ -L "$f" ]; then echo "$f"; fi; done \
+    && find usr/lib/node_modules \( -type f -o -type l \)) \
     | overlay_image choreo/node:20 --change 'CMD ["node"]' --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 }
 
