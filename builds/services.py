@@ -350,12 +350,40 @@ def component_delete(*, component: Component) -> None:
     """Stop and remove everything the component runs (replicas, routes, schedules, task
     runs), cancel its builds, delete its images, configuration and records. Refused, before
     anything stops, while it rolls out. A failure leaves the records; deleting again retries."""
+    from environments.models import Project
+
+    with transaction.atomic():
+        # The locks, in the order, that a deploy and a task run take: either one started
+        # before, and the checks see it, or it starts after and sees `component_deleting`.
+        Project.objects.select_for_update().filter(pk=component.project_id).first()
+        Component.objects.select_for_update().filter(pk=component.pk).first()
+        for check, _, _ in _component_teardowns:
+            if check is not None:
+                check(component=component)
+        cache.set(_deleting_key(component.pk), 1, timeout=DELETING_TIMEOUT)
+    try:
+        _teardown_and_delete(component)
+    finally:  # deleted, or failed with its records kept: either way nothing is held back
+        cache.delete(_deleting_key(component.pk))
+
+
+DELETING_TIMEOUT = 3600  # seconds: a delete that died keeps nothing refused for longer
+
+
+def _deleting_key(component_pk: int) -> str:
+    return f"component-deleting:{component_pk}"
+
+
+def component_deleting(component: Component) -> bool:
+    """Whether the component is being deleted: nothing may start for it meanwhile (a
+    deploy, a task run), since its teardown would not stop what started after it."""
+    return bool(cache.get(_deleting_key(component.pk)))
+
+
+def _teardown_and_delete(component: Component) -> None:
     from builds import registry
     from environments.services import component_forget
 
-    for check, _, _ in _component_teardowns:
-        if check is not None:
-            check(component=component)
     for _, teardown, _ in reversed(_component_teardowns):
         teardown(component=component)
     for build in component.builds.filter(status__in=(Build.QUEUED, Build.RUNNING)):

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import transaction
 
 from builds.models import Build, Component
-from builds.services import build_auto_deploy_refused
+from builds.services import build_auto_deploy_refused, component_deleting
 from choreo_site import audit
 from choreo_site.errors import Conflict, PlatformError
 from choreo_site.queues import default_queue, enqueue_after_commit
@@ -78,6 +78,8 @@ def _release_for(build: Build) -> Release:
 def _check_deployable(component: Component, environment: Environment) -> None:
     if environment.project_id != component.project_id:
         raise PlatformError("The environment belongs to another project.", errors={"environment": ["Unknown environment."]})
+    if component_deleting(component):
+        raise Conflict(f"{component.name} is being deleted.", errors={"component": ["Being deleted."]})
     busy = component.deployments.filter(environment=environment, status__in=(Deployment.PENDING, Deployment.ROLLING_OUT)).first()
     if busy is not None:
         raise Conflict(

@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from builds.descriptor import task_settings
 from builds.models import Component
+from builds.services import component_deleting
 from choreo_site import audit
 from choreo_site.errors import Conflict, PlatformError
 from choreo_site.queues import enqueue_after_commit, tasks_queue
@@ -62,6 +63,8 @@ def _check_task(component: Component, environment: Environment) -> Deployment:
     """The task's active deployment in the environment, or a 4xx naming why there is none."""
     if environment.project_id != component.project_id:
         raise PlatformError("The environment belongs to another project.", errors={"environment": ["Unknown environment."]})
+    if component_deleting(component):
+        raise Conflict(f"{component.name} is being deleted.", errors={"component": ["Being deleted."]})
     active = _active(component, environment)
     ctype = active.release.descriptor.get("type") if active else component.type
     if ctype not in TASK_TYPES:

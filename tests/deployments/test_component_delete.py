@@ -85,3 +85,36 @@ def test_the_page_names_what_a_delete_stops_and_wants_the_name_typed(logged_in, 
     assert any("Component web is deleted" in m for m in messages_of(response))
     assert running("web") == [] and not Component.objects.exists()
     assert ApprovalRequest.objects.get().status == ApprovalRequest.SUPERSEDED  # never approved for a later "web"
+
+
+def test_nothing_starts_while_a_delete_tears_down(component):
+    # A deploy that arrives after the delete's checks and before its teardown ends would
+    # start replicas the teardown never stops. The delete holds such a deploy off: here a
+    # teardown step of the test's own keeps the window open while a deploy is tried.
+    import threading
+
+    from builds import services as build_services
+    from choreo_site.errors import Conflict
+
+    v1 = build(component)
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_teardown(*, component):
+        inside.set()
+        assert release.wait(30)
+
+    build_services._component_teardowns.insert(0, (None, slow_teardown, lambda *, component: []))  # runs last
+    try:
+        deleting = threading.Thread(target=build_services.component_delete, kwargs={"component": component})
+        deleting.start()
+        assert inside.wait(30)
+        assert build_services.component_deleting(component)
+        with pytest.raises(Conflict, match="web is being deleted"):
+            services.deployment_deploy(component=component, build=v1)
+        assert not Deployment.objects.exists()
+        release.set()
+        deleting.join(30)
+    finally:
+        release.set()
+        build_services._component_teardowns.pop(0)
+    assert not Component.objects.filter(pk=component.pk).exists() and not build_services.component_deleting(component)
