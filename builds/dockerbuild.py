@@ -58,6 +58,9 @@ class _StreamingClient(docker.APIClient):
 
 
 OOM_EXIT = "returned a non-zero code: 137"
+# The legacy builder's lines: "Step 3/9 : FROM image AS name", and " ---> 1a2b3c4d5e6f" after each step.
+_STEP_FROM = re.compile(r"^Step \d+/\d+ : FROM\s", re.IGNORECASE)
+_STEP_IMAGE = re.compile(r"^ ---> ([0-9a-f]{12,64})\s*$")
 
 
 def _pids_cgroup() -> str | None:
@@ -140,8 +143,11 @@ class DockerBuild:
         return params
 
     def run(self, on_output: Callable[[str], None]) -> str:
-        """Build; pass each chunk of builder output to `on_output`; return the image id."""
+        """Build; pass each chunk of builder output to `on_output`; return the image id.
+        `stage_images` then holds the last image of each stage before the final one."""
         image_id = None
+        self.stage_images: list[str] = []
+        last = None  # the image the last step made
         try:
             self._client.extra_build_params = self._limit_params()
             stream = self._client.build(
@@ -160,6 +166,11 @@ class DockerBuild:
             for message in stream:
                 if "stream" in message:
                     on_output(message["stream"])
+                    for line in message["stream"].splitlines():
+                        if _STEP_FROM.match(line) and last:
+                            self.stage_images.append(last)  # a stage begins: the one before ended there
+                        made = _STEP_IMAGE.match(line)
+                        last = made.group(1) if made else last
                 elif "status" in message:
                     on_output(message["status"] + "\n")
                 if "aux" in message and "ID" in message["aux"]:
@@ -206,27 +217,63 @@ def save_image(image_id: str, dest: Path) -> Path:
 def cache_tag(component_pk: int) -> str:
     """The local tag that keeps a component's last built image, so that its next build finds
     the Engine's build cache for every step of the image's own stage (removing a build's
-    tag removes that stage's intermediate images). Unguessable, like a build's tag: another
-    project's Dockerfile must not build FROM it."""
+    tag removes that stage's intermediate images). Its earlier stages' last images are kept
+    as `<tag>-stage<N>`. Unguessable, like a build's tag: another project's Dockerfile must
+    not build FROM it."""
     key = hmac.new(settings.SECRET_KEY.encode(), f"build-cache:{component_pk}".encode(), hashlib.sha256).hexdigest()[:16]
     return f"choreo-cache/{settings.INSTANCE_NAMESPACE}:{component_pk}-{key}"
 
 
-def cache_keep(image_id: str, component_pk: int) -> None:
-    """Keep `image_id` as the component's last built image, in place of the one before."""
+def cache_tags(component_pk: int) -> dict[str, str]:
+    """The component's cache tags now in the Engine, with their image ids."""
     repository, _, name = cache_tag(component_pk).rpartition(":")
-    before = local_image_id(cache_tag(component_pk))
     try:
-        engine().images.get(image_id).tag(repository, name)
+        images = engine().images.list(name=repository)
+    except DockerException:
+        return {}
+    return {tag: image.id for image in images for tag in image.tags if tag.partition(":")[2].startswith(name)}
+
+
+def cache_keep(image_id: str, component_pk: int, stages: list[str] = ()) -> None:
+    """Keep `image_id`, and the last image of each of its earlier stages, as the component's
+    build cache, in place of the ones before. Nothing else keeps a multi-stage build's earlier
+    stages: untagged, a new one would be left behind by every build that changed them."""
+    tag = cache_tag(component_pk)
+    repository = tag.rpartition(":")[0]
+    wanted = {tag: image_id, **{f"{tag}-stage{n}": stage for n, stage in enumerate(stages, 1)}}
+    before = cache_tags(component_pk)
+    try:
+        for name, image in wanted.items():
+            engine().images.get(image).tag(repository, name.rpartition(":")[2])
     except DockerException:
         return  # best effort: the next build is only slower
-    if before and before != image_id:
-        remove_image(before)
+    for name in before.keys() - wanted.keys():
+        _untag(name)
+    for old in set(before.values()) - set(cache_tags(component_pk).values()):
+        _remove_unused(old)
 
 
 def cache_forget(component_pk: int) -> None:
-    """Remove a deleted component's last built image."""
-    remove_image(cache_tag(component_pk))
+    """Remove a deleted component's cached images."""
+    for name, image in cache_tags(component_pk).items():
+        _untag(name)
+        _remove_unused(image)
+
+
+def _untag(name: str) -> None:
+    try:
+        engine().images.remove(name, force=False, noprune=True)
+    except DockerException:
+        pass
+
+
+def _remove_unused(image_id: str) -> None:
+    """Remove an image unless something still uses it: another tag (another component's
+    cache may hold the same stage), a child image, a container."""
+    try:
+        engine().images.remove(image_id, force=False, noprune=False)
+    except DockerException:
+        pass
 
 
 def remove_image(name: str) -> None:

@@ -288,7 +288,7 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: runs.Watchdog, workspac
     reference = registry.image_reference(component.registry_repository, digest)
     writer.line(f"pushed {reference}")
     if settings.BUILD_USE_CACHE:
-        cache_keep(image_id, component.pk)
+        cache_keep(image_id, component.pk, stages=docker_build.stage_images)
     image, _ = Image.objects.update_or_create(
         component=component,
         digest=digest,

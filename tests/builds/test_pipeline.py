@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 
 from builds import registry
-from builds.dockerbuild import cache_tag
+from builds.dockerbuild import cache_tag, cache_tags
 from builds.models import ApiSpec, Build, Image
 from builds.services import build_cancel, build_start, component_create, component_delete
 from choreo_site.errors import PlatformError
@@ -75,6 +75,38 @@ def test_a_code_only_commit_finds_the_build_cache_of_the_images_own_stage(compon
     assert len(kept) == 1  # the last image only
     component_delete(component=component)
     assert subprocess.run(["docker", "images", "-q", cache_tag(component.pk)], capture_output=True, text=True).stdout.strip() == ""
+
+
+def test_a_multi_stage_build_keeps_its_last_stages_and_leaves_none_behind(component):
+    # The last image of an earlier stage (here, the dependencies') is what the next build's
+    # cache needs, and nothing else keeps it: it is kept per component, and the one it
+    # replaces is removed instead of piling up untagged, build after build.
+    def stages() -> dict[str, str]:
+        return {tag: image for tag, image in cache_tags(component.pk).items() if "-stage" in tag}
+
+    dockerfile = (
+        "FROM choreo/busybox:1 AS deps\nCOPY deps.txt /deps.txt\nRUN cat /deps.txt > /out.txt\n"
+        "FROM choreo/busybox:1\nCOPY --from=deps /out.txt /out.txt\nCOPY index.html /www/index.html\n"
+    )
+    component.repo.commit({"Dockerfile": dockerfile, "deps.txt": "one\n"}, "two stages")
+    first = build_and_wait(component)
+    assert first.status == Build.SUCCEEDED, read_text(first.log_stream)
+    (first_stage,) = stages().values()
+    component.repo.commit({"deps.txt": "two\n"}, "new dependencies")
+    second = build_and_wait(component)
+    assert second.status == Build.SUCCEEDED, read_text(second.log_stream)
+    (second_stage,) = stages().values()
+    assert second_stage != first_stage
+    gone = subprocess.run(["docker", "image", "inspect", first_stage], capture_output=True, text=True)
+    assert gone.returncode != 0, "the replaced stage image is still in the Engine"
+    component.repo.commit({"index.html": "<h1>code</h1>\n"}, "code only")
+    third = build_and_wait(component)
+    log = read_text(third.log_stream)
+    assert log.split(" : RUN cat /deps.txt > /out.txt")[1].splitlines()[1].strip() == "---> Using cache", log
+    assert stages() == {f"{cache_tag(component.pk)}-stage1": second_stage}
+    component_delete(component=component)
+    assert cache_tags(component.pk) == {}
+    assert subprocess.run(["docker", "image", "inspect", second_stage], capture_output=True).returncode != 0
 
 
 def test_rebuild_of_the_same_commit_reuses_the_image(component):
