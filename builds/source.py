@@ -208,7 +208,9 @@ def _python_dependencies(files: Files) -> tuple[str, list[str]]:
         text = files.read("requirements.txt") or ""
         names = [m.group(1).lower() for line in text.splitlines() if (m := _REQUIREMENT_NAME.match(line.split("#")[0]))]
         return "requirements.txt", names
-    return "pyproject.toml", _pyproject_dependencies(files)
+    if "pyproject.toml" in files.names:
+        return "pyproject.toml", _pyproject_dependencies(files)
+    raise SourceError("a python source build needs requirements.txt, pyproject.toml or uv.lock at the top of the component")
 
 
 def _pyproject_dependencies(files: Files) -> list[str]:
@@ -429,6 +431,8 @@ def _comparator_allows(comparator: str, have: tuple[int, int, int]) -> bool:
 
 def _plan_node(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
     port = _port(descriptor)
+    if "package.json" not in files.names:
+        raise SourceError("a node source build needs package.json, with its lock file, at the top of the component")
     package = _json(files, "package.json")
     lock = next((name for name in NODE_LOCKS if name in files.names), None)
     if lock is None:
@@ -501,6 +505,8 @@ def _plan_node(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
 
 def _plan_go(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
     port = _port(descriptor)
+    if "go.mod" not in files.names:
+        raise SourceError("a go source build needs go.mod at the top of the component (go mod init)")
     gomod = files.read("go.mod") or ""
     directive = re.search(r"^go\s+(\d+\.\d+(?:\.\d+)?)\s*$", gomod, re.MULTILINE)
     if directive:

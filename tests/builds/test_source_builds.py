@@ -160,6 +160,12 @@ def test_a_uv_project_installs_exactly_its_lock_and_a_failed_install_names_the_f
     assert chosen.explain(failed) == f"uv.lock: the dependencies could not be installed (the tool's reason is in the build log). {failed}"
     other = "The command '/bin/sh -c exit 3' returned a non-zero code: 3"
     assert chosen.explain(other) == other
+    with pytest.raises(source.SourceError, match="a python source build needs requirements.txt, pyproject.toml or uv.lock"):
+        source.plan("python", files({"app.py": ""}), descriptor('run: "x"\n'))  # build.source: python, and nothing declared
+    with pytest.raises(source.SourceError, match="a node source build needs package.json"):
+        source.plan("node", files({"server.js": ""}), descriptor())
+    with pytest.raises(source.SourceError, match="a go source build needs go.mod"):
+        source.plan("go", files({"main.go": ""}), descriptor())
     with pytest.raises(source.SourceError, match="uv.lock without pyproject.toml: commit the pyproject.toml it was made from"):
         source.plan("python", files({"uv.lock": "", "app.py": ""}), descriptor('run: "x"\n'))
 
