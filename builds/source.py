@@ -435,6 +435,11 @@ def _plan_node(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
         raise SourceError("a node source build needs package.json, with its lock file, at the top of the component")
     package = _json(files, "package.json")
     lock = next((name for name in NODE_LOCKS if name in files.names), None)
+    other = next((name for name in ("yarn.lock", "pnpm-lock.yaml", "bun.lockb", "bun.lock") if name in files.names), None)
+    if lock is None and other:
+        raise SourceError(
+            f"{other}: source builds install with npm, from package-lock.json; commit one (npm install writes it), or use a Dockerfile"
+        )
     if lock is None:
         raise SourceError("package.json without its lock file: commit package-lock.json (npm install writes it)")
     engines = package.get("engines") if isinstance(package.get("engines"), dict) else {}

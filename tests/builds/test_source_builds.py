@@ -196,6 +196,8 @@ def test_node_plans_need_the_lock_file_check_engines_and_keep_dev_dependencies_o
     assert "RUN npm ci\n" in chosen.dockerfile and "COPY --from=build /app/ /app/" in chosen.dockerfile
     with pytest.raises(source.SourceError, match="package.json without its lock file: commit package-lock.json"):
         source.plan("node", files({"package.json": express["package.json"]}), descriptor())
+    with pytest.raises(source.SourceError, match="yarn.lock: source builds install with npm, from package-lock.json"):
+        source.plan("node", files({"package.json": express["package.json"], "yarn.lock": ""}), descriptor())
     newer = express["package.json"].replace('">=18"', '">=22"')
     with pytest.raises(
         source.SourceError, match=r"engines.node asks for Node.js '>=22', which this platform does not have \(available: 20.20.2\)"
