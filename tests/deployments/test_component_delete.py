@@ -95,6 +95,7 @@ def test_nothing_starts_while_a_delete_tears_down(component):
 
     from builds import services as build_services
     from choreo_site.errors import Conflict
+    from tasks.services import execution_run
 
     v1 = build(component)
     inside, release = threading.Event(), threading.Event()
@@ -111,6 +112,8 @@ def test_nothing_starts_while_a_delete_tears_down(component):
         assert build_services.component_deleting(component)
         with pytest.raises(Conflict, match="web is being deleted"):
             services.deployment_deploy(component=component, build=v1)
+        with pytest.raises(Conflict, match="web is being deleted"):  # nor a task run (tasks.services._check_task)
+            execution_run(component=component, environment=env(component, "development"))
         assert not Deployment.objects.exists()
         release.set()
         deleting.join(30)
