@@ -166,7 +166,9 @@ class RedactingFilter(logging.Filter):
                 self._redactor = Redactor(self._fetch())
                 self._fetched_at, self._generation = now, generation
             except Exception:  # no database yet: keep the last set, try again soon
-                self._fetched_at = now - self.refresh_every + 0.5
+                # The generation too: a filter that never fetched would otherwise stay
+                # stale, and ask again on every record.
+                self._fetched_at, self._generation = now - self.refresh_every + 0.5, generation
         return self._redactor
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -4,6 +4,8 @@ URL-encoded forms: stored logs, and the platform's own log output."""
 import base64
 import io
 import logging
+import threading
+import time
 from urllib.parse import quote
 
 import pytest
@@ -194,3 +196,148 @@ def test_whose_secrets_reach_a_text(project, settings, monkeypatch):
     assert owner_project_id(component) == project.pk and owner_project_id(build) == project.pk
     assert owner_project_id(PushEvent(component=None)) is None
     assert owner_project_id(PushEvent(component=component)) == project.pk
+
+
+@pytest.mark.parametrize("encode", [base64.b64encode, base64.urlsafe_b64encode])
+@pytest.mark.parametrize("secret", ["abcd", "token-value-1", "p>ss?w0rd~~"])
+def test_the_unpadded_base64_of_a_secret_is_masked_whole(secret, encode):
+    """As in a JWT, or base64url without its `=`: no trailing characters of it are left."""
+    unpadded = encode(secret.encode()).decode().rstrip("=")
+    assert Redactor([secret])(f"token={unpadded};") == f"token={MASK};"
+
+
+def test_a_percent_encoded_secret_is_masked_whole():
+    """Both URL encodings, `/` encoded too (as in a URL's user info or query)."""
+    from urllib.parse import quote_plus
+
+    secret = "pass/word with+space"
+    redact = Redactor([secret])
+    assert redact(f"https://u:{quote(secret, safe='')}@host/") == f"https://u:{MASK}@host/"
+    assert redact(f"?password={quote_plus(secret)}&x=1") == f"?password={MASK}&x=1"
+
+
+def test_a_secret_that_contains_another_is_masked_whole():
+    redact = Redactor(["abcd-1234", "abcd-1234-and-more"])
+    assert redact("x abcd-1234-and-more y abcd-1234 z") == f"x {MASK} y {MASK} z"
+
+
+def test_a_redactor_without_secrets_leaves_text_alone_and_needs_no_lookahead():
+    """The log writer redacts LOG_MAX_LINE plus `longest` characters of a line."""
+    redact = Redactor(["", "abc"])  # nothing long enough to mask
+    assert redact.longest == 0 and redact("abc text") == "abc text"
+    assert Redactor(["a-secret-value"]).longest >= len("a-secret-value")
+
+
+# The secret sources the apps register, and the filter of the platform's own log output:
+# how often it asks them, and what it does when they cannot answer.
+from choreo_site import redaction  # noqa: E402
+
+
+def counted_source(calls: list, values=("source-secret-1",), *, fail_while=lambda: False):
+    def source(project_id):
+        calls.append(project_id)
+        if fail_while():
+            raise RuntimeError("no database yet")
+        return list(values)
+
+    return source
+
+
+def filtered(log_filter: RedactingFilter, message: str) -> str:
+    record = logging.makeLogRecord({"msg": message})
+    assert log_filter.filter(record) is True
+    return record.getMessage()
+
+
+def test_a_secret_source_registered_twice_is_asked_once(monkeypatch):
+    monkeypatch.setattr(redaction, "_secret_sources", list(redaction._secret_sources))
+    calls: list = []
+    source = counted_source(calls)
+    redaction.register_secret_source(source)
+    redaction.register_secret_source(source)
+    assert platform_secrets(7).count("source-secret-1") == 1 and calls == [7]
+
+
+def test_the_log_filter_asks_again_only_when_the_secrets_changed_or_are_stale(monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(redaction, "_secret_sources", [*redaction._secret_sources, counted_source(calls)])
+    log_filter = RedactingFilter()
+    assert filtered(log_filter, "a source-secret-1") == "a ***" and len(calls) == 1
+    assert filtered(log_filter, "b source-secret-1") == "b ***" and len(calls) == 1  # the last set, not asked again
+    time.sleep(0.6)
+    assert filtered(log_filter, "b source-secret-1") == "b ***" and len(calls) == 1  # nor soon after: for refresh_every
+    for expected in (2, 3):  # changed in this process: asked again at once, every time
+        redaction.secrets_changed()
+        filtered(log_filter, "c")
+        assert len(calls) == expected
+    log_filter.refresh_every = 0.5  # changed in another process: asked again once stale
+    time.sleep(0.6)
+    filtered(log_filter, "d")
+    assert len(calls) == 4
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the fetch's own thread fails
+def test_the_log_filter_passes_records_on_while_the_secrets_cannot_be_fetched(monkeypatch):
+    calls: list = []
+    down = [True]
+    monkeypatch.setattr(redaction, "_secret_sources", [counted_source(calls, ("late-secret-1",), fail_while=lambda: down[0])])
+    log_filter = RedactingFilter()
+    assert filtered(log_filter, "x late-secret-1") == "x late-secret-1" and len(calls) == 1  # nothing to mask with yet
+    assert filtered(log_filter, "y late-secret-1") == "y late-secret-1" and len(calls) == 1  # not asked again at once
+    down[0] = False
+    time.sleep(0.6)  # but soon
+    assert filtered(log_filter, "z late-secret-1") == "z ***" and len(calls) == 2
+
+
+def test_a_record_logged_while_the_secrets_are_fetched_starts_no_second_fetch(monkeypatch):
+    """As the fetch's own database queries do: passed on as it is, and asked nothing."""
+    kept: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            kept.append(record.getMessage())
+
+    handler = Keep()
+    handler.addFilter(RedactingFilter())
+    log = logging.getLogger("tests.redaction.fetching")
+    monkeypatch.setattr(log, "propagate", False)
+    log.addHandler(handler)
+    calls: list = []
+
+    def source(project_id):
+        calls.append(project_id)
+        if len(calls) == 1:  # once: were it fetched again, not once more and again
+            log.warning("asking for the secrets")
+        return ["fetched-secret-1"]
+
+    monkeypatch.setattr(redaction, "_secret_sources", [source])
+    try:
+        log.warning("using fetched-secret-1")
+    finally:
+        log.removeHandler(handler)
+    assert calls == [None] and kept == ["asking for the secrets", "using ***"]
+
+
+def test_a_record_whose_message_cannot_be_formatted_is_passed_on():
+    """For logging to report it when the handler formats it, rather than losing it."""
+    record = logging.makeLogRecord({"msg": "%d items", "args": ("many",)})
+    assert RedactingFilter().filter(record) is True
+
+
+def test_a_hung_secret_source_holds_a_log_record_at_most_five_seconds_and_not_the_process(monkeypatch):
+    release = threading.Event()
+    fetching: list[threading.Thread] = []
+
+    def hung(project_id):
+        fetching.append(threading.current_thread())
+        release.wait(20)
+        return ["never-fetched-1"]
+
+    monkeypatch.setattr(redaction, "_secret_sources", [hung])
+    started = time.monotonic()
+    try:
+        assert filtered(RedactingFilter(), "a never-fetched-1") == "a never-fetched-1"
+        assert time.monotonic() - started < 10
+        assert fetching[0].daemon  # a hung fetch does not keep the process from exiting
+    finally:
+        release.set()
