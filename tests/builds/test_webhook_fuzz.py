@@ -206,6 +206,7 @@ def test_a_push_touches_a_component_only_under_its_directory():
     assert webhooks.touches(["svc"], "svc")  # the directory itself (a submodule, say)
     assert not webhooks.touches(["svc2/a.py", "README.md"], "svc")
     assert not webhooks.touches([], "svc")
+    assert webhooks.touches(["apps/api-X/main.py"], "apps/api-X/")  # whatever the directory's name ends with
 
 
 def test_payload_limits_and_shapes_are_refused_with_their_status():
@@ -226,3 +227,45 @@ def test_payload_limits_and_shapes_are_refused_with_their_status():
     with pytest.raises(webhooks.WebhookError) as refused:
         webhooks.verify(GITHUB_PUSH, {"X-Hub-Signature-256": "sha256=00"}, b"{}", "")
     assert refused.value.status == 401 and "no webhook secret" in refused.value.reason
+
+
+def test_a_missing_signature_is_refused_naming_the_header_each_host_signs_with():
+    """The 401's reason is the sender's answer: it names what to set."""
+    for delivery, header in zip(PROVIDERS, ["X-Hub-Signature-256", "X-Hub-Signature-256", "X-Gitlab-Token", "X-Hub-Signature"]):
+        with pytest.raises(webhooks.WebhookError) as refused:
+            webhooks.verify(delivery, {}, b"{}", "secret")
+        assert (refused.value.status, refused.value.reason) == (401, f"unsigned: {header} is missing")
+
+
+def _identify(**meta):
+    """As the view hands them over: request headers, looked up whatever their case."""
+    from django.http.request import HttpHeaders
+
+    return webhooks.identify(HttpHeaders({f"HTTP_{k}": v for k, v in meta.items()}))
+
+
+def test_each_host_s_delivery_id_and_event_name_are_kept_within_their_columns():
+    from builds.models import PushEvent
+
+    id_size, event_size = (PushEvent._meta.get_field(f).max_length for f in ("delivery_id", "event"))
+    long_id, long_event = "d" * 300, "e" * 300
+    for meta in (
+        {"X_GITHUB_EVENT": long_event, "X_GITHUB_DELIVERY": long_id},
+        {"X_GITEA_EVENT": long_event, "X_GITEA_DELIVERY": long_id},
+        {"X_FORGEJO_EVENT": long_event, "X_FORGEJO_DELIVERY": long_id},
+        {"X_GITLAB_EVENT": long_event, "X_GITLAB_EVENT_UUID": long_id},
+        {"X_GITLAB_EVENT": long_event, "IDEMPOTENCY_KEY": long_id},
+        {"X_EVENT_KEY": long_event, "X_REQUEST_UUID": long_id},
+    ):
+        delivery = _identify(**meta)
+        assert (delivery.delivery_id, delivery.event) == (long_id[:id_size], long_event[:event_size]), meta
+
+
+def test_each_host_s_event_names_are_push_ping_or_its_own():
+    assert _identify(X_GITLAB_EVENT="Push Hook", X_GITLAB_EVENT_UUID="u-1").event == "push"
+    assert _identify(X_GITLAB_EVENT="System Hook", IDEMPOTENCY_KEY="k-1") == webhooks.Delivery(webhooks.GITLAB, "k-1", "system")
+    assert _identify(X_GITLAB_EVENT="Tag Push Hook").event == "Tag Push Hook"
+    assert _identify(X_EVENT_KEY="repo:push", X_REQUEST_UUID="r-1") == webhooks.Delivery(webhooks.BITBUCKET, "r-1", "push")
+    assert _identify(X_EVENT_KEY="diagnostics:ping").event == "ping"
+    assert _identify(X_EVENT_KEY="repo:updated").event == "repo:updated"
+    assert _identify(X_FORGEJO_EVENT="push", X_FORGEJO_DELIVERY="f-1") == webhooks.Delivery(webhooks.GITEA, "f-1", "push")

@@ -93,7 +93,7 @@ def test_an_unexpected_error_fails_the_run_as_internal(component, caplog):
     assert execute(build, body) == Build.FAILED
     build.refresh_from_db()
     assert build.error == "Internal error: ZeroDivisionError: division by zero"
-    assert f"build {build.pk} failed unexpectedly" in caplog.text
+    assert f"build {build.pk} failed unexpectedly" in [record.getMessage() for record in caplog.records]
 
 
 def test_the_final_update_leaves_a_run_someone_else_ended(component):
@@ -284,3 +284,106 @@ def test_the_reaper_enqueues_again_a_queued_run_whose_job_was_lost(component):
     assert Job.exists(lost.job_id, connection=connection)
     assert not Job.exists(recent.job_id, connection=connection)
     builds_queue().empty()
+
+
+def test_registering_a_kind_is_all_the_reaper_the_log_streams_and_housekeeping_need(component, monkeypatch, django_user_model):
+    from choreo_site import housekeeping, logstream
+
+    monkeypatch.setattr(runs, "_kinds", {})
+    monkeypatch.setattr(logstream, "_stream_kinds", {})
+    monkeypatch.setattr(housekeeping, "_chores", [])
+    trial = dataclasses.replace(KIND, name="trial")
+    runs.register(trial)
+    runs.register(trial)  # once is enough: registering again changes nothing
+
+    ended = queued(component, status=Build.SUCCEEDED)
+    assert stream_final_status(f"trial-{ended.pk}") == Build.SUCCEEDED  # its log streams: rows and final statuses
+    with pytest.raises(LookupError):  # and who may read them: not someone outside the project
+        logstream.stream_check_reader(f"trial-{ended.pk}", django_user_model.objects.create_user("outsider"))
+    orphan = queued(component, status=Build.RUNNING, worker="elsewhere:1", heartbeat_at=None)
+    housekeeping.run_all()  # the reaper, as a housekeeping chore, over the kinds registered
+    orphan.refresh_from_db()
+    assert orphan.status == Build.FAILED and "sent no heartbeat" in orphan.error
+    assert runs.reap_orphans() == []
+
+
+def test_the_watchdog_beats_on_while_a_cancelled_run_winds_down(component, settings):
+    """A run slow to stop (a container taking its time) must not look dead to the reaper."""
+    settings.RUN_HEARTBEAT_INTERVAL = 0
+    build = queued(component)
+    beats = []
+
+    def body(run, writer, watchdog):
+        assert watchdog.daemon  # nor can a stuck watchdog keep its worker from exiting
+        Build.objects.filter(pk=run.pk).update(cancel_requested=True)
+        deadline = time.monotonic() + 10
+        while not watchdog.abort_reason and time.monotonic() < deadline:
+            time.sleep(0.05)
+        beats.append(Build.objects.get(pk=run.pk).heartbeat_at)
+        time.sleep(1.2)
+        beats.append(Build.objects.get(pk=run.pk).heartbeat_at)
+        watchdog.check()
+
+    assert execute(build, body) == Build.CANCELLED
+    assert beats[1] > beats[0]
+
+
+def test_a_run_s_own_time_limit_leaves_it_alone_within_and_times_it_out_past_it(component):
+    """A kind whose runs each have their own limit (a task's timeout), and a status of its
+    own for a run over it; a cancel still stops such a run."""
+    from tasks.execution import KIND as EXECUTION
+    from tasks.models import Execution
+
+    ended, limits = [], {}
+    kind = dataclasses.replace(EXECUTION, timeout_of=lambda run: limits[run.pk], ended=lambda run, status: ended.append((run.pk, status)))
+    development = component.project.environments.get(name="development")
+
+    def execution(limit: float) -> Execution:
+        run = Execution.objects.create(component=component, environment=development, trigger=Execution.MANUAL, triggered_at=timezone.now())
+        limits[run.pk] = limit
+        return run
+
+    def busy_for(run, writer, watchdog):
+        until = time.monotonic() + 0.8
+        while time.monotonic() < until:
+            watchdog.check()
+            time.sleep(0.05)
+
+    def cancelled(run, writer, watchdog):
+        Execution.objects.filter(pk=run.pk).update(cancel_requested=True)
+        _wait_for_abort(run, writer, watchdog)
+
+    def load(pk):
+        return Execution.objects.get(pk=pk)
+
+    within, over, cancel = execution(3), execution(1), execution(20)
+    assert runs.execute(kind, within.pk, busy_for, load=load) == Execution.SUCCEEDED
+    assert runs.execute(kind, over.pk, _wait_for_abort, load=load) == Execution.TIMED_OUT
+    over.refresh_from_db()
+    assert over.error == "Timed out after 1s (its timeout)."
+    assert runs.execute(kind, cancel.pk, cancelled, load=load) == Execution.CANCELLED
+    # The kind is told, once each.
+    assert ended == [(within.pk, Execution.SUCCEEDED), (over.pk, Execution.TIMED_OUT), (cancel.pk, Execution.CANCELLED)]
+
+
+def test_live_readers_are_told_the_run_s_final_status(component):
+    import asyncio
+
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from choreo_site.logstream import group_name
+
+    build = queued(component)
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(group_name(build.log_stream), channel)
+
+    assert execute(build, lambda run, writer, watchdog: writer.line("working")) == Build.SUCCEEDED
+
+    async def the_end():
+        while (message := await asyncio.wait_for(layer.receive(channel), 10))["type"] != "log.end":
+            pass
+        return message
+
+    assert async_to_sync(the_end)()["status"] == Build.SUCCEEDED

@@ -170,3 +170,53 @@ def test_what_a_deployment_would_get_now_is_this_component_and_environment(proje
     assert {key: value.text for key, value in now.items()} == {"GREETING": "in development"}
     now = configurables.current(web, project.environments.get(name="production"))
     assert {key: value.text for key, value in now.items()} == {"GREETING": "everywhere", "ONLY_PRODUCTION": "p"}
+
+
+def test_a_deployment_s_configuration_is_listed_by_name_scope_and_fingerprint_never_by_value(project):
+    from deployments.models import Deployment, Release
+
+    put(project, "GREETING", "everywhere-greeting")
+    put(project, "GREETING", "development-greeting", environment="development")
+    put(project, "DB_PASSWORD", "pw-0123456789", secret=True)
+    put(project, "app-config", b"name = 'shop'\n", is_file=True)
+    dev = project.environments.get(name="development")
+    deployment = Deployment(
+        release=Release(config=config_snapshot(project=project, component="web")),
+        config=config_snapshot(project=project, component="web", environment=dev),
+    )
+    now = values(project)
+    assert configurables.config_keys(deployment) == [
+        {"key": key, "secret": secret, "file": file, "scope": scope, "hash": now[key].fingerprint[:16]}
+        for key, secret, file, scope in [
+            ("DB_PASSWORD", True, False, "all environments"),
+            ("GREETING", False, False, "environment"),
+            ("app-config", False, True, "all environments"),
+        ]
+    ]
+    assert all(len(now[key].fingerprint) > 16 for key in now)
+    listed = str(configurables.config_keys(deployment))
+    assert not any(value in listed for value in ("greeting", "pw-0123456789", "shop"))
+
+
+def test_changes_name_the_keys_added_removed_and_given_another_value_compared_by_fingerprint(project):
+    from environments.services import config_delete
+
+    for key, value in (("GREETING", "hello"), ("SAME", "unchanged"), ("GONE", "soon gone"), ("ALSO_GONE", "x")):
+        put(project, key, value)
+    put(project, "TOKEN", "first-token", secret=True)
+    old = values(project)
+    put(project, "GREETING", "hello again")
+    put(project, "TOKEN", "second-token", secret=True)
+    put(project, "SAME", "unchanged")
+    put(project, "Z_NEW", "z")
+    put(project, "A_NEW", "a")
+    for key in ("GONE", "ALSO_GONE"):
+        config_delete(project=project, component="web", environment=None, key=key)
+    new = values(project)
+    assert configurables.changes(old, new) == {
+        "added": ["A_NEW", "Z_NEW"],
+        "removed": ["ALSO_GONE", "GONE"],
+        "changed": ["GREETING", "TOKEN"],
+    }
+    assert configurables.changed_keys(old, new) == ["ALSO_GONE", "A_NEW", "GONE", "GREETING", "TOKEN", "Z_NEW"]
+    assert configurables.changes(new, new) == {"added": [], "removed": [], "changed": []} and configurables.changed_keys(old, old) == []

@@ -160,3 +160,16 @@ def test_nothing_to_drain_when_the_old_deployment_has_no_server_in_the_pool(pool
     _drain(ingress, slot, Deployment(replicas=[{"id": "x", "name": "r", "address": "127.0.0.1", "server": "srv3"}]), lines)
     assert lines == []
     assert sorted(s.name for s in ingress.servers(slot)) == sorted(name for name, _ in servers.values())
+
+
+def test_every_old_replica_is_drained_and_freed_and_named_in_the_log(pool, settings):
+    ingress, slot, servers = pool
+    settings.ROLLOUT_DRAIN_TIMEOUT = 20
+    names = [servers["old"][0], servers["new"][0]]
+    old = Deployment(replicas=[{"id": str(i), "name": f"r{i}", "address": "127.0.0.1", "server": name} for i, name in enumerate(names)])
+    lines = Lines()
+
+    _drain(ingress, slot, old, lines)
+
+    assert lines == [f"==> Drain the old replicas ({names[0]}, {names[1]}), at most 20s"]
+    assert list(ingress.servers(slot)) == []

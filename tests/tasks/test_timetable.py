@@ -128,6 +128,20 @@ def test_times_in_reasons_are_utc_whatever_the_machine_s_zone(monkeypatch):
         time.tzset()
 
 
+def test_due_times_are_in_utc_whatever_the_machine_s_zone(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        berlin = Timetable("30 2 * * *", "Europe/Berlin")
+        for due in (berlin.after(utc(2026, 6, 1)), berlin.latest(utc(2026, 6, 1))):
+            assert due.utcoffset() == timedelta(0) and due.isoformat().endswith("+00:00")
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
 def test_the_newest_due_time_at_or_before_a_moment():
     assert Timetable("@every 2s").latest(utc(2026, 1, 1, 0, 0, 3)) == utc(2026, 1, 1, 0, 0, 2)
     assert Timetable("@every 2s").latest(utc(2026, 1, 1, 0, 0, 2)) == utc(2026, 1, 1, 0, 0, 2)
