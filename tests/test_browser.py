@@ -4,6 +4,7 @@ worker process."""
 
 import os
 import re
+import secrets
 import signal
 
 import pytest
@@ -17,9 +18,11 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop in this thread
 
-CHATTY_DOCKERFILE = """\
+# The run's own mark in the step: the Engine keeps every component's last image as its
+# build cache (builds/dockerbuild.py cache_keep), and a step from the cache prints nothing.
+CHATTY_DOCKERFILE = f"""\
 FROM choreo/busybox:1
-RUN for i in 1 2 3 4 5 6 7 8; do echo "tick $i"; sleep 1; done
+RUN echo "run {secrets.token_hex(8)}" && for i in 1 2 3 4 5 6 7 8; do echo "tick $i"; sleep 1; done
 """
 
 
