@@ -141,6 +141,12 @@ LOG_MAX_BYTES = env.int("LOG_MAX_BYTES", default=8 * 1024 * 1024)
 ROLLOUT_DRAIN_TIMEOUT = env.int("ROLLOUT_DRAIN_TIMEOUT", default=30)
 ROLLOUT_STOP_GRACE = env.int("ROLLOUT_STOP_GRACE", default=10)
 
+# The Kubernetes runtime (deployments/runtimes/kubernetes.py; not the default yet): the label
+# of the ingress controller's namespace, which each environment's NetworkPolicy admits
+# traffic from ("key=value"), and how long a finished execution's Job and pod are kept.
+KUBERNETES_INGRESS_NAMESPACE = env.str("KUBERNETES_INGRESS_NAMESPACE", default="kubernetes.io/metadata.name=ingress-nginx")
+KUBERNETES_JOB_TTL = env.int("KUBERNETES_JOB_TTL", default=3600)
+
 INSTALLED_APPS = [
     "daphne",
     "choreo_site",  # before django_rq: its rqworker command does start-up housekeeping
