@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import urllib3
+import yaml
 from django.conf import settings
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
@@ -64,9 +65,12 @@ def api_client(kubeconfig: str | None = None) -> client.ApiClient:
             config.load_incluster_config(client_configuration=configuration)
         else:
             raise RuntimeFailure("no Kubernetes cluster is configured: set KUBECONFIG, or run the platform in a pod")
-    except ConfigException as exc:
+    except (ConfigException, yaml.YAMLError, OSError) as exc:
         raise RuntimeFailure(f"the Kubernetes configuration {path} cannot be used: {exc}") from None
-    configuration.retries = 1  # an unreachable API server is said at once, not after urllib3's default retries
+    # No retries by urllib3: an unreachable API server is said at once (each call is repeated
+    # at the platform's level: a rollout or an execution fails with the reason, reconciliation
+    # comes back), and a client lives only as long as one runtime object.
+    configuration.retries = 0
     return client.ApiClient(configuration)
 
 
