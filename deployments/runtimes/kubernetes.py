@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -37,6 +38,8 @@ from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from deployments.runtimes import Replica, ReplicaSpec, RuntimeFailure
+
+log = logging.getLogger(__name__)
 
 LABEL = "io.choreo"
 FIELD_MANAGER = "choreo"
@@ -89,6 +92,10 @@ def _transport_reason(exc: Exception) -> str:
     return text.split("): ", 1)[-1] if text.startswith("HTTP") else text
 
 
+class Unreachable(RuntimeFailure):
+    """The API server did not answer (refused, timed out, TLS): unlike a refusal, worth asking again."""
+
+
 class KubernetesRuntime:
     def __init__(
         self,
@@ -130,10 +137,10 @@ class KubernetesRuntime:
             if exc.status == 404 and missing is not _NOT_FOUND:
                 return missing
             if exc.status == 0 or exc.status is None:  # the client's own wrapping of a transport error
-                raise RuntimeFailure(f"the Kubernetes API at {self.host} cannot be reached ({what}): {exc.reason}") from None
+                raise Unreachable(f"the Kubernetes API at {self.host} cannot be reached ({what}): {exc.reason}") from None
             raise RuntimeFailure(f"Kubernetes refused to {what}: {_message(exc)}") from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise RuntimeFailure(f"the Kubernetes API at {self.host} cannot be reached ({what}): {_transport_reason(exc)}") from None
+            raise Unreachable(f"the Kubernetes API at {self.host} cannot be reached ({what}): {_transport_reason(exc)}") from None
 
     def _apply_one(self, manifest: dict, *, dry_run: bool) -> None:
         kind, name = manifest["kind"], manifest["metadata"]["name"]
@@ -350,11 +357,7 @@ class KubernetesRuntime:
         for job in jobs.items:
             once = KubernetesOnce(self, job.metadata.namespace, job.metadata.name)
             finished = _finished(job)
-            code = None
-            if finished is not None:
-                code = once.exit_code()
-                code = KILLED if code is None else code
-            found.append((once, code))
+            found.append((once, None if finished is None else once.final_code(finished)))
         return found
 
     # ---- replicas: not in this slice --------------------------------------------------------
@@ -395,6 +398,7 @@ class KubernetesOnce:
     def __init__(self, runtime: KubernetesRuntime, namespace: str, name: str):
         self.runtime, self.namespace, self.name = runtime, namespace, name
         self.id = f"{namespace}/{name}"
+        self.patience = 30.0  # seconds `wait` bears an unreachable API server
         self._aborted = threading.Event()
 
     def _pods(self) -> list:
@@ -414,6 +418,14 @@ class KubernetesOnce:
                 if status.name == CONTAINER and status.state and status.state.terminated:
                     return status.state.terminated.exit_code
         return None
+
+    def final_code(self, condition) -> int:
+        """The exit code of an ended Job: its container's; for a Job that completed without
+        one left to read (its pod collected), 0, as Complete means; else KILLED."""
+        code = self.exit_code()
+        if code is not None:
+            return code
+        return 0 if condition.type == "Complete" else KILLED
 
     def _output(self, output: Callable[[str], None]) -> None:
         """The pod's log, once it ended. Where the cluster cannot give it (kwok runs no
@@ -438,10 +450,21 @@ class KubernetesOnce:
     def wait(self, output: Callable[[str], None]) -> int:
         """Until the Job ends: its container's exit code. Its output is passed on when it
         ended (not yet as it comes). After `abort`, the exit code Kubernetes recorded, or
-        KILLED. A Job Kubernetes stopped at its deadline, or one that vanished, fails."""
+        KILLED. A Job Kubernetes stopped at its deadline, or one that vanished, fails; so
+        does an API server that stays unreachable for `patience` seconds (the Job itself
+        runs on, and stops at its deadline)."""
         rt = self.runtime
+        unreachable_since = None
         while True:
-            job = rt.call(f"read the Job {self.name}", rt.batch.read_namespaced_job, self.name, self.namespace, missing=None)
+            try:
+                job = rt.call(f"read the Job {self.name}", rt.batch.read_namespaced_job, self.name, self.namespace, missing=None)
+            except Unreachable:
+                unreachable_since = unreachable_since or time.monotonic()
+                if time.monotonic() - unreachable_since > self.patience:
+                    raise
+                self._aborted.wait(rt.poll_interval)
+                continue
+            unreachable_since = None
             if self._aborted.is_set():
                 code = self.exit_code() if job is not None else None
                 return KILLED if code is None else code
@@ -456,9 +479,9 @@ class KubernetesOnce:
                         f"(activeDeadlineSeconds {job.spec.active_deadline_seconds}): {condition.message}"
                     )
                 code = self.exit_code()
-                if code is None:
+                if code is None and condition.type == "Failed":
                     raise RuntimeFailure(f"the task's Job {self.id} failed with no exit code: {condition.reason}: {condition.message}")
-                return code
+                return 0 if code is None else code
             self._aborted.wait(rt.poll_interval)
 
     def abort(self, reason: str) -> None:
@@ -466,14 +489,19 @@ class KubernetesOnce:
         then returns. Safe from any thread."""
         self._aborted.set()
         rt = self.runtime
-        rt.call(
-            f"delete the Job {self.name}",
-            rt.batch.delete_namespaced_job,
-            self.name,
-            self.namespace,
-            propagation_policy="Foreground",
-            missing=None,
-        )
+        try:
+            rt.call(
+                f"delete the Job {self.name}",
+                rt.batch.delete_namespaced_job,
+                self.name,
+                self.namespace,
+                propagation_policy="Foreground",
+                missing=None,
+            )
+        except RuntimeFailure as exc:
+            # Never raised into the watchdog's thread: `remove`, which the execution always
+            # calls after `wait`, deletes the Job again and says why it could not.
+            log.warning("could not stop the task's Job %s: %s", self.id, exc)
 
     def remove(self) -> None:
         """Delete the Job, its pods and its configuration Secret."""

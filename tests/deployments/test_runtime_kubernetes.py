@@ -22,7 +22,7 @@ import pytest
 from kubernetes.client.rest import ApiException
 
 from deployments.runtimes import ReplicaFile, ReplicaSpec, RuntimeFailure
-from deployments.runtimes.kubernetes import FIELD_MANAGER, KILLED, KubernetesRuntime
+from deployments.runtimes.kubernetes import FIELD_MANAGER, KILLED, KubernetesOnce, KubernetesRuntime
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.kubernetes
@@ -279,6 +279,7 @@ def test_a_name_kubernetes_refuses(runtime):
     assert ours(runtime, namespace, 6) == ([], [])
 
 
+@pytest.mark.django_db  # `abort` logs a warning, and the platform's log filter reads the secrets to redact
 def test_an_unreachable_cluster(kubeconfig, tmp_path):
     closed = free_port()
     text = Path(kubeconfig).read_text()
@@ -293,6 +294,17 @@ def test_an_unreachable_cluster(kubeconfig, tmp_path):
         f"the Kubernetes API at https://127.0.0.1:{closed} cannot be reached (read the namespace): "
         "Failed to establish a new connection: [Errno 111] Connection refused"
     )
+    # A running task's Job, its API server gone: `wait` bears it for a while, then says so;
+    # `abort` (called from the watchdog's thread) never raises.
+    once = KubernetesOnce(rt, "somewhere", "a-job")
+    once.patience = 1
+    started = time.monotonic()
+    with pytest.raises(RuntimeFailure, match=r"cannot be reached \(read the Job a-job\)"):
+        once.wait(lambda text: None)
+    assert 1 <= time.monotonic() - started < 5
+    once.abort("Cancelled by a user.")
+    with pytest.raises(RuntimeFailure, match=r"cannot be reached \(delete the Job a-job\)"):
+        once.remove()
 
 
 def test_no_cluster_configured(tmp_path, monkeypatch):
