@@ -141,9 +141,18 @@ LOG_MAX_BYTES = env.int("LOG_MAX_BYTES", default=8 * 1024 * 1024)
 ROLLOUT_DRAIN_TIMEOUT = env.int("ROLLOUT_DRAIN_TIMEOUT", default=30)
 ROLLOUT_STOP_GRACE = env.int("ROLLOUT_STOP_GRACE", default=10)
 
-# The Kubernetes runtime (deployments/runtimes/kubernetes.py; not the default yet): the label
-# of the ingress controller's namespace, which each environment's NetworkPolicy admits
-# traffic from ("key=value"), and how long a finished execution's Job and pod are kept.
+# Where replicas and executions run: `docker` (this machine's Engine) or `kubernetes` (the
+# cluster of KUBECONFIG, else in-cluster credentials; deployments/runtimes/kubernetes.py).
+RUNTIME = env.str("RUNTIME", default="docker")
+if RUNTIME not in ("docker", "kubernetes"):
+    raise ImproperlyConfigured(f"RUNTIME must be docker or kubernetes, got {RUNTIME!r}")
+# The Kubernetes runtime: the label of the ingress controller's namespace, which each
+# environment's NetworkPolicy admits traffic from ("key=value"); the IngressClass of the
+# Ingresses it makes; the registry's address as the cluster's nodes reach it (an image
+# reference's host is replaced by it; empty: as the platform reaches it); and how long a
+# finished execution's Job and pod are kept.
+KUBERNETES_INGRESS_CLASS = env.str("KUBERNETES_INGRESS_CLASS", default="nginx")
+KUBERNETES_IMAGE_REGISTRY = env.str("KUBERNETES_IMAGE_REGISTRY", default="")
 KUBERNETES_INGRESS_NAMESPACE = env.str("KUBERNETES_INGRESS_NAMESPACE", default="kubernetes.io/metadata.name=ingress-nginx")
 KUBERNETES_JOB_TTL = env.int("KUBERNETES_JOB_TTL", default=3600)
 

@@ -27,9 +27,9 @@ from deployments import configurables
 from deployments.ingress import ingress
 from deployments.ingress.haproxy import IngressError, slot_name
 from deployments.models import Deployment, Route
-from deployments.runtimes import Limits, Replica, ReplicaSpec, Runtime, RuntimeFailure
+from deployments.runtimes import Limits, Replica, ReplicaSpec, Runtime, RuntimeFailure, ServiceRuntime, ServiceSpec
 from deployments.runtimes.docker import DockerRuntime
-from deployments.services import route_ensure
+from deployments.services import host_for, route_ensure
 from environments import permissions
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,12 @@ class RolloutFailed(Exception):
 
 
 def runtime() -> Runtime:
-    """The runtime replicas run on. Docker today; the rest of the app sees only `Runtime`."""
+    """The runtime replicas and executions run on (settings.RUNTIME); the rest of the app
+    sees only `Runtime` (and `ServiceRuntime`, for one that rolls services out itself)."""
+    if settings.RUNTIME == "kubernetes":
+        from deployments.runtimes.kubernetes import KubernetesRuntime
+
+        return KubernetesRuntime(settings.INSTANCE_NAMESPACE)
     return DockerRuntime(settings.INSTANCE_NAMESPACE)
 
 
@@ -67,7 +72,8 @@ def container_spec(deployment: Deployment, *, name: str, labels: dict[str, str])
     and the configuration of its snapshots (decrypted here, in the worker; never passed
     through a job)."""
     component, environment, release = deployment.component, deployment.environment, deployment.release
-    env, files = configurables.replica_configuration(release.descriptor, configurables.merged(release.config, deployment.config))
+    values = configurables.merged(release.config, deployment.config)
+    env, files = configurables.replica_configuration(release.descriptor, values)
     return ReplicaSpec(
         project=component.project.name,
         environment=environment.name,
@@ -78,7 +84,30 @@ def container_spec(deployment: Deployment, *, name: str, labels: dict[str, str])
         files=files,
         labels=labels,
         limits=replica_limits(release.descriptor),
+        secret_names=frozenset(key for key, value in values.items() if value.secret and not value.is_file),
     )
+
+
+def service_spec(deployment: Deployment) -> ServiceSpec:
+    """The whole service a deployment is, for a runtime that rolls services out itself."""
+    component, descriptor = deployment.component, deployment.release.descriptor
+    endpoint = _public_endpoint(descriptor)
+    return ServiceSpec(
+        deployment=deployment.pk,
+        component_id=component.pk,
+        replica=container_spec(deployment, name=f"c{component.pk}", labels={"deployment": str(deployment.pk)}),
+        replicas=descriptor.get("replicas", 1),
+        ports=tuple(e["port"] for e in descriptor.get("endpoints", [])),
+        health=descriptor.get("health"),
+        public=endpoint,
+        host=host_for(component, deployment.environment) if endpoint else None,
+        drain=settings.ROLLOUT_DRAIN_TIMEOUT,
+        stop_grace=settings.ROLLOUT_STOP_GRACE,
+    )
+
+
+def _is_task(deployment: Deployment) -> bool:
+    return deployment.release.descriptor.get("type", "").endswith("-task")
 
 
 def _public_endpoint(descriptor: dict) -> dict | None:
@@ -130,7 +159,7 @@ def _roll_out(deployment: Deployment, writer: LogWriter, rt: Runtime, started: l
     health = descriptor.get("health")
     endpoint = _public_endpoint(descriptor)
     any_port = (descriptor.get("endpoints") or [{}])[0].get("port")
-    if descriptor.get("type", "").endswith("-task"):
+    if _is_task(deployment):
         _activate_task(deployment, writer, rt)
         return
     writer.line(f"==> Deploying {release.image_reference} to {environment.name} ({deployment.kind}, {count} replica(s))")
@@ -139,6 +168,9 @@ def _roll_out(deployment: Deployment, writer: LogWriter, rt: Runtime, started: l
     if values:
         listed = ", ".join(f"{k}{' (secret)' if v.secret else ''}{' (file)' if v.is_file else ''}" for k, v in sorted(values.items()))
         writer.line(f"==> Configuration: {listed}")
+    if isinstance(rt, ServiceRuntime):
+        _roll_out_service(deployment, writer, rt)
+        return
     writer.line("==> Start the new replicas")
     for i in range(count):
         replica = rt.replica_start(replica_spec(deployment, i))
@@ -206,6 +238,31 @@ def _roll_out(deployment: Deployment, writer: LogWriter, rt: Runtime, started: l
     writer.line(f"==> Deployment {deployment.pk} is active")
 
 
+def _roll_out_service(deployment: Deployment, writer: LogWriter, rt: ServiceRuntime) -> None:
+    """The rollout on a runtime that switches versions itself (Kubernetes): it brings the
+    new version to serving, or puts the old one back and says why."""
+    old = deployment.replaces
+    spec = service_spec(deployment)
+    previous = service_spec(old) if old is not None and not _is_task(old) else None
+    writer.line(f"==> Health check: {_describe_health(spec.health, spec.ports[0] if spec.ports else None)}, within {spec.startup:g}s")
+    try:
+        rt.service_deploy(spec, previous=previous, log=writer.line)
+    except RuntimeFailure:
+        raise  # the runtime already put the previous version back
+    except BaseException:
+        rt.service_revert(spec, previous=previous)
+        writer.line("the previous version was applied again")
+        raise
+    if spec.host:
+        writer.line(f"serving at http://{spec.host}{spec.public['basePath']} through the cluster's ingress")
+    final_old = Deployment.ROLLED_BACK if deployment.kind == Deployment.ROLLBACK else Deployment.SUPERSEDED
+    if old is not None:
+        Deployment.objects.filter(pk=old.pk, status=Deployment.ACTIVE).update(status=final_old)
+    if not runs.finish(KIND, deployment, Deployment.ACTIVE):
+        writer.line("the deployment was changed by someone else while rolling out")
+    writer.line(f"==> Deployment {deployment.pk} is active")
+
+
 def _activate_task(deployment: Deployment, writer: LogWriter, rt: Runtime) -> None:
     """A task has no replicas and no route: its deployment becomes the revision its
     executions run (executions already running keep theirs). What an earlier service
@@ -225,7 +282,15 @@ def _activate_task(deployment: Deployment, writer: LogWriter, rt: Runtime) -> No
     if not taken:
         writer.line("the deployment was changed by someone else while rolling out")
         return
-    if old is not None and old.replicas:
+    if old is not None and not _is_task(old) and isinstance(rt, ServiceRuntime):
+        rt.service_remove(
+            project=deployment.component.project.name,
+            environment=deployment.environment.name,
+            component_id=deployment.component_id,
+            grace=settings.ROLLOUT_STOP_GRACE,
+        )
+        writer.line("the service it replaces was removed")
+    elif old is not None and old.replicas:
         route = Route.objects.filter(component=deployment.component, environment=deployment.environment).first()
         ing = ingress()
         if route is not None and ing.is_up():
@@ -282,7 +347,16 @@ def replicas_reconcile() -> list[str]:
     gone (removed by hand, or lost with the host). Running containers are not touched."""
     rt = runtime()
     replaced = []
-    for deployment in Deployment.objects.filter(status=Deployment.ACTIVE).select_related("component__project", "environment", "release"):
+    active = Deployment.objects.filter(status=Deployment.ACTIVE).select_related("component__project", "environment", "release")
+    if isinstance(rt, ServiceRuntime):
+        for deployment in active:
+            if not _is_task(deployment):
+                made = rt.service_reconcile(service_spec(deployment))
+                if made:
+                    LogWriter(deployment.log_stream).line(f"missing in the cluster, made again: {', '.join(made)}")
+                    replaced += made
+        return replaced
+    for deployment in active:
         running = {r.id for r in rt.replicas(deployment=str(deployment.pk))}
         records, changed = [], False
         for index, record in enumerate(deployment.replicas):
@@ -301,7 +375,10 @@ def replicas_reconcile() -> list[str]:
 
 def ingress_reconcile() -> None:
     """Make the ingress route every active deployment's replicas, e.g. after HAProxy
-    restarted with an empty map. Touches no container and no healthy route."""
+    restarted with an empty map. Touches no container and no healthy route. (On a runtime
+    that rolls services out itself, the cluster's ingress routes to them.)"""
+    if settings.RUNTIME != "docker":
+        return
     ing = ingress()
     if not ing.is_up():
         return
@@ -355,6 +432,11 @@ def component_remove(*, component) -> None:
     containers and its ingress routes (see `_remove`)."""
 
     def stop(rt) -> None:
+        if isinstance(rt, ServiceRuntime):
+            for environment in component.project.environments.all():
+                grace = settings.ROLLOUT_STOP_GRACE
+                rt.service_remove(project=component.project.name, environment=environment.name, component_id=component.pk, grace=grace)
+            return
         for replica in rt.replicas(project=component.project.name, component=component.name):
             rt.replica_stop(replica, grace=settings.ROLLOUT_STOP_GRACE)
 
@@ -391,6 +473,13 @@ def _remove(*, deployments, routes, stop, what: str) -> None:
 def health(deployment: Deployment) -> str:
     """How many of the deployment's replicas the ingress (or, without a public endpoint,
     the runtime) sees up, for the Deploy page."""
+    if settings.RUNTIME != "docker":
+        try:
+            rt = runtime()
+            state = rt.service_state(service_spec(deployment)) if isinstance(rt, ServiceRuntime) else None
+        except RuntimeFailure as exc:
+            return f"unknown: {exc}"
+        return f"{state.ready}/{state.desired} replicas ready in the cluster" if state else ""
     total = len(deployment.replicas)
     route = Route.objects.filter(component=deployment.component, environment=deployment.environment).first()
     ing = ingress()
@@ -405,6 +494,8 @@ def runtime_log_pairs(*, deployment: Deployment, since: float | None) -> list[tu
     """(replica name, runtime stamp, line) of each of the deployment's replicas, unredacted:
     read them through `deployments.runtime_logs`."""
     rt = runtime()
+    if isinstance(rt, ServiceRuntime):
+        return rt.service_logs(service_spec(deployment), since=since)
     return [(replica.name, stamp, line) for replica in _replicas_of(deployment) for stamp, line in rt.logs(replica, since=since)]
 
 
@@ -416,6 +507,10 @@ def _orphaned(deployment: Deployment, reason: str) -> None:
     and servers are removed, and it fails with the reason; the old version keeps serving.
     """
     deployment = _load(deployment.pk)
+    rt = runtime()
+    if isinstance(rt, ServiceRuntime) and not _is_task(deployment):
+        _orphaned_service(deployment, reason, rt)
+        return
     route = Route.objects.filter(component=deployment.component, environment=deployment.environment).first()
     ing = ingress()
     servers = {s.name for s in ing.servers(slot_name(route.slot))} if route is not None and ing.is_up() else set()
@@ -438,6 +533,24 @@ def _orphaned(deployment: Deployment, reason: str) -> None:
     for replica in runtime().replicas(deployment=str(deployment.pk)):
         runtime().replica_stop(replica, grace=1)
     runs.fail(KIND, deployment, reason, note="Its replicas were removed; the active version keeps serving.")
+
+
+def _orphaned_service(deployment: Deployment, reason: str, rt: ServiceRuntime) -> None:
+    """`_orphaned` on a runtime that rolls out itself: active if the cluster completed the
+    rollout of this very deployment, else the previous version is applied again."""
+    spec = service_spec(deployment)
+    old = deployment.replaces
+    previous = service_spec(old) if old is not None and not _is_task(old) else None
+    if rt.service_state(spec).serving:
+        if runs.finish(KIND, deployment, Deployment.ACTIVE):
+            if old is not None:
+                Deployment.objects.filter(pk=old.pk, status=Deployment.ACTIVE).update(status=Deployment.SUPERSEDED)
+            writer = LogWriter(deployment.log_stream)
+            writer.line("==> The worker stopped after the cluster completed the rollout: deployment resumed as active")
+            writer.end(Deployment.ACTIVE)
+        return
+    rt.service_revert(spec, previous=previous)
+    runs.fail(KIND, deployment, reason, note="The previous version was applied again and kept serving.")
 
 
 def _enqueue_again(deployment: Deployment) -> None:

@@ -59,7 +59,9 @@ def _run(execution: Execution, writer: LogWriter, watchdog: runs.Watchdog) -> No
         header += f"==> Arguments: {json.dumps(execution.args)}\n"
     writer.write(header)  # one write: one insert
     watchdog.check()
-    once = rollout.runtime().once_start(spec, args=execution.args)
+    # The runtime's own deadline is a last resort, for when no worker is left to stop it:
+    # the watchdog's comes first, and says so in the execution's own words.
+    once = rollout.runtime().once_start(spec, args=execution.args, timeout=_timeout(execution) + RUNTIME_DEADLINE_MARGIN)
     try:
         watchdog.target = once
         watchdog.check()  # cancelled or timed out before the target was known
@@ -72,6 +74,9 @@ def _run(execution: Execution, writer: LogWriter, watchdog: runs.Watchdog) -> No
         writer.line("==> exited with code 0")
     finally:
         once.remove()
+
+
+RUNTIME_DEADLINE_MARGIN = 30  # seconds
 
 
 def _timeout(execution: Execution) -> float:

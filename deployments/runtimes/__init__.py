@@ -1,13 +1,17 @@
-"""Where replicas run. `Runtime` is the small interface the rollout uses; the Docker
-runtime implements it today, a Kubernetes one (a Deployment with readiness probes and
-maxUnavailable 0, a Service, a NetworkPolicy per environment namespace) can later.
-Nothing outside a runtime module knows which one is in use."""
+"""Where replicas and executions run (settings.RUNTIME).
+
+`Runtime` is what the rollout and the executions use. The Docker runtime starts replicas one
+by one, and the rollout (deployments/rollout.py) switches the ingress between them itself.
+A runtime that rolls a service out on its own, as Kubernetes does with a Deployment
+(readiness probes, maxUnavailable 0, a Service and an Ingress), is also a `ServiceRuntime`:
+the rollout then hands it the whole service with `service_deploy` and keeps only the
+deployment's lifecycle. Nothing outside the runtime modules knows which one is in use."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class RuntimeFailure(Exception):
@@ -47,6 +51,9 @@ class ReplicaSpec:
     files: tuple[ReplicaFile, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
+    # The environment variables whose values are secrets (a runtime that keeps configuration
+    # in its own objects keeps these apart, e.g. Kubernetes Secrets rather than ConfigMaps).
+    secret_names: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,38 @@ class Replica:
     name: str
     address: str  # reachable from the ingress
     labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A whole service, for a `ServiceRuntime`: what `replica` says, `replicas` times, behind
+    `ports`; `public` is the endpoint the ingress serves at `host`, if any."""
+
+    deployment: int  # primary keys: what objects are named and labelled from
+    component_id: int
+    replica: ReplicaSpec
+    replicas: int
+    ports: tuple[int, ...]
+    health: dict | None  # the descriptor's health block
+    public: dict | None = None
+    host: str | None = None
+    drain: float = 30  # seconds a stopping replica keeps serving what it has (settings.ROLLOUT_DRAIN_TIMEOUT)
+    stop_grace: float = 10  # then SIGTERM, and this long until SIGKILL
+
+    @property
+    def startup(self) -> float:
+        return (self.health or {}).get("startupTimeout", 60.0)
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What the runtime reports of a service: `serving` when `spec` is the one it runs and
+    its rollout is complete."""
+
+    desired: int
+    ready: int
+    serving: bool
+    detail: str = ""
 
 
 class Once(Protocol):
@@ -87,10 +126,38 @@ class Runtime(Protocol):
 
     def logs(self, replica: Replica, *, since: float | None = None) -> list[tuple[str, str]]: ...
 
-    def once_start(self, spec: ReplicaSpec, *, args: list[str] | None = None) -> Once:
-        """Start a task's process from `spec`, its command's arguments replaced by `args` when given."""
+    def once_start(self, spec: ReplicaSpec, *, args: list[str] | None = None, timeout: float | None = None) -> Once:
+        """Start a task's process from `spec`, its command's arguments replaced by `args` when
+        given. `timeout` is a last resort for when no worker is left to stop it (the platform's
+        own watchdog stops it first): a runtime may ignore it."""
         ...
 
     def once_find(self, **labels: str) -> list[tuple[Once, int | None]]:
         """The task processes with these labels, each with its exit code (None while it runs)."""
+        ...
+
+
+@runtime_checkable
+class ServiceRuntime(Protocol):
+    """A runtime that rolls a whole service out itself, with zero downtime."""
+
+    def service_deploy(self, spec: ServiceSpec, *, previous: ServiceSpec | None, log: Callable[[str], None]) -> None:
+        """Bring `spec` to serving, or raise RuntimeFailure with the reason after putting
+        `previous` back (or removing the service, without one); the old version serves throughout."""
+        ...
+
+    def service_revert(self, spec: ServiceSpec, *, previous: ServiceSpec | None) -> None:
+        """Undo a `service_deploy` of `spec` that did not finish: `previous` serves again."""
+        ...
+
+    def service_state(self, spec: ServiceSpec) -> ServiceState: ...
+
+    def service_reconcile(self, spec: ServiceSpec) -> list[str]:
+        """Make what is missing of the active `spec` again (its namespace, objects); their names."""
+        ...
+
+    def service_remove(self, *, project: str, environment: str, component_id: int, grace: float) -> None: ...
+
+    def service_logs(self, spec: ServiceSpec, *, since: float | None = None) -> list[tuple[str, str, str]]:
+        """(replica, stamp, line) of the service's replicas."""
         ...

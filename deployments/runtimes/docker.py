@@ -118,8 +118,9 @@ class DockerRuntime:
             raise RuntimeFailure(f"could not start {spec.name}: {exc}") from None
         return container
 
-    def once_start(self, spec: ReplicaSpec, *, args: list[str] | None = None) -> DockerOnce:
-        """A task's process: a container with no restart policy, in its environment's network."""
+    def once_start(self, spec: ReplicaSpec, *, args: list[str] | None = None, timeout: float | None = None) -> DockerOnce:
+        """A task's process: a container with no restart policy, in its environment's network.
+        `timeout` is not the Engine's to keep: the platform's watchdog stops the container."""
         return DockerOnce(self._create(spec, restart=None, command=args))
 
     def once_find(self, **labels: str) -> list[tuple[DockerOnce, int | None]]:

@@ -1,19 +1,20 @@
-"""The Kubernetes runtime, through the official `kubernetes` client: the first slice.
+"""The Kubernetes runtime (settings.RUNTIME = "kubernetes"), through the official client.
 
-What it does so far (deployments/runtimes/KUBERNETES.md says what comes next and why):
-- each project environment is a Namespace, named from a hash (as the Docker runtime names
-  its networks) and labelled with the readable names, with a NetworkPolicy that admits
-  traffic only from pods of the same namespace and from the ingress controller's namespace;
-- a task's execution is a Job (`backoffLimit: 0`: retries stay the platform's), its
+- Each project environment is a Namespace, named from a hash (as the Docker runtime names its
+  networks) and labelled with the readable names, with a NetworkPolicy that admits traffic
+  only from pods of the same namespace and from the ingress controller's namespace.
+- A service is a `ServiceRuntime`: one Deployment per component (each platform deployment a
+  new revision of it: maxUnavailable 0, a readiness probe from the descriptor's health, a
+  preStop drain), a Service and an Ingress; its configuration in immutable Secrets and
+  ConfigMaps named by their content's hash. The deployment is active when Kubernetes reports
+  the rollout complete; when it reports no progress, the previous version is applied again.
+- A task's execution is a Job (`backoffLimit: 0`: retries stay the platform's), its
   configuration in a Secret the Job owns, so both go together.
 
 Every object is written by server-side apply with the platform's field manager and
 `fieldValidation=Strict`, after a server-side dry run of every object of the step, so a
 bad object is refused before anything changes. The API server's refusal, with its message,
-becomes a `RuntimeFailure`.
-
-Replicas (`replica_*`, `replicas`, `logs`) are not here yet: they become a Deployment, which
-does not fit the protocol's one-replica-at-a-time steps (see KUBERNETES.md).
+becomes a `RuntimeFailure`. deployments/runtimes/KUBERNETES.md says what is not done yet.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import urllib3
@@ -37,7 +39,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from deployments.runtimes import Replica, ReplicaSpec, RuntimeFailure
+from deployments.runtimes import Limits, Replica, ReplicaSpec, RuntimeFailure, ServiceSpec, ServiceState
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,9 @@ LABEL = "io.choreo"
 FIELD_MANAGER = "choreo"
 POLICY_NAME = "choreo-isolation"
 CONTAINER = "task"
+SERVICE_CONTAINER = "app"
+PULL_SECRET = "choreo-registry"
+REVISION_HISTORY = 3  # old ReplicaSets a Deployment keeps (their configuration is kept with them)
 # A Job whose pod Kubernetes deleted (abort, or its deadline) records no exit code: it is
 # reported as a process killed by SIGKILL would be.
 KILLED = 137
@@ -118,6 +123,8 @@ class KubernetesRuntime:
         self.core = client.CoreV1Api(self.api)
         self.batch = client.BatchV1Api(self.api)
         self.networking = client.NetworkingV1Api(self.api)
+        self.apps = client.AppsV1Api(self.api)
+        self.ingress_class = settings.KUBERNETES_INGRESS_CLASS
         selector = ingress_namespace if ingress_namespace is not None else settings.KUBERNETES_INGRESS_NAMESPACE
         key, _, value = selector.partition("=")
         self.ingress_namespace = {key.strip(): value.strip()} if key.strip() else {}
@@ -150,6 +157,10 @@ class KubernetesRuntime:
             "NetworkPolicy": self.networking.patch_namespaced_network_policy,
             "Secret": self.core.patch_namespaced_secret,
             "Job": self.batch.patch_namespaced_job,
+            "ConfigMap": self.core.patch_namespaced_config_map,
+            "Deployment": self.apps.patch_namespaced_deployment,
+            "Service": self.core.patch_namespaced_service,
+            "Ingress": self.networking.patch_namespaced_ingress,
         }[kind]
         args = (name, manifest) if namespace is None else (name, namespace, manifest)
         what = f"{'check' if dry_run else 'apply'} {kind} {namespace + '/' if namespace else ''}{name}"
@@ -275,11 +286,7 @@ class KubernetesRuntime:
             data[f"file-{i}"] = item.content
             items.append({"key": f"file-{i}", "path": f"file-{i}", "mode": 0o444})
             mounts.append({"name": "config-files", "mountPath": item.path, "subPath": f"file-{i}", "readOnly": True})
-        resources = {}
-        if spec.limits.memory:
-            resources["memory"] = str(spec.limits.memory)
-        if spec.limits.cpus:
-            resources["cpu"] = f"{math.ceil(spec.limits.cpus * 1000)}m"
+        resources = _resources(spec.limits)
         container: dict = {"name": CONTAINER, "image": spec.image, "env": env, "volumeMounts": mounts}
         if resources:
             container["resources"] = {"limits": resources, "requests": resources}
@@ -360,27 +367,496 @@ class KubernetesRuntime:
             found.append((once, None if finished is None else once.final_code(finished)))
         return found
 
-    # ---- replicas: not in this slice --------------------------------------------------------
+    # ---- services ---------------------------------------------------------------------------
 
-    def _replicas_later(self) -> RuntimeFailure:
-        return RuntimeFailure(
-            "the Kubernetes runtime runs executions only so far; replicas come with Deployments (deployments/runtimes/KUBERNETES.md)"
+    def service_name(self, component_id: int) -> str:
+        """The Deployment, Service and Ingress of a component in its environment's namespace:
+        one of each, so that each platform deployment is a new revision of the same Deployment."""
+        return f"c{int(component_id)}"
+
+    def _image(self, reference: str) -> str:
+        """`reference` as the cluster's nodes pull it (settings.KUBERNETES_IMAGE_REGISTRY)."""
+        registry = settings.KUBERNETES_IMAGE_REGISTRY
+        return f"{registry}/{reference.split('/', 1)[1]}" if registry and "/" in reference else reference
+
+    def _pull_secret(self, namespace: str, image: str) -> dict | None:
+        """The platform registry's credentials, for the nodes' pulls; none without credentials."""
+        if not settings.REGISTRY_USERNAME:
+            return None
+        host = image.split("/", 1)[0]
+        token = base64.b64encode(f"{settings.REGISTRY_USERNAME}:{settings.REGISTRY_PASSWORD}".encode()).decode()
+        auths = {"auths": {host: {"username": settings.REGISTRY_USERNAME, "password": settings.REGISTRY_PASSWORD, "auth": token}}}
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": PULL_SECRET, "namespace": namespace, "labels": self._labels()},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": base64.b64encode(json.dumps(auths).encode()).decode()},
+        }
+
+    def service_manifests(self, spec: ServiceSpec, *, namespace: str) -> list[dict]:
+        """Everything `spec` is, in the order it is applied: its configuration (an immutable
+        Secret for secret values, an immutable ConfigMap for the rest, each named by a hash of
+        its content), the registry's pull Secret, the Deployment, and its Service and Ingress
+        when it has endpoints."""
+        r = spec.replica
+        name = self.service_name(spec.component_id)
+        selector = self._labels(**{"component-id": str(spec.component_id)})
+        readable, annotations = self._readable(project=r.project, environment=r.environment, component=r.component)
+        secret_data: dict[str, bytes] = {}
+        config_data: dict[str, bytes] = {}
+        env_refs: list[tuple[str, bool, str]] = []  # (variable, secret, key)
+        file_refs: list[tuple[str, bool, str]] = []  # (path, secret, key)
+        for i, (key, value) in enumerate(sorted(r.environment_variables.items())):
+            secret = key in r.secret_names
+            (secret_data if secret else config_data)[f"env-{i}"] = value.encode()
+            env_refs.append((key, secret, f"env-{i}"))
+        for i, item in enumerate(r.files):
+            (secret_data if item.secret else config_data)[f"file-{i}"] = item.content
+            file_refs.append((item.path, item.secret, f"file-{i}"))
+        secret_name = f"{name}-secret-{_content_hash(secret_data)}" if secret_data else None
+        config_name = f"{name}-config-{_content_hash(config_data)}" if config_data else None
+        manifests: list[dict] = []
+        config_labels = {**selector, f"{LABEL}/configuration": "true"}
+        if secret_name:
+            manifests.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": secret_name, "namespace": namespace, "labels": config_labels},
+                    "type": "Opaque",
+                    "immutable": True,
+                    "data": {k: base64.b64encode(v).decode() for k, v in sorted(secret_data.items())},
+                }
+            )
+        if config_name:
+            manifests.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": config_name, "namespace": namespace, "labels": config_labels},
+                    "immutable": True,
+                    "binaryData": {k: base64.b64encode(v).decode() for k, v in sorted(config_data.items())},
+                }
+            )
+        env = []
+        for variable, secret, key in env_refs:
+            ref = {"secretKeyRef": {"name": secret_name, "key": key}} if secret else {"configMapKeyRef": {"name": config_name, "key": key}}
+            env.append({"name": variable, "valueFrom": ref})
+        mounts = [{"name": "configuration", "mountPath": path, "subPath": key, "readOnly": True} for path, _, key in file_refs]
+        sources = []
+        for kind, ref_name, secret in (("secret", secret_name, True), ("configMap", config_name, False)):
+            items = [{"key": key, "path": key} for _, is_secret, key in file_refs if is_secret == secret]
+            if items:
+                sources.append({kind: {"name": ref_name, "items": items}})
+        image = self._image(r.image)
+        container: dict = {
+            "name": SERVICE_CONTAINER,
+            "image": image,
+            "env": env,
+            "volumeMounts": mounts,
+            "ports": [{"containerPort": port, "protocol": "TCP"} for port in spec.ports],
+            # Endpoints drop a stopping pod while it still serves what reached it: it keeps
+            # serving for the drain time, then gets SIGTERM (the rollout's drain and stop).
+            "lifecycle": {"preStop": {"sleep": {"seconds": max(1, math.ceil(spec.drain))}}},
+        }
+        probe = _readiness_probe(spec.health, spec.ports)
+        if probe:
+            container["readinessProbe"] = probe
+        resources = _resources(r.limits)
+        if resources:
+            container["resources"] = {"limits": resources, "requests": resources}
+        pod_spec: dict = {
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": math.ceil(spec.drain + spec.stop_grace),
+            "containers": [container],
+            "volumes": [{"name": "configuration", "projected": {"defaultMode": 0o444, "sources": sources}}] if sources else [],
+        }
+        pull = self._pull_secret(namespace, image)
+        if pull is not None:
+            manifests.append(pull)
+            pod_spec["imagePullSecrets"] = [{"name": PULL_SECRET}]
+        labels = {**selector, **readable}
+        manifests.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "labels": labels,
+                    "annotations": {**annotations, f"{LABEL}/deployment": str(spec.deployment)},
+                },
+                "spec": {
+                    "replicas": spec.replicas,
+                    "revisionHistoryLimit": REVISION_HISTORY,
+                    "progressDeadlineSeconds": _progress_deadline(spec),
+                    # New replicas all start at once and old ones stop only as new ones are ready.
+                    "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "100%", "maxUnavailable": 0}},
+                    "selector": {"matchLabels": selector},
+                    "template": {
+                        "metadata": {"labels": {**labels, f"{LABEL}/deployment": str(spec.deployment)}, "annotations": annotations},
+                        "spec": pod_spec,
+                    },
+                },
+            }
         )
+        if spec.ports:
+            manifests.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": name, "namespace": namespace, "labels": labels},
+                    "spec": {
+                        "selector": selector,
+                        "ports": [{"name": f"port-{port}", "port": port, "targetPort": port, "protocol": "TCP"} for port in spec.ports],
+                    },
+                }
+            )
+        if spec.public is not None and spec.host:
+            backend = {"service": {"name": name, "port": {"number": spec.public["port"]}}}
+            manifests.append(
+                {
+                    "apiVersion": "networking.k8s.io/v1",
+                    "kind": "Ingress",
+                    "metadata": {"name": name, "namespace": namespace, "labels": labels},
+                    "spec": {
+                        "ingressClassName": self.ingress_class,
+                        "rules": [
+                            {
+                                "host": spec.host,
+                                "http": {"paths": [{"path": spec.public["basePath"], "pathType": "Prefix", "backend": backend}]},
+                            }
+                        ],
+                    },
+                }
+            )
+        return manifests
+
+    def service_deploy(self, spec: ServiceSpec, *, previous: ServiceSpec | None, log: Callable[[str], None]) -> None:
+        """Apply `spec` (every object checked by a dry run first) and wait until Kubernetes
+        reports its rollout complete. If it makes no progress within the deadline, or the
+        Deployment goes away, `previous` is applied again (its pods never stopped) and this
+        raises RuntimeFailure with what the cluster says."""
+        r = spec.replica
+        namespace = self.environment_ensure(project=r.project, environment=r.environment)
+        manifests = self.service_manifests(spec, namespace=namespace)
+        log(f"==> Apply to the namespace {namespace}: " + ", ".join(f"{m['kind']} {m['metadata']['name']}" for m in manifests))
+        self.apply(*manifests)
+        log(
+            f"==> Wait for the rollout: {spec.replicas} ready replica(s), the old ones kept until then, "
+            f"at most {_progress_deadline(spec)}s without progress"
+        )
+        try:
+            self._await_rollout(spec, namespace, log)
+        except RuntimeFailure:
+            self.service_revert(spec, previous=previous)
+            log("the previous version was applied again; its replicas kept serving" if previous else "the new objects were removed")
+            raise
+        self._collect(spec, namespace, keep={(m["kind"], m["metadata"]["name"]) for m in manifests})
+        log(f"all {spec.replicas} replica(s) ready and available")
+
+    def _await_rollout(self, spec: ServiceSpec, namespace: str, log: Callable[[str], None]) -> None:
+        name = self.service_name(spec.component_id)
+        cap = time.monotonic() + _progress_deadline(spec) * 2 + 60  # should Kubernetes never say
+        said = None
+        while True:
+            deployment = self.call(f"read the Deployment {name}", self.apps.read_namespaced_deployment, name, namespace, missing=None)
+            if deployment is None:
+                raise RuntimeFailure(f"the Deployment {namespace}/{name} was deleted while it rolled out")
+            if deployment.metadata.annotations.get(f"{LABEL}/deployment") != str(spec.deployment):
+                raise RuntimeFailure(f"the Deployment {namespace}/{name} was changed by another rollout")
+            progress = _rollout_progress(deployment)
+            if progress.complete:
+                return
+            if progress.text != said:
+                log(progress.text)
+                said = progress.text
+            if progress.stuck or time.monotonic() > cap:
+                why = progress.stuck or f"Kubernetes reported no end of the rollout within {cap:g}s"
+                raise RuntimeFailure(f"{why}{self._why_not_ready(spec, namespace)}")
+            time.sleep(self.poll_interval)
+
+    def _why_not_ready(self, spec: ServiceSpec, namespace: str) -> str:
+        """The new pods that are not ready, with their conditions and last events."""
+        pods = self._pods_of(spec, namespace)
+        reasons = []
+        for pod in pods[:3]:
+            conditions = [
+                f"{c.type} {c.status}" + (f" ({c.reason}: {c.message})" if c.reason or c.message else "")
+                for c in (pod.status.conditions or [])
+                if c.type in ("PodScheduled", "ContainersReady", "Ready") and c.status != "True"
+            ]
+            events = self.call(
+                f"list the events of {pod.metadata.name}",
+                self.core.list_namespaced_event,
+                namespace,
+                field_selector=f"involvedObject.name={pod.metadata.name}",
+            ).items
+            said = [f"{e.reason}: {e.message}" for e in sorted(events, key=_event_time)[-3:]]
+            phase = pod.status.phase if pod.status else None
+            reasons.append(f"{pod.metadata.name} ({phase or 'no phase'}): " + "; ".join(conditions + said))
+        return "; pods not ready: " + " | ".join(reasons) if reasons else ""
+
+    def _pods_of(self, spec: ServiceSpec, namespace: str) -> list:
+        selector = ",".join(f"{k}={v}" for k, v in self._labels(**{"component-id": str(spec.component_id)}).items())
+        pods = self.call(
+            "list the pods",
+            self.core.list_namespaced_pod,
+            namespace,
+            label_selector=f"{selector},{LABEL}/deployment={spec.deployment}",
+        )
+        return [p for p in pods.items if p.metadata.deletion_timestamp is None]
+
+    def service_revert(self, spec: ServiceSpec, *, previous: ServiceSpec | None) -> None:
+        """`previous` applied again (its Deployment's template back, so its ReplicaSet, never
+        scaled down, serves alone again), or, without one, `spec`'s objects removed."""
+        r = spec.replica
+        if previous is not None:
+            namespace = self.namespace_name(r.project, r.environment)
+            manifests = self.service_manifests(previous, namespace=namespace)
+            self.apply(*manifests)
+            # Its pods kept serving; this waits until the cluster has scaled the new ones away.
+            try:
+                self._await_rollout(previous, namespace, lambda line: None)
+            except RuntimeFailure as exc:  # the reason the new version failed is the one to give
+                log.warning("the previous version of %s/%s was applied again but did not settle: %s", namespace, previous.replica.name, exc)
+            self._collect(previous, namespace, keep={(m["kind"], m["metadata"]["name"]) for m in manifests})
+        else:
+            self.service_remove(project=r.project, environment=r.environment, component_id=spec.component_id, grace=1)
+
+    def _collect(self, spec: ServiceSpec, namespace: str, *, keep: set[tuple[str, str]]) -> None:
+        """Remove what the component no longer uses: a Service or Ingress `spec` does not
+        have, and configuration no kept ReplicaSet refers to (a rollback re-creates it
+        from the database, by the same name)."""
+        name = self.service_name(spec.component_id)
+        selector = ",".join(f"{k}={v}" for k, v in self._labels(**{"component-id": str(spec.component_id)}).items())
+        if ("Service", name) not in keep:
+            self.call(f"delete the Service {name}", self.core.delete_namespaced_service, name, namespace, missing=None)
+        if ("Ingress", name) not in keep:
+            self.call(f"delete the Ingress {name}", self.networking.delete_namespaced_ingress, name, namespace, missing=None)
+        used = {n for kind, n in keep if kind in ("Secret", "ConfigMap")}
+        replica_sets = self.call("list the ReplicaSets", self.apps.list_namespaced_replica_set, namespace, label_selector=selector)
+        for replica_set in replica_sets.items:
+            used |= _configuration_names(replica_set.spec.template.spec)
+        config_selector = f"{selector},{LABEL}/configuration=true"
+        for kind, lister, deleter in (
+            ("Secret", self.core.list_namespaced_secret, self.core.delete_namespaced_secret),
+            ("ConfigMap", self.core.list_namespaced_config_map, self.core.delete_namespaced_config_map),
+        ):
+            for item in self.call(f"list the {kind}s", lister, namespace, label_selector=config_selector).items:
+                if item.metadata.name not in used:
+                    self.call(f"delete the {kind} {item.metadata.name}", deleter, item.metadata.name, namespace, missing=None)
+
+    def service_state(self, spec: ServiceSpec) -> ServiceState:
+        r = spec.replica
+        namespace = self.namespace_name(r.project, r.environment)
+        name = self.service_name(spec.component_id)
+        deployment = self.call(f"read the Deployment {name}", self.apps.read_namespaced_deployment, name, namespace, missing=None)
+        if deployment is None:
+            return ServiceState(spec.replicas, 0, False, f"the Deployment {namespace}/{name} does not exist")
+        mine = (deployment.metadata.annotations or {}).get(f"{LABEL}/deployment") == str(spec.deployment)
+        ready = sum(1 for pod in self._pods_of(spec, namespace) if _pod_ready(pod))
+        progress = _rollout_progress(deployment)
+        return ServiceState(spec.replicas, ready, mine and progress.complete, progress.text)
+
+    def service_reconcile(self, spec: ServiceSpec) -> list[str]:
+        """Make again what is missing of the active `spec`: its namespace (and policy) and any
+        of its objects; a Deployment another hand changed gets `spec`'s template back."""
+        r = spec.replica
+        namespace = self.namespace_name(r.project, r.environment)
+        made = []
+        current = self.call("read the namespace", self.core.read_namespace, namespace, missing=None)
+        if current is None:
+            made.append(f"Namespace {namespace}")
+        elif current.metadata.deletion_timestamp is not None:
+            return []  # being removed: the next round makes it again
+        self.environment_ensure(project=r.project, environment=r.environment)
+        manifests = self.service_manifests(spec, namespace=namespace)
+        for manifest in manifests:
+            if self._read(manifest) is None:
+                made.append(f"{manifest['kind']} {manifest['metadata']['name']}")
+        deployment = self._read(next(m for m in manifests if m["kind"] == "Deployment"))
+        if made or (deployment is not None and (deployment.metadata.annotations or {}).get(f"{LABEL}/deployment") != str(spec.deployment)):
+            self.apply(*manifests)
+        return made
+
+    def _read(self, manifest: dict):
+        kind, name, namespace = manifest["kind"], manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+        method = {
+            "Secret": self.core.read_namespaced_secret,
+            "ConfigMap": self.core.read_namespaced_config_map,
+            "Deployment": self.apps.read_namespaced_deployment,
+            "Service": self.core.read_namespaced_service,
+            "Ingress": self.networking.read_namespaced_ingress,
+        }[kind]
+        return self.call(f"read the {kind} {name}", method, name, namespace, missing=None)
+
+    def service_remove(self, *, project: str, environment: str, component_id: int, grace: float) -> None:
+        """Delete the component's Deployment (its pods get their own grace), Service, Ingress
+        and configuration in the environment."""
+        namespace = self.namespace_name(project, environment)
+        name = self.service_name(component_id)
+        self.call(
+            f"delete the Deployment {name}",
+            self.apps.delete_namespaced_deployment,
+            name,
+            namespace,
+            propagation_policy="Background",
+            missing=None,
+        )
+        self.call(f"delete the Service {name}", self.core.delete_namespaced_service, name, namespace, missing=None)
+        self.call(f"delete the Ingress {name}", self.networking.delete_namespaced_ingress, name, namespace, missing=None)
+        selector = ",".join(f"{k}={v}" for k, v in self._labels(**{"component-id": str(component_id), "configuration": "true"}).items())
+        self.call("delete the configuration Secrets", self.core.delete_collection_namespaced_secret, namespace, label_selector=selector)
+        self.call("delete the ConfigMaps", self.core.delete_collection_namespaced_config_map, namespace, label_selector=selector)
+
+    def service_logs(self, spec: ServiceSpec, *, since: float | None = None) -> list[tuple[str, str, str]]:
+        """(pod, RFC 3339 stamp, line) of the service's pods. A pod the cluster gives no log
+        of (kwok's run no container) gets one line that says so."""
+        r = spec.replica
+        namespace = self.namespace_name(r.project, r.environment)
+        lines = []
+        for pod in self._pods_of(spec, namespace):
+            extra = {"since_seconds": max(1, math.ceil(time.time() - since))} if since else {}
+            try:
+                text = self.call(
+                    f"read the log of {pod.metadata.name}",
+                    self.core.read_namespaced_pod_log,
+                    pod.metadata.name,
+                    namespace,
+                    container=SERVICE_CONTAINER,
+                    timestamps=True,
+                    _request_timeout=10,
+                    **extra,
+                )
+            except Unreachable:
+                raise
+            except RuntimeFailure as exc:
+                now = time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
+                lines.append((pod.metadata.name, now, f"(no output: {exc})"))
+                continue
+            for line in (text or "").splitlines():
+                stamp, _, rest = line.partition(" ")
+                lines.append((pod.metadata.name, stamp, rest))
+        return lines
+
+    # ---- replicas one by one: the Docker runtime's way, not this one's ----------------------
+
+    def _replicas_not_here(self) -> RuntimeFailure:
+        return RuntimeFailure("the Kubernetes runtime rolls out whole services (service_deploy), not replicas one by one")
 
     def replica_start(self, spec: ReplicaSpec) -> Replica:
-        raise self._replicas_later()
+        raise self._replicas_not_here()
 
     def replica_healthy(self, replica: Replica, health: dict | None, *, port: int | None) -> bool:
-        raise self._replicas_later()
+        raise self._replicas_not_here()
 
     def replica_stop(self, replica: Replica, *, grace: float) -> None:
-        raise self._replicas_later()
+        raise self._replicas_not_here()
 
     def replicas(self, **labels: str) -> list[Replica]:
-        raise self._replicas_later()
+        raise self._replicas_not_here()
 
     def logs(self, replica: Replica, *, since: float | None = None) -> list[tuple[str, str]]:
-        raise self._replicas_later()
+        raise self._replicas_not_here()
+
+
+@dataclass(frozen=True)
+class _Progress:
+    complete: bool
+    text: str
+    stuck: str = ""  # why Kubernetes gave up on the rollout
+
+
+def _rollout_progress(deployment) -> _Progress:
+    """Complete when the controller saw the current generation and every replica is updated,
+    ready and available, with no old one left (what `kubectl rollout status` waits for)."""
+    want = deployment.spec.replicas or 0
+    status = deployment.status
+    observed = (status.observed_generation or 0) >= (deployment.metadata.generation or 0)
+    updated, ready = status.updated_replicas or 0, status.ready_replicas or 0
+    available, total = status.available_replicas or 0, status.replicas or 0
+    text = f"{updated}/{want} updated, {ready} ready, {available} available, {total - updated} old"
+    for condition in status.conditions or [] if observed else []:  # else the conditions are of an earlier template
+        if condition.type == "Progressing" and condition.reason == "ProgressDeadlineExceeded":
+            return _Progress(False, text, f"Kubernetes reported no progress ({condition.reason}: {condition.message})")
+    complete = observed and updated == want and available == want and ready >= want and total == updated
+    return _Progress(complete, text)
+
+
+def _pod_ready(pod) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []) if pod.status)
+
+
+def _event_time(event) -> float:
+    stamp = event.last_timestamp or event.event_time or event.metadata.creation_timestamp
+    return stamp.timestamp() if stamp else 0.0
+
+
+def _configuration_names(pod_spec) -> set[str]:
+    """The Secrets and ConfigMaps a pod template refers to (environment and volumes)."""
+    names = set()
+    for container in pod_spec.containers or []:
+        for variable in container.env or []:
+            source = variable.value_from
+            if source and source.secret_key_ref:
+                names.add(source.secret_key_ref.name)
+            if source and source.config_map_key_ref:
+                names.add(source.config_map_key_ref.name)
+    for volume in pod_spec.volumes or []:
+        for source in volume.projected.sources if volume.projected else []:
+            if source.secret:
+                names.add(source.secret.name)
+            if source.config_map:
+                names.add(source.config_map.name)
+    return names
+
+
+def _content_hash(data: dict[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(data):
+        digest.update(hashlib.sha256(key.encode()).digest() + hashlib.sha256(data[key]).digest())
+    return digest.hexdigest()[:12]
+
+
+def _progress_deadline(spec: ServiceSpec) -> int:
+    """Kubernetes' progressDeadlineSeconds: the descriptor's startup timeout (the time a
+    replica has to become ready), at least 5 s."""
+    return max(5, math.ceil(spec.startup))
+
+
+def _readiness_probe(health: dict | None, ports: tuple[int, ...]) -> dict | None:
+    """The descriptor's health check as a readiness probe; without one, a TCP connect to the
+    first endpoint's port, as the Docker runtime checks."""
+    health = health or {}
+    timing = {
+        "periodSeconds": max(1, math.ceil(health.get("interval", 1.0))),
+        "timeoutSeconds": max(1, math.ceil(health.get("timeout", 1.0))),
+        "successThreshold": 1,
+        "failureThreshold": 3,
+    }
+    if "http" in health:
+        return {"httpGet": {"path": health["http"]["path"], "port": health["http"]["port"]}, **timing}
+    if "tcp" in health:
+        return {"tcpSocket": {"port": health["tcp"]["port"]}, **timing}
+    if "exec" in health:
+        return {"exec": {"command": list(health["exec"]["command"])}, **timing}
+    if ports:
+        return {"tcpSocket": {"port": ports[0]}, **timing}
+    return None
+
+
+def _resources(limits: Limits) -> dict[str, str]:
+    """Memory and cores of one replica; requests equal limits (a replica gets what it may use).
+    The processes limit is the kubelet's (podPidsLimit), not a pod's."""
+    resources = {}
+    if limits.memory:
+        resources["memory"] = str(limits.memory)
+    if limits.cpus:
+        resources["cpu"] = f"{math.ceil(limits.cpus * 1000)}m"
+    return resources
 
 
 def _finished(job) -> object | None:

@@ -1,0 +1,120 @@
+"""One contract, both runtimes (settings.RUNTIME): the platform's own rollouts through the
+real pipeline, once on this machine's Docker Engine and once on a real Kubernetes control
+plane (scripts/kube; kwok nodes), with the same component, builds and calls.
+
+deploy → active; a new version; promote; roll back; an unhealthy version fails while the
+active one keeps its ready replicas; reconciliation after a deleted object; teardown.
+
+The unhealthy version is the same image on both: its replicas never answer when they have a
+variable named CHOREO_TEST_UNREADY, and kwok keeps such a pod not Ready
+(scripts/kube/kwok/choreo-stages.yaml), as a failing readiness probe would.
+"""
+
+from __future__ import annotations
+
+import time
+
+import docker
+import pytest
+from django.conf import settings
+
+from deployments import rollout, services
+from deployments.models import Deployment
+from deployments.runtimes import ServiceRuntime
+from environments.services import project_delete
+from tests.deployments.test_deploy import DESCRIPTOR, build, env, finish, get
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")]
+
+SERVING_UNLESS_UNREADY = (
+    "FROM choreo/busybox:1\nCOPY index.html /www/index.html\n"
+    'CMD ["sh", "-c", "[ -n \\"$CHOREO_TEST_UNREADY\\" ] && exec sleep 600; exec httpd -f -p 8080 -h /www"]\n'
+)
+UNREADY = DESCRIPTOR.replace("STARTUP", "4s") + "configurations:\n  - {name: CHOREO_TEST_UNREADY, type: string, default: 'yes'}\n"
+
+
+@pytest.fixture(params=["docker", pytest.param("kubernetes", marks=pytest.mark.kubernetes)])
+def runtime_kind(request, settings, monkeypatch):
+    """The runtime the platform runs on for this test; set before `component`, so that
+    the component's teardown runs on it too."""
+    if request.param == "kubernetes":
+        monkeypatch.setenv("KUBECONFIG", request.getfixturevalue("kubeconfig"))
+        settings.RUNTIME = "kubernetes"
+    return request.param
+
+
+def serves(kind: str, deployment: Deployment, host: str) -> bool:
+    """Whether `deployment` is what its environment serves: on Docker, answered through the
+    ingress by its own replicas; on Kubernetes, the Deployment's revision is its and the
+    cluster reports the rollout complete (kwok has no traffic to send)."""
+    if kind == "docker":
+        servers = set(rollout._servers_of(Deployment.objects.get(pk=deployment.pk)))
+        return bool(servers) and get(host)[0] == 200
+    rt = rollout.runtime()
+    assert isinstance(rt, ServiceRuntime)
+    return rt.service_state(rollout.service_spec(deployment)).serving
+
+
+def running(kind: str) -> list[str]:
+    """What runs for project shop: containers, or namespaces."""
+    if kind == "docker":
+        labels = [f"io.choreo.instance={settings.INSTANCE_NAMESPACE}", "io.choreo.project=shop"]
+        return [c.name for c in docker.from_env().containers.list(all=True, filters={"label": labels})]
+    rt = rollout.runtime()
+    namespaces = rt.core.list_namespace(label_selector=f"io.choreo/instance={rt.namespace},io.choreo/project=shop")
+    return [n.metadata.name for n in namespaces.items]
+
+
+def test_the_rollout_contract(runtime_kind, component):
+    kind = runtime_kind
+    dev_host, prod_host = "web.development.shop.localhost", "web.production.shop.localhost"
+    component.repo.commit({"Dockerfile": SERVING_UNLESS_UNREADY}, "serve unless told not to")
+    v1 = build(component)
+    first = finish(services.deployment_deploy(component=component, build=v1))
+    assert first.status == Deployment.ACTIVE, first.error
+    assert serves(kind, first, dev_host) and rollout.health(first).startswith("2/2 ")
+
+    v2 = build(component, {"index.html": "v2\n"})
+    second = finish(services.deployment_deploy(component=component, build=v2))
+    assert second.status == Deployment.ACTIVE, second.error
+    assert serves(kind, second, dev_host)
+
+    promoted = finish(
+        services.deployment_promote(component=component, source=env(component, "development"), target=env(component, "production"))
+    )
+    assert promoted.status == Deployment.ACTIVE, promoted.error
+    assert promoted.release_id == second.release_id and serves(kind, promoted, prod_host)
+
+    rolled = finish(services.deployment_rollback(component=component, environment=env(component, "development")))
+    assert rolled.status == Deployment.ACTIVE, rolled.error
+    assert rolled.release_id == first.release_id and serves(kind, rolled, dev_host)
+
+    v3 = build(component, {".choreo/component.yaml": UNREADY})
+    bad = finish(services.deployment_deploy(component=component, build=v3))
+    assert bad.status == Deployment.FAILED
+    if kind == "docker":
+        assert "did not pass its health check (HTTP GET / on port 8080) within 4s" in bad.error
+    else:
+        assert "ProgressDeadlineExceeded" in bad.error and "Ready False" in bad.error, bad.error
+    assert serves(kind, rolled, dev_host) and rollout.health(rolled).startswith("2/2 ")
+    statuses = dict(Deployment.objects.values_list("pk", "status"))
+    assert statuses[first.pk] == Deployment.SUPERSEDED and statuses[second.pk] == Deployment.ROLLED_BACK
+    assert statuses[rolled.pk] == Deployment.ACTIVE and statuses[promoted.pk] == Deployment.ACTIVE
+
+    # Reconciliation brings back what was deleted behind the platform's back.
+    if kind == "docker":
+        docker.from_env().containers.get(rolled.replicas[0]["id"]).remove(force=True)
+    else:
+        rt = rollout.runtime()
+        rt.apps.delete_namespaced_deployment(rt.service_name(component.pk), rt.namespace_name("shop", "development"))
+    assert rollout.replicas_reconcile()
+    rollout.ingress_reconcile()
+    rolled.refresh_from_db()
+    deadline = time.monotonic() + 30
+    while not (serves(kind, rolled, dev_host) and rollout.health(rolled).startswith("2/2 ")):
+        assert time.monotonic() < deadline, rollout.health(rolled)
+        time.sleep(0.3)
+
+    assert len(running(kind)) == (4 if kind == "docker" else 2)  # 2 replicas per environment, or 2 namespaces
+    project_delete(project=component.project)
+    assert running(kind) == []
