@@ -71,6 +71,40 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The ports scripts/kube/start.sh listens on; each gets a free one, so a plane of another
+# test run or the defaults' plane (/tmp/choreo-kube) is never in the way.
+KUBE_PORTS = (
+    "KUBE_APISERVER_PORT",
+    "KUBE_ETCD_PORT",
+    "KUBE_ETCD_PEER_PORT",
+    "KUBE_KCM_PORT",
+    "KUBE_SCHEDULER_PORT",
+    "KUBE_KWOK_PORT",
+)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(tmp_path_factory):
+    """The admin kubeconfig of a Kubernetes control plane of this test session's own
+    (scripts/kube/start.sh: its own state directory and free ports), shared by every test
+    marked `kubernetes`; stopped (and its state removed) at the end of the session.
+    The binaries must be built already (scripts/test.sh runs scripts/kube/build.sh first):
+    a cold build takes longer than a test may."""
+    state = tmp_path_factory.mktemp("kube") / "state"
+    env = {**os.environ, "KUBE_STATE": str(state), **{name: str(free_port()) for name in KUBE_PORTS}}
+    log = state.parent / "start.log"
+    started = time.monotonic()
+    with open(log, "w") as out:
+        result = subprocess.run([str(ROOT / "scripts/kube/start.sh")], env=env, stdout=out, stderr=subprocess.STDOUT, timeout=900)
+    try:
+        if result.returncode != 0:
+            pytest.fail(f"scripts/kube/start.sh failed ({result.returncode}):\n{log.read_text()[-3000:]}")
+        print(f"control plane up in {time.monotonic() - started:.1f}s")
+        yield str(state / "kubeconfig")
+    finally:
+        subprocess.run([str(ROOT / "scripts/kube/stop.sh")], env=env, check=False, timeout=120)
+
+
 def wait_http(url: str, timeout: float = 30, proc: subprocess.Popen | None = None) -> requests.Response:
     deadline = time.monotonic() + timeout
     last = None

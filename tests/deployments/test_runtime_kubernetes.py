@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
 import threading
 import time
 import uuid
@@ -27,34 +25,7 @@ from tests.conftest import free_port
 
 pytestmark = pytest.mark.kubernetes
 
-ROOT = Path(__file__).resolve().parents[2]
-PORTS = (
-    "KUBE_APISERVER_PORT",
-    "KUBE_ETCD_PORT",
-    "KUBE_ETCD_PEER_PORT",
-    "KUBE_KCM_PORT",
-    "KUBE_SCHEDULER_PORT",
-    "KUBE_KWOK_PORT",
-)
-
-
-@pytest.fixture(scope="session")
-def kubeconfig(tmp_path_factory):
-    """A control plane of this test session's own: its own state directory and free ports,
-    stopped (and its state removed) at the end."""
-    state = tmp_path_factory.mktemp("kube") / "state"
-    env = {**os.environ, "KUBE_STATE": str(state), **{name: str(free_port()) for name in PORTS}}
-    log = state.parent / "start.log"
-    started = time.monotonic()
-    with open(log, "w") as out:
-        result = subprocess.run([str(ROOT / "scripts/kube/start.sh")], env=env, stdout=out, stderr=subprocess.STDOUT, timeout=900)
-    try:
-        if result.returncode != 0:
-            pytest.fail(f"scripts/kube/start.sh failed ({result.returncode}):\n{log.read_text()[-3000:]}")
-        print(f"control plane up in {time.monotonic() - started:.1f}s")
-        yield str(state / "kubeconfig")
-    finally:
-        subprocess.run([str(ROOT / "scripts/kube/stop.sh")], env=env, check=False, timeout=120)
+# `kubeconfig`: the session's control plane, in tests/conftest.py (one for every test file marked `kubernetes`).
 
 
 class Kwok(KubernetesRuntime):
