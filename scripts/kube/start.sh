@@ -218,6 +218,7 @@ launch kube-scheduler "$BIN/kube-scheduler" \
 
 # ---- kwok: fake nodes with kwok's default node/pod stages + kwok/choreo-stages.yaml ----------
 # (Job pods annotated kwok.choreo.test/exit-code=N [kwok.choreo.test/delay=3s] end with that code)
+# (pods with a container env var named CHOREO_TEST_UNREADY stay Running but not Ready)
 launch kwok "$BIN/kwok" \
   --kubeconfig="$S/kwok.kubeconfig" \
   --config="$STAGES,$HERE/kwok/choreo-stages.yaml" \
