@@ -34,15 +34,66 @@ mkdir -p "$DATA_DIR"
 # loop in the main thread, which Django's async views and Channels cannot share.
 # Tests marked `once` build images from the package registries or on a second instance:
 # they test the image pipeline, not the database, so they run in the PostgreSQL pass only.
+# So do tests marked `kubernetes`: they test the Kubernetes runtime against a control plane
+# of their own (scripts/kube), started once per pytest session.
+#
+# A `-m EXPR` of the caller's is combined with each pytest's own marker expression instead of
+# being passed on: pytest keeps only the last -m it is given, so `-m kubernetes` would
+# otherwise replace "not browser and not once and not kubernetes" (running the kubernetes
+# tests on SQLite too) and "browser" (running them once more in each browser pytest).
+# Combined, `scripts/test.sh -m kubernetes` runs the kubernetes tests alone, once, on
+# PostgreSQL: the other three pytests select nothing. A pytest that selects nothing (exit code
+# 5) is no failure here, as long as some pytest of the run selected something.
+user_mark=""
+args=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    -m) [ $# -ge 2 ] || { echo "test: -m needs an expression" >&2; exit 2; }
+        user_mark=$2; shift 2 ;;
+    -m*) user_mark=${1#-m}; shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+ran=0
+pytest_run() { # marker-expression
+  local mark=$1 code=0
+  [ -z "$user_mark" ] || mark="($mark) and ($user_mark)"
+  .venv/bin/pytest --basetemp "$TEST_TMP/pytest" -m "$mark" "${args[@]}" || code=$?
+  case $code in
+    0) ran=1 ;;
+    5) ;;  # nothing selected in this pytest
+    *) ran=1; status=$code ;;
+  esac
+}
 run() {
   local skip=$1
-  shift
-  .venv/bin/pytest --basetemp "$TEST_TMP/pytest" -m "not browser$skip" "$@" || status=$?
-  .venv/bin/pytest --basetemp "$TEST_TMP/pytest" -m browser "$@" || status=$?
+  pytest_run "not browser$skip"
+  pytest_run browser
 }
 status=0
 echo "== tests on SQLite"
-run " and not once" "$@"
+run " and not once and not kubernetes"
+# The kubernetes tests' control plane is built from the Go module proxy (scripts/kube/build.sh,
+# with the Go of /usr/local/go/bin, which build.sh puts on its PATH itself). Once built it is
+# a no-op; cold, it takes about 10 minutes, longer than a test may (pytest-timeout), so it runs
+# here and not inside the tests' start.sh. If it fails, the run fails, and the PostgreSQL pass
+# runs without the kubernetes tests.
+kube_log=$DATA_DIR/kube-build.log
+kube_skip=""
+kube_failed=""
+echo "== building the Kubernetes control plane for the tests marked kubernetes (scripts/kube/build.sh; log: $kube_log)"
+if ! scripts/kube/build.sh >"$kube_log" 2>&1; then
+  tail -n 20 "$kube_log" >&2
+  kube_failed="test: scripts/kube/build.sh failed, so the tests marked kubernetes did not run: see $kube_log"
+  echo "$kube_failed" >&2
+  kube_skip=" and not kubernetes"
+  status=1
+fi
 echo "== tests on PostgreSQL"
-DATABASE_URL=$TEST_DATABASE_URL run "" "$@"
+DATABASE_URL=$TEST_DATABASE_URL run "$kube_skip"
+[ -z "$kube_failed" ] || echo "$kube_failed" >&2
+if [ $ran = 0 ]; then
+  echo "test: no test was selected${user_mark:+ by -m $user_mark}" >&2
+  [ $status != 0 ] || status=5
+fi
 exit $status
