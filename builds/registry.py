@@ -38,6 +38,8 @@ from django.conf import settings
 from dxf import DXF, DXFBase
 from dxf.exceptions import DXFAuthInsecureError, DXFError
 
+from choreo_site.processes import child_of_this_process
+
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 
 # Distribution's token authentication: who signs, for which registry, for how long.
@@ -213,7 +215,10 @@ def collect_garbage(timeout: float = 3600) -> str:
     if not (embedded_storage(settings.DATA_DIR) / "docker" / "registry" / "v2" / "repositories").is_dir():
         return "nothing stored yet"  # the collector fails on a registry nothing was ever pushed to
     try:
-        done = subprocess.run([binary, "garbage-collect", str(config)], capture_output=True, text=True, timeout=timeout)
+        # It dies with its worker: the builds' hold (a lease) then ends while nothing sweeps.
+        done = subprocess.run(
+            [binary, "garbage-collect", str(config)], capture_output=True, text=True, timeout=timeout, preexec_fn=child_of_this_process()
+        )
     except subprocess.TimeoutExpired:
         raise RegistryError(f"the registry's garbage collection took more than {timeout:.0f} s") from None
     if done.returncode != 0:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
+import threading
 import time
 from datetime import timedelta
 
@@ -411,6 +412,10 @@ def _teardown_and_delete(component: Component) -> None:
 
 
 COLLECTION_KEY = "registry-collection"
+# The collection's hold on builds is a lease its worker renews while it collects: a worker
+# killed mid-collection (its collector dies with it) holds builds back for this long at most,
+# not for the hours a fixed hold must allow for a slow collection.
+COLLECTION_LEASE = 60  # seconds
 
 
 def registry_collect() -> str:
@@ -421,11 +426,20 @@ def registry_collect() -> str:
 
     if not settings.REGISTRY_EMBEDDED:  # another's registry: its repositories may be another platform's
         return "skipped: the registry is external (REGISTRY_URL); collect its garbage there"
-    # Held for longer than the purge and the collector together may take, and released
-    # only by its owner: builds must never push while blobs are being swept.
+    # Renewed while the purge and the collector run, and released only by its owner:
+    # builds must never push while blobs are being swept.
     owner = secrets.token_hex(8)
-    if not cache.add(COLLECTION_KEY, owner, timeout=3 * settings.REGISTRY_GC_TIMEOUT):
+    if not cache.add(COLLECTION_KEY, owner, timeout=COLLECTION_LEASE):
         return "skipped: another collection is running"
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(COLLECTION_LEASE / 6):
+            if cache.get(COLLECTION_KEY) == owner:
+                cache.touch(COLLECTION_KEY, COLLECTION_LEASE)
+
+    renewer = threading.Thread(target=renew, name="registry-collection-lease", daemon=True)
+    renewer.start()
     try:
         # Set before this check: a build that starts after it waits for the key to go.
         if Build.objects.filter(status=Build.RUNNING).exists():
@@ -436,6 +450,8 @@ def registry_collect() -> str:
         log.info("registry garbage collection: %d manifest(s) of repositories without a component deleted; %s", deleted, summary)
         return f"{deleted} manifest(s) of repositories without a component deleted; {summary}"
     finally:
+        done.set()
+        renewer.join()
         if cache.get(COLLECTION_KEY) == owner:
             cache.delete(COLLECTION_KEY)
 
@@ -443,7 +459,7 @@ def registry_collect() -> str:
 def registry_collection_wait(writer: LogWriter | None = None) -> None:
     """Hold a build back while the registry's garbage is being collected; fail it rather
     than push into a collection that will not end."""
-    deadline = time.monotonic() + 3 * settings.REGISTRY_GC_TIMEOUT
+    deadline = time.monotonic() + settings.REGISTRY_GC_TIMEOUT + 2 * COLLECTION_LEASE
     told = False
     while cache.get(COLLECTION_KEY):
         if time.monotonic() > deadline:

@@ -134,3 +134,50 @@ def test_collecting_a_registry_nothing_was_pushed_to_yet_is_not_an_error(setting
     settings.DATA_DIR = tmp_path
     embedded_config(tmp_path, port=5999)
     assert collect_garbage(timeout=60) == "nothing stored yet"
+
+
+def test_a_collection_holds_builds_back_by_a_lease_it_renews_and_a_killed_worker_lets_go(monkeypatch, platform_env, tmp_path):
+    """A worker killed mid-collection held every build back for 3 × REGISTRY_GC_TIMEOUT (90
+    minutes by default): its hold is now a lease, renewed while it collects."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from builds import services
+
+    # A slow collection (its collector stands in for a large registry's) outlives the lease.
+    monkeypatch.setattr(services, "COLLECTION_LEASE", 1.2)
+    monkeypatch.setattr(registry, "collect_garbage", lambda timeout: time.sleep(3) or "slow")
+    held = []
+    collecting = threading.Thread(target=lambda: held.append(registry_collect()))
+    collecting.start()
+    time.sleep(2.5)
+    assert cache.get(COLLECTION_KEY) is not None  # renewed past its 1.2 s
+    collecting.join()
+    assert held and held[0].endswith("slow") and cache.get(COLLECTION_KEY) is None
+
+    # A worker killed while it collects: builds wait for its lease to run out, no longer.
+    script = tmp_path / "collect.py"
+    script.write_text(
+        "import django; django.setup()\n"
+        "import time\n"
+        "from builds import registry, services\n"
+        "services.COLLECTION_LEASE = 2\n"
+        "registry.collect_garbage = lambda timeout: time.sleep(60)\n"
+        "services.registry_collect()\n"
+    )
+    env = {**platform_env, "DJANGO_SETTINGS_MODULE": "choreo_site.settings", "PYTHONPATH": os.getcwd()}
+    worker = subprocess.Popen([sys.executable, str(script)], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while cache.get(COLLECTION_KEY) is None:
+            assert time.monotonic() < deadline and worker.poll() is None
+            time.sleep(0.1)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    killed = time.monotonic()
+    registry_collection_wait()
+    assert time.monotonic() - killed < 4
