@@ -3,7 +3,8 @@ real pipeline, once on this machine's Docker Engine and once on a real Kubernete
 plane (scripts/kube; kwok nodes), with the same component, builds and calls.
 
 deploy → active; a new version; promote; roll back; an unhealthy version fails while the
-active one keeps its ready replicas; reconciliation after a deleted object; teardown.
+active one keeps its ready replicas; reconciliation after a deleted object; teardown. And a
+task's execution that succeeds, fails, times out and is cancelled.
 
 The unhealthy version is the same image on both: its replicas never answer when they have a
 variable named CHOREO_TEST_UNREADY, and kwok keeps such a pod not Ready
@@ -12,17 +13,25 @@ variable named CHOREO_TEST_UNREADY, and kwok keeps such a pod not Ready
 
 from __future__ import annotations
 
+import threading
 import time
 
 import docker
 import pytest
 from django.conf import settings
+from django.db import connection
 
 from deployments import rollout, services
 from deployments.models import Deployment
 from deployments.runtimes import ServiceRuntime
+from deployments.services import component_config_delete, component_config_set
 from environments.services import project_delete
+from tasks.models import Execution
+from tasks.services import execution_cancel
+from tests.conftest import run_task_jobs
 from tests.deployments.test_deploy import DESCRIPTOR, build, env, finish, get
+from tests.tasks.conftest import make_task, task_descriptor  # noqa: F401 (a fixture)
+from tests.tasks.test_executions import deployed
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")]
 
@@ -118,3 +127,76 @@ def test_the_rollout_contract(runtime_kind, component):
     assert len(running(kind)) == (4 if kind == "docker" else 2)  # 2 replicas per environment, or 2 namespaces
     project_delete(project=component.project)
     assert running(kind) == []
+
+
+# A task that says it ran; on Docker it also does what kwok's stages do for these names
+# (scripts/kube/kwok/choreo-stages.yaml): fail with 3, or take two minutes.
+TASK_SCRIPT = """\
+echo "ran with: $*"
+[ -n "$CHOREO_TEST_SLOW" ] && sleep 120
+[ -n "$CHOREO_TEST_EXIT_3" ] && exit 3
+exit 0
+"""
+
+
+def _run(api, component) -> dict:
+    response = api.post(f"/api/projects/shop/components/{component.name}/executions/", {"environment": "development"}, format="json")
+    assert response.status_code == 201, response.content
+    return response.data
+
+
+def test_the_execution_contract(runtime_kind, make_task, api):  # noqa: F811 (the fixture)
+    component = make_task(task_descriptor(task="{timeout: 4s}"), script=TASK_SCRIPT)
+    dev = env(component, "development")
+    deployed(component)
+
+    ok = _run(api, component)
+    run_task_jobs()
+    ok = Execution.objects.get(pk=ok["id"])
+    assert (ok.status, ok.exit_code) == (Execution.SUCCEEDED, 0), ok.error
+    log = api.get(f"/api/executions/{ok.pk}/logs/").content.decode()
+    # kwok runs no container: the log says the cluster gave none.
+    assert "ran with: default-argument" in log if runtime_kind == "docker" else "(no output: the cluster gave no log" in log
+
+    component_config_set(component=component, environment=dev, key="CHOREO_TEST_EXIT_3", value="yes")
+    deployed(component)
+    failed = _run(api, component)
+    run_task_jobs()
+    failed = Execution.objects.get(pk=failed["id"])
+    assert (failed.status, failed.exit_code, failed.error) == (Execution.FAILED, 3, "exited with code 3")
+
+    component_config_delete(component=component, environment=dev, key="CHOREO_TEST_EXIT_3")
+    component_config_set(component=component, environment=dev, key="CHOREO_TEST_SLOW", value="yes")
+    deployed(component)
+    slow = _run(api, component)
+    run_task_jobs()
+    slow = Execution.objects.get(pk=slow["id"])
+    assert slow.status == Execution.TIMED_OUT and "Timed out after 4s" in slow.error, slow.error
+    assert slow.duration < 30
+
+    cancelled = Execution.objects.get(pk=_run(api, component)["id"])
+    answers = []
+
+    def cancel():  # as a user would, once it runs (the worker must be this thread: RQ's signals)
+        deadline = time.monotonic() + 30
+        while Execution.objects.get(pk=cancelled.pk).status != Execution.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1)  # its process started
+        answers.append(execution_cancel(execution=cancelled).status)
+        connection.close()
+
+    canceller = threading.Thread(target=cancel)
+    canceller.start()
+    run_task_jobs()
+    canceller.join(timeout=60)
+    assert answers == [Execution.RUNNING]  # asked to stop; its worker stops it
+    cancelled.refresh_from_db()
+    assert cancelled.status == Execution.CANCELLED, cancelled.error
+
+    # Nothing of the four runs is left running.
+    if runtime_kind == "docker":
+        labels = [f"io.choreo.instance={settings.INSTANCE_NAMESPACE}", "io.choreo.project=shop"]
+        assert docker.from_env().containers.list(filters={"label": labels}) == []
+    else:
+        rt = rollout.runtime()
+        assert [once for once, code in rt.once_find(project="shop") if code is None] == []
