@@ -292,3 +292,22 @@ def test_removing_the_service_and_the_environment(rt):
     assert not any("io.choreo/configuration" in (x["metadata"].get("labels") or {}) for x in everything["secrets"])
     rt.environment_remove(project="shop", environment="development", grace=0)
     assert rt.core.list_namespace(label_selector=f"io.choreo/instance={rt.namespace}").items == []
+
+
+def test_images_come_from_the_registry_as_the_nodes_reach_it_with_its_credentials(kubeconfig, settings):
+    settings.REGISTRY_USERNAME, settings.REGISTRY_PASSWORD = "choreo", SECRET_MARKER
+    settings.KUBERNETES_IMAGE_REGISTRY = "registry.cluster.test:5000"
+    rt = KubernetesRuntime(f"choreo-test-{uuid.uuid4().hex[:6]}", kubeconfig=kubeconfig, ingress_namespace="ingress=yes", poll_interval=0.2)
+    try:
+        s = spec(81, image="127.0.0.1:5099/shop/web@sha256:" + "b" * 64)
+        rt.service_deploy(s, previous=None, log=lambda line: None)
+        pod = deployment_of(rt, s).spec.template.spec
+        assert pod.containers[0].image == "registry.cluster.test:5000/shop/web@sha256:" + "b" * 64
+        assert [ref.name for ref in pod.image_pull_secrets] == ["choreo-registry"]
+        pull = rt.core.read_namespaced_secret("choreo-registry", rt.namespace_name("shop", "development"))
+        assert pull.type == "kubernetes.io/dockerconfigjson"
+        auths = json.loads(base64.b64decode(pull.data[".dockerconfigjson"]))["auths"]
+        assert auths["registry.cluster.test:5000"]["username"] == "choreo"
+        assert auths["registry.cluster.test:5000"]["password"] == SECRET_MARKER
+    finally:
+        rt.environment_remove(project="shop", environment="development", grace=0)

@@ -200,3 +200,24 @@ def test_the_execution_contract(runtime_kind, make_task, api):  # noqa: F811 (th
     else:
         rt = rollout.runtime()
         assert [once for once, code in rt.once_find(project="shop") if code is None] == []
+
+
+@pytest.mark.kubernetes
+def test_an_unreachable_cluster_fails_the_deployment_with_its_reason_and_changes_nothing(component, settings, monkeypatch, tmp_path):
+    from tests.conftest import free_port
+
+    v1 = build(component)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: gone\n"
+        f"clusters: [{{name: gone, cluster: {{server: 'https://127.0.0.1:{free_port()}', insecure-skip-tls-verify: true}}}}]\n"
+        "users: [{name: gone, user: {token: nothing}}]\n"
+        "contexts: [{name: gone, context: {cluster: gone, user: gone}}]\n"
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    settings.RUNTIME = "kubernetes"
+    failed = finish(services.deployment_deploy(component=component, build=v1))
+    assert failed.status == Deployment.FAILED
+    assert "the Kubernetes API at https://127.0.0.1:" in failed.error and "cannot be reached" in failed.error, failed.error
+    assert not Deployment.objects.filter(status=Deployment.ACTIVE).exists()
+    assert rollout.health(failed).startswith("unknown: the Kubernetes API at")
