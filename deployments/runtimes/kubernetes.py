@@ -668,17 +668,23 @@ class KubernetesRuntime:
         namespace = self.namespace_name(r.project, r.environment)
         made = []
         current = self.call("read the namespace", self.core.read_namespace, namespace, missing=None)
+        if current is not None and current.metadata.deletion_timestamp is not None:
+            return []  # being removed: the next round makes it again
         if current is None:
             made.append(f"Namespace {namespace}")
-        elif current.metadata.deletion_timestamp is not None:
-            return []  # being removed: the next round makes it again
-        self.environment_ensure(project=r.project, environment=r.environment)
+        elif self.call("read the policy", self.networking.read_namespaced_network_policy, POLICY_NAME, namespace, missing=None) is None:
+            made.append(f"NetworkPolicy {POLICY_NAME}")
+        if made:
+            self.environment_ensure(project=r.project, environment=r.environment)
         manifests = self.service_manifests(spec, namespace=namespace)
+        changed = False
         for manifest in manifests:
-            if self._read(manifest) is None:
+            found = self._read(manifest) if current is not None else None
+            if found is None:
                 made.append(f"{manifest['kind']} {manifest['metadata']['name']}")
-        deployment = self._read(next(m for m in manifests if m["kind"] == "Deployment"))
-        if made or (deployment is not None and (deployment.metadata.annotations or {}).get(f"{LABEL}/deployment") != str(spec.deployment)):
+            elif manifest["kind"] == "Deployment":
+                changed = (found.metadata.annotations or {}).get(f"{LABEL}/deployment") != str(spec.deployment)
+        if made or changed:
             self.apply(*manifests)
         return made
 

@@ -250,6 +250,10 @@ def test_reconcile_makes_a_deleted_deployment_and_namespace_again(rt):
         assert time.monotonic() < deadline
         time.sleep(0.2)
 
+    rt.networking.delete_namespaced_network_policy("choreo-isolation", namespace)
+    assert rt.service_reconcile(s) == ["NetworkPolicy choreo-isolation"]
+    assert rt.service_reconcile(s) == []
+
     rt.environment_remove(project="shop", environment="development", grace=0)
     made = rt.service_reconcile(s)
     assert made[0] == f"Namespace {namespace}" and "Deployment c7" in made and "Ingress c7" in made
