@@ -966,20 +966,23 @@ class KubernetesOnce:
                 return 0 if code is None else code
             self._aborted.wait(rt.poll_interval)
 
+    def _delete(self, propagation: str) -> None:
+        rt = self.runtime
+        rt.call(
+            f"delete the Job {self.name}",
+            rt.batch.delete_namespaced_job,
+            self.name,
+            self.namespace,
+            propagation_policy=propagation,
+            missing=None,
+        )
+
     def abort(self, reason: str) -> None:
         """Delete the Job and its pods (SIGTERM, ABORT_GRACE seconds, SIGKILL); `wait`
         then returns. Safe from any thread."""
         self._aborted.set()
-        rt = self.runtime
         try:
-            rt.call(
-                f"delete the Job {self.name}",
-                rt.batch.delete_namespaced_job,
-                self.name,
-                self.namespace,
-                propagation_policy="Foreground",
-                missing=None,
-            )
+            self._delete("Foreground")
         except RuntimeFailure as exc:
             # Never raised into the watchdog's thread: `remove`, which the execution always
             # calls after `wait`, deletes the Job again and says why it could not.
@@ -987,12 +990,4 @@ class KubernetesOnce:
 
     def remove(self) -> None:
         """Delete the Job, its pods and its configuration Secret."""
-        rt = self.runtime
-        rt.call(
-            f"delete the Job {self.name}",
-            rt.batch.delete_namespaced_job,
-            self.name,
-            self.namespace,
-            propagation_policy="Background",
-            missing=None,
-        )
+        self._delete("Background")
