@@ -250,7 +250,7 @@ def _roll_out_service(deployment: Deployment, writer: LogWriter, rt: ServiceRunt
     except RuntimeFailure:
         raise  # the runtime already put the previous version back
     except BaseException:
-        rt.service_revert(spec, previous=previous)
+        rt.service_revert(spec, previous=previous, log=writer.line)
         writer.line("the previous version was applied again")
         raise
     if spec.host:
@@ -349,9 +349,17 @@ def replicas_reconcile() -> list[str]:
     replaced = []
     active = Deployment.objects.filter(status=Deployment.ACTIVE).select_related("component__project", "environment", "release")
     if isinstance(rt, ServiceRuntime):
+
+        def current(pk: int) -> bool:
+            """Asked when the cluster runs another deployment than the active one read above:
+            a rollout under way (or just ended) put it there, and putting the active one back
+            would undo it. Read now, after the cluster was."""
+            statuses = (Deployment.PENDING, Deployment.ROLLING_OUT, Deployment.ACTIVE)
+            return Deployment.objects.filter(pk=pk, status__in=statuses).exists()
+
         for deployment in active:
             if not _is_task(deployment):
-                made = rt.service_reconcile(service_spec(deployment))
+                made = rt.service_reconcile(service_spec(deployment), current=current)
                 if made:
                     LogWriter(deployment.log_stream).line(f"missing in the cluster, made again: {', '.join(made)}")
                     replaced += made
@@ -549,7 +557,7 @@ def _orphaned_service(deployment: Deployment, reason: str, rt: ServiceRuntime) -
             writer.line("==> The worker stopped after the cluster completed the rollout: deployment resumed as active")
             writer.end(Deployment.ACTIVE)
         return
-    rt.service_revert(spec, previous=previous)
+    rt.service_revert(spec, previous=previous, log=LogWriter(deployment.log_stream).line)
     runs.fail(KIND, deployment, reason, note="The previous version was applied again and kept serving.")
 
 

@@ -146,14 +146,15 @@ class ServiceRuntime(Protocol):
         `previous` back (or removing the service, without one); the old version serves throughout."""
         ...
 
-    def service_revert(self, spec: ServiceSpec, *, previous: ServiceSpec | None) -> None:
+    def service_revert(self, spec: ServiceSpec, *, previous: ServiceSpec | None, log: Callable[[str], None]) -> None:
         """Undo a `service_deploy` of `spec` that did not finish: `previous` serves again."""
         ...
 
     def service_state(self, spec: ServiceSpec) -> ServiceState: ...
 
-    def service_reconcile(self, spec: ServiceSpec) -> list[str]:
-        """Make what is missing of the active `spec` again (its namespace, objects); their names."""
+    def service_reconcile(self, spec: ServiceSpec, *, current: Callable[[int], bool]) -> list[str]:
+        """Make what is missing of the active `spec` again (its namespace, objects); their names.
+        What another platform deployment for which `current(pk)` is true changed is left alone."""
         ...
 
     def service_remove(self, *, project: str, environment: str, component_id: int, grace: float) -> None: ...

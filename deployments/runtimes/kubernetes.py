@@ -101,6 +101,10 @@ class Unreachable(RuntimeFailure):
     """The API server did not answer (refused, timed out, TLS): unlike a refusal, worth asking again."""
 
 
+class Conflict(RuntimeFailure):
+    """The object changed since it was read (HTTP 409 on a write that named its resourceVersion)."""
+
+
 class KubernetesRuntime:
     def __init__(
         self,
@@ -145,6 +149,8 @@ class KubernetesRuntime:
                 return missing
             if exc.status == 0 or exc.status is None:  # the client's own wrapping of a transport error
                 raise Unreachable(f"the Kubernetes API at {self.host} cannot be reached ({what}): {exc.reason}") from None
+            if exc.status == 409:
+                raise Conflict(f"Kubernetes refused to {what}: {_message(exc)}") from None
             raise RuntimeFailure(f"Kubernetes refused to {what}: {_message(exc)}") from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise Unreachable(f"the Kubernetes API at {self.host} cannot be reached ({what}): {_transport_reason(exc)}") from None
@@ -540,7 +546,9 @@ class KubernetesRuntime:
         Deployment goes away, `previous` is applied again (its pods never stopped) and this
         raises RuntimeFailure with what the cluster says."""
         r = spec.replica
-        namespace = self.environment_ensure(project=r.project, environment=r.environment)
+        namespace = self.namespace_name(r.project, r.environment)
+        if self._environment_missing(namespace):
+            self.environment_ensure(project=r.project, environment=r.environment)
         manifests = self.service_manifests(spec, namespace=namespace)
         log(f"==> Apply to the namespace {namespace}: " + ", ".join(f"{m['kind']} {m['metadata']['name']}" for m in manifests))
         self.apply(*manifests)
@@ -551,7 +559,7 @@ class KubernetesRuntime:
         try:
             self._await_rollout(spec, namespace, log)
         except RuntimeFailure:
-            self.service_revert(spec, previous=previous)
+            self.service_revert(spec, previous=previous, log=log)
             log("the previous version was applied again; its replicas kept serving" if previous else "the new objects were removed")
             raise
         self._collect(spec, namespace, keep={(m["kind"], m["metadata"]["name"]) for m in manifests})
@@ -561,6 +569,7 @@ class KubernetesRuntime:
         name = self.service_name(spec.component_id)
         cap = time.monotonic() + _progress_deadline(spec) * 2 + 60  # should Kubernetes never say
         said = None
+        pause = 0.05  # most rollouts end within a fraction of a second of the apply
         while True:
             deployment = self.call(f"read the Deployment {name}", self.apps.read_namespaced_deployment, name, namespace, missing=None)
             if deployment is None:
@@ -576,7 +585,8 @@ class KubernetesRuntime:
             if progress.stuck or time.monotonic() > cap:
                 why = progress.stuck or f"Kubernetes reported no end of the rollout within {cap:g}s"
                 raise RuntimeFailure(f"{why}{self._why_not_ready(spec, namespace)}")
-            time.sleep(self.poll_interval)
+            time.sleep(pause)
+            pause = min(pause * 2, self.poll_interval)
 
     def _why_not_ready(self, spec: ServiceSpec, namespace: str) -> str:
         """The new pods that are not ready, with their conditions and last events."""
@@ -609,7 +619,7 @@ class KubernetesRuntime:
         )
         return [p for p in pods.items if p.metadata.deletion_timestamp is None]
 
-    def service_revert(self, spec: ServiceSpec, *, previous: ServiceSpec | None) -> None:
+    def service_revert(self, spec: ServiceSpec, *, previous: ServiceSpec | None, log: Callable[[str], None]) -> None:
         """`previous` applied again (its Deployment's template back, so its ReplicaSet, never
         scaled down, serves alone again), or, without one, `spec`'s objects removed."""
         r = spec.replica
@@ -621,7 +631,7 @@ class KubernetesRuntime:
             try:
                 self._await_rollout(previous, namespace, lambda line: None)
             except RuntimeFailure as exc:  # the reason the new version failed is the one to give
-                log.warning("the previous version of %s/%s was applied again but did not settle: %s", namespace, previous.replica.name, exc)
+                log(f"the previous version was applied again but did not settle yet: {exc}")
             self._collect(previous, namespace, keep={(m["kind"], m["metadata"]["name"]) for m in manifests})
         else:
             self.service_remove(project=r.project, environment=r.environment, component_id=spec.component_id, grace=1)
@@ -661,32 +671,53 @@ class KubernetesRuntime:
         progress = _rollout_progress(deployment)
         return ServiceState(spec.replicas, ready, mine and progress.complete, progress.text)
 
-    def service_reconcile(self, spec: ServiceSpec) -> list[str]:
+    def _environment_missing(self, namespace: str) -> list[str]:
+        """What of the environment's namespace and policy does not exist (a namespace being
+        deleted counts as missing: `environment_ensure` then says so)."""
+        current = self.call("read the namespace", self.core.read_namespace, namespace, missing=None)
+        if current is None or current.metadata.deletion_timestamp is not None:
+            return [f"Namespace {namespace}"]
+        if self.call("read the policy", self.networking.read_namespaced_network_policy, POLICY_NAME, namespace, missing=None) is None:
+            return [f"NetworkPolicy {POLICY_NAME}"]
+        return []
+
+    def service_reconcile(self, spec: ServiceSpec, *, current: Callable[[int], bool] = lambda pk: False) -> list[str]:
         """Make again what is missing of the active `spec`: its namespace (and policy) and any
-        of its objects; a Deployment another hand changed gets `spec`'s template back."""
+        of its objects. A Deployment whose template is another platform deployment's gets
+        `spec`'s back, unless `current(that deployment's pk)` says it is one being rolled out
+        or made active since `spec` was read: undoing it would undo a rollout."""
         r = spec.replica
         namespace = self.namespace_name(r.project, r.environment)
-        made = []
-        current = self.call("read the namespace", self.core.read_namespace, namespace, missing=None)
-        if current is not None and current.metadata.deletion_timestamp is not None:
+        present = self.call("read the namespace", self.core.read_namespace, namespace, missing=None)
+        if present is not None and present.metadata.deletion_timestamp is not None:
             return []  # being removed: the next round makes it again
-        if current is None:
-            made.append(f"Namespace {namespace}")
-        elif self.call("read the policy", self.networking.read_namespaced_network_policy, POLICY_NAME, namespace, missing=None) is None:
-            made.append(f"NetworkPolicy {POLICY_NAME}")
+        made = self._environment_missing(namespace)
         if made:
             self.environment_ensure(project=r.project, environment=r.environment)
         manifests = self.service_manifests(spec, namespace=namespace)
-        changed = False
+        deployment = next(m for m in manifests if m["kind"] == "Deployment")
+        found = None
         for manifest in manifests:
-            found = self._read(manifest) if current is not None else None
-            if found is None:
+            found_here = self._read(manifest) if present is not None else None
+            if found_here is None:
                 made.append(f"{manifest['kind']} {manifest['metadata']['name']}")
-            elif manifest["kind"] == "Deployment":
-                changed = (found.metadata.annotations or {}).get(f"{LABEL}/deployment") != str(spec.deployment)
-        if made or changed:
-            self.apply(*manifests)
-        return made
+            elif manifest is deployment:
+                found = found_here
+        for _ in range(5):  # the controller's status writes change its resourceVersion too
+            deployment["metadata"].pop("resourceVersion", None)
+            if found is not None:
+                other = (found.metadata.annotations or {}).get(f"{LABEL}/deployment", "")
+                if other == str(spec.deployment) and not made:
+                    return []
+                if other.isdigit() and other != str(spec.deployment) and current(int(other)):
+                    return []  # that rollout applies what it needs itself
+                deployment["metadata"]["resourceVersion"] = found.metadata.resource_version  # only over what was read
+            try:
+                self.apply(*manifests)
+                return made
+            except Conflict:
+                found = self._read(deployment)
+        return []  # changing too fast to tell: the next round looks again
 
     def _read(self, manifest: dict):
         kind, name, namespace = manifest["kind"], manifest["metadata"]["name"], manifest["metadata"]["namespace"]

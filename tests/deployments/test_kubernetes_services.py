@@ -260,6 +260,27 @@ def test_reconcile_makes_a_deleted_deployment_and_namespace_again(rt):
     assert deployment_of(rt, s).metadata.annotations["io.choreo/deployment"] == "51"
 
 
+def test_reconcile_leaves_a_rollout_under_way_alone_and_undoes_a_stray_version(rt):
+    """Housekeeping reconciles the active deployment while another may be rolling out: the
+    benchmark's upgrades failed with "changed by another rollout" when it put the active
+    version back under a rollout."""
+    namespace = rt.namespace_name("shop", "development")
+    active = spec(91, env={"VERSION": "1"})
+    rt.service_deploy(active, previous=None, log=lambda line: None)
+    under_way = spec(92, env={"VERSION": "2"})
+    rt.apply(*rt.service_manifests(under_way, namespace=namespace))  # as its rollout does first
+    assert rt.service_reconcile(active, current=lambda pk: pk == 92) == []
+    assert deployment_of(rt, active).metadata.annotations["io.choreo/deployment"] == "92"
+
+    # One that is neither rolling out nor active (a failed rollout not undone) is undone.
+    assert rt.service_reconcile(active, current=lambda pk: pk == 0) == []
+    assert deployment_of(rt, active).metadata.annotations["io.choreo/deployment"] == "91"
+    deadline = time.monotonic() + 30
+    while not rt.service_state(active).serving:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
 def test_strict_validation_refuses_a_bad_object_before_anything_is_made(rt, kubeconfig):
     namespace = rt.namespace_name("shop", "development")
 
