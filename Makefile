@@ -26,6 +26,7 @@ bench:
 	.venv/bin/python -m benchmarks.task_start
 	.venv/bin/python -m benchmarks.pipeline_page
 	.venv/bin/python -m benchmarks.source_builds
+	.venv/bin/python -m benchmarks.kubernetes
 
 # Pin and hash every dependency, from requirements.txt and requirements-dev.txt.
 lock:
