@@ -23,6 +23,7 @@ import secrets
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -204,28 +205,48 @@ def list_repositories() -> list[str]:
         raise _failure(f"listing the repositories of {settings.REGISTRY_URL}", exc) from None
 
 
-def collect_garbage(timeout: float = 3600) -> str:
+COLLECT_TICK = 5  # seconds between the collector's ticks
+
+
+def collect_garbage(timeout: float = 3600, tick: Callable[[], None] | None = None) -> str:
     """Delete the embedded registry's blobs that no manifest references; returns the
     collector's summary. The caller makes sure nothing is being pushed meanwhile
-    (builds.services.registry_collect): a blob uploaded before its manifest would go too."""
+    (builds.services.registry_collect): a blob uploaded before its manifest would go too.
+    `tick` is called every few seconds while the collector runs; what it raises stops it."""
     binary = shutil.which("docker-registry") or shutil.which("registry")
     config = settings.DATA_DIR / "registry" / "config.yml"
     if not settings.REGISTRY_EMBEDDED or binary is None or not config.exists():
         raise RegistryError("only the embedded registry's garbage is collected here: run your registry's own collector")
     if not (embedded_storage(settings.DATA_DIR) / "docker" / "registry" / "v2" / "repositories").is_dir():
         return "nothing stored yet"  # the collector fails on a registry nothing was ever pushed to
+    # It dies with its worker: the builds' hold (a lease) then ends while nothing sweeps.
+    collector = subprocess.Popen(
+        [binary, "garbage-collect", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=child_of_this_process(),
+    )
+    deadline = time.monotonic() + timeout
     try:
-        # It dies with its worker: the builds' hold (a lease) then ends while nothing sweeps.
-        done = subprocess.run(
-            [binary, "garbage-collect", str(config)], capture_output=True, text=True, timeout=timeout, preexec_fn=child_of_this_process()
-        )
-    except subprocess.TimeoutExpired:
-        raise RegistryError(f"the registry's garbage collection took more than {timeout:.0f} s") from None
-    if done.returncode != 0:
-        raise RegistryError(f"the registry's garbage collection failed: {(done.stderr or done.stdout).strip()[-500:]}")
+        while True:
+            try:
+                stdout, stderr = collector.communicate(timeout=COLLECT_TICK)
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() > deadline:
+                    raise RegistryError(f"the registry's garbage collection took more than {timeout:.0f} s") from None
+                if tick is not None:
+                    tick()
+    except BaseException:
+        collector.kill()
+        collector.wait()
+        raise
+    if collector.returncode != 0:
+        raise RegistryError(f"the registry's garbage collection failed: {(stderr or stdout).strip()[-500:]}")
     # Its last line: "N blobs marked, M blobs and K manifests eligible for deletion".
-    lines = [line for line in done.stdout.splitlines() if "marked" in line and "eligible for deletion" in line]
-    return lines[-1].strip() if lines else done.stdout.strip().rsplit("\n", 1)[-1]
+    lines = [line for line in stdout.splitlines() if "marked" in line and "eligible for deletion" in line]
+    return lines[-1].strip() if lines else stdout.strip().rsplit("\n", 1)[-1]
 
 
 def list_tags(repository: str) -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import random
 import secrets
-import threading
 import time
 from datetime import timedelta
 
@@ -412,9 +411,10 @@ def _teardown_and_delete(component: Component) -> None:
 
 
 COLLECTION_KEY = "registry-collection"
-# The collection's hold on builds is a lease its worker renews while it collects: a worker
-# killed mid-collection (its collector dies with it) holds builds back for this long at most,
-# not for the hours a fixed hold must allow for a slow collection.
+# The collection's hold on builds is a lease its worker renews while it collects (between
+# repositories, and every few seconds of the collector): a worker killed mid-collection (its
+# collector dies with it) holds builds back for this long at most, not for the hours a fixed
+# hold must allow for a slow collection.
 COLLECTION_LEASE = 60  # seconds
 
 
@@ -431,27 +431,27 @@ def registry_collect() -> str:
     owner = secrets.token_hex(8)
     if not cache.add(COLLECTION_KEY, owner, timeout=COLLECTION_LEASE):
         return "skipped: another collection is running"
-    done = threading.Event()
 
     def renew() -> None:
-        while not done.wait(COLLECTION_LEASE / 6):
-            if cache.get(COLLECTION_KEY) == owner:
-                cache.touch(COLLECTION_KEY, COLLECTION_LEASE)
+        """Extend the hold; one lost (expired, or Redis not answering) stops the collection."""
+        if cache.get(COLLECTION_KEY) != owner or not cache.touch(COLLECTION_KEY, COLLECTION_LEASE):
+            raise registry.RegistryError("the collection lost its hold on builds: stopped, to be done again later")
 
-    renewer = threading.Thread(target=renew, name="registry-collection-lease", daemon=True)
-    renewer.start()
     try:
         # Set before this check: a build that starts after it waits for the key to go.
         if Build.objects.filter(status=Build.RUNNING).exists():
             return "skipped: builds are running"
         known = {c.registry_repository for c in Component.objects.select_related("project")}
-        deleted = sum(registry.repository_purge(name) for name in registry.list_repositories() if name not in known)
-        summary = registry.collect_garbage(timeout=settings.REGISTRY_GC_TIMEOUT)
+        deleted = 0
+        for name in registry.list_repositories():
+            if name not in known:
+                renew()
+                deleted += registry.repository_purge(name)
+        renew()
+        summary = registry.collect_garbage(timeout=settings.REGISTRY_GC_TIMEOUT, tick=renew)
         log.info("registry garbage collection: %d manifest(s) of repositories without a component deleted; %s", deleted, summary)
         return f"{deleted} manifest(s) of repositories without a component deleted; {summary}"
     finally:
-        done.set()
-        renewer.join()
         if cache.get(COLLECTION_KEY) == owner:
             cache.delete(COLLECTION_KEY)
 

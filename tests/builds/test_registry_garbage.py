@@ -149,7 +149,14 @@ def test_a_collection_holds_builds_back_by_a_lease_it_renews_and_a_killed_worker
 
     # A slow collection (its collector stands in for a large registry's) outlives the lease.
     monkeypatch.setattr(services, "COLLECTION_LEASE", 1.2)
-    monkeypatch.setattr(registry, "collect_garbage", lambda timeout: time.sleep(3) or "slow")
+
+    def slow(timeout, tick):
+        for _ in range(6):
+            time.sleep(0.5)
+            tick()
+        return "slow"
+
+    monkeypatch.setattr(registry, "collect_garbage", slow)
     held = []
     collecting = threading.Thread(target=lambda: held.append(registry_collect()))
     collecting.start()
@@ -165,7 +172,7 @@ def test_a_collection_holds_builds_back_by_a_lease_it_renews_and_a_killed_worker
         "import time\n"
         "from builds import registry, services\n"
         "services.COLLECTION_LEASE = 2\n"
-        "registry.collect_garbage = lambda timeout: time.sleep(60)\n"
+        "registry.collect_garbage = lambda timeout, tick: time.sleep(60)\n"
         "services.registry_collect()\n"
     )
     env = {**platform_env, "DJANGO_SETTINGS_MODULE": "choreo_site.settings", "PYTHONPATH": os.getcwd()}
@@ -175,9 +182,15 @@ def test_a_collection_holds_builds_back_by_a_lease_it_renews_and_a_killed_worker
         while cache.get(COLLECTION_KEY) is None:
             assert time.monotonic() < deadline and worker.poll() is None
             time.sleep(0.1)
+        assert worker.poll() is None  # killed while it holds builds back
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait()
     killed = time.monotonic()
     registry_collection_wait()
-    assert time.monotonic() - killed < 4
+    assert 0.5 < time.monotonic() - killed < 4  # held until its 2 s lease ran out, no longer
+
+    # A lost hold stops the collection rather than sweep while builds push.
+    monkeypatch.setattr(registry, "collect_garbage", lambda timeout, tick: (cache.delete(COLLECTION_KEY), tick()))
+    with pytest.raises(registry.RegistryError, match="lost its hold on builds"):
+        registry_collect()
