@@ -236,7 +236,11 @@ def reap_orphans() -> list[str]:
                 else f"The worker running this {kind.name} ({run.worker}) sent no heartbeat for {settings.RUN_HEARTBEAT_TIMEOUT}s."
             )
             if kind.on_orphan is not None:
-                kind.on_orphan(run, reason)
+                try:
+                    kind.on_orphan(run, reason)
+                except Exception:  # one run's policy failing must not stop the round for the others
+                    log.exception("%s %s: its orphan policy failed; failing it as it is", kind.name, run.pk)
+                    fail(kind, run, reason)
             else:
                 fail(kind, run, reason)
             reaped.append(f"{kind.name}-{run.pk}")

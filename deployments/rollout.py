@@ -248,7 +248,7 @@ def _roll_out_service(deployment: Deployment, writer: LogWriter, rt: ServiceRunt
     try:
         rt.service_deploy(spec, previous=previous, log=writer.line)
     except RuntimeFailure:
-        raise  # the runtime already put the previous version back
+        raise  # the runtime put the previous version back, or says why it could not
     except BaseException:
         rt.service_revert(spec, previous=previous, log=writer.line)
         writer.line("the previous version was applied again")
@@ -516,8 +516,11 @@ def _orphaned(deployment: Deployment, reason: str) -> None:
     """
     deployment = _load(deployment.pk)
     rt = runtime()
-    if isinstance(rt, ServiceRuntime) and not _is_task(deployment):
-        _orphaned_service(deployment, reason, rt)
+    if isinstance(rt, ServiceRuntime):
+        if _is_task(deployment):  # nothing of it runs yet: its executions start from an active one
+            runs.fail(KIND, deployment, reason, note="The active version stays.")
+        else:
+            _orphaned_service(deployment, reason, rt)
         return
     route = Route.objects.filter(component=deployment.component, environment=deployment.environment).first()
     ing = ingress()
@@ -552,7 +555,8 @@ def _orphaned_service(deployment: Deployment, reason: str, rt: ServiceRuntime) -
     if rt.service_state(spec).serving:
         if runs.finish(KIND, deployment, Deployment.ACTIVE):
             if old is not None:
-                Deployment.objects.filter(pk=old.pk, status=Deployment.ACTIVE).update(status=Deployment.SUPERSEDED)
+                final_old = Deployment.ROLLED_BACK if deployment.kind == Deployment.ROLLBACK else Deployment.SUPERSEDED
+                Deployment.objects.filter(pk=old.pk, status=Deployment.ACTIVE).update(status=final_old)
             writer = LogWriter(deployment.log_stream)
             writer.line("==> The worker stopped after the cluster completed the rollout: deployment resumed as active")
             writer.end(Deployment.ACTIVE)

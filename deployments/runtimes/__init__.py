@@ -5,7 +5,8 @@ by one, and the rollout (deployments/rollout.py) switches the ingress between th
 A runtime that rolls a service out on its own, as Kubernetes does with a Deployment
 (readiness probes, maxUnavailable 0, a Service and an Ingress), is also a `ServiceRuntime`:
 the rollout then hands it the whole service with `service_deploy` and keeps only the
-deployment's lifecycle. Nothing outside the runtime modules knows which one is in use."""
+deployment's lifecycle. Outside the runtime modules, only deployments/rollout.py knows which
+one is in use."""
 
 from __future__ import annotations
 

@@ -20,7 +20,9 @@ becomes a `RuntimeFailure`. deployments/runtimes/KUBERNETES.md says what is not 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import hmac
 import json
 import logging
 import math
@@ -337,8 +339,8 @@ class KubernetesRuntime:
         Job's activeDeadlineSeconds: Kubernetes stops it then even if the platform is gone."""
         namespace = self.environment_ensure(project=spec.project, environment=spec.environment)
         secret, job = self.job_manifests(spec, namespace=namespace, args=args, timeout=timeout)
-        self.apply(secret, job)
         try:
+            self.apply(secret, job)
             made = self.call("read the Job", self.batch.read_namespaced_job, spec.name, namespace)
             owner = {"apiVersion": "batch/v1", "kind": "Job", "name": spec.name, "uid": made.metadata.uid, "blockOwnerDeletion": True}
             # Only the owner reference is added: an immutable Secret's data cannot change.
@@ -351,15 +353,19 @@ class KubernetesRuntime:
                 field_validation="Strict",
             )
         except RuntimeFailure:
-            self.call(
-                "remove the Job again",
-                self.batch.delete_namespaced_job,
-                spec.name,
-                namespace,
-                propagation_policy="Background",
-                missing=None,
-            )
-            self.call("remove the Secret again", self.core.delete_namespaced_secret, secret["metadata"]["name"], namespace, missing=None)
+            # What was made is removed where it can be; the refusal is the error to give.
+            with contextlib.suppress(RuntimeFailure):
+                self.call(
+                    "remove the Job again",
+                    self.batch.delete_namespaced_job,
+                    spec.name,
+                    namespace,
+                    propagation_policy="Background",
+                    missing=None,
+                )
+            with contextlib.suppress(RuntimeFailure):
+                name = secret["metadata"]["name"]
+                self.call("remove the Secret again", self.core.delete_namespaced_secret, name, namespace, missing=None)
             raise
         return KubernetesOnce(self, namespace, spec.name)
 
@@ -551,15 +557,18 @@ class KubernetesRuntime:
             self.environment_ensure(project=r.project, environment=r.environment)
         manifests = self.service_manifests(spec, namespace=namespace)
         log(f"==> Apply to the namespace {namespace}: " + ", ".join(f"{m['kind']} {m['metadata']['name']}" for m in manifests))
-        self.apply(*manifests)
-        log(
-            f"==> Wait for the rollout: {spec.replicas} ready replica(s), the old ones kept until then, "
-            f"at most {_progress_deadline(spec)}s without progress"
-        )
         try:
+            self.apply(*manifests)
+            log(
+                f"==> Wait for the rollout: {spec.replicas} ready replica(s), the old ones kept until then, "
+                f"at most {_progress_deadline(spec)}s without progress"
+            )
             self._await_rollout(spec, namespace, log)
-        except RuntimeFailure:
-            self.service_revert(spec, previous=previous, log=log)
+        except RuntimeFailure as failure:
+            try:
+                self.service_revert(spec, previous=previous, log=log)
+            except RuntimeFailure as exc:
+                raise RuntimeFailure(f"{failure}; putting the previous version back failed too: {exc}") from None
             log("the previous version was applied again; its replicas kept serving" if previous else "the new objects were removed")
             raise
         self._collect(spec, namespace, keep={(m["kind"], m["metadata"]["name"]) for m in manifests})
@@ -852,7 +861,9 @@ def _configuration_names(pod_spec) -> set[str]:
 
 
 def _content_hash(data: dict[str, bytes]) -> str:
-    digest = hashlib.sha256()
+    """A name for configuration, from its content: keyed (SECRET_KEY), since the name is
+    shown where the values are not, and a plain hash of a guessable secret would give it away."""
+    digest = hmac.new(settings.SECRET_KEY.encode(), digestmod=hashlib.sha256)
     for key in sorted(data):
         digest.update(hashlib.sha256(key.encode()).digest() + hashlib.sha256(data[key]).digest())
     return digest.hexdigest()[:12]

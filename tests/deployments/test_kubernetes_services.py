@@ -281,6 +281,29 @@ def test_reconcile_leaves_a_rollout_under_way_alone_and_undoes_a_stray_version(r
         time.sleep(0.2)
 
 
+def test_a_write_that_fails_half_way_puts_the_previous_version_back(rt, kubeconfig):
+    """The dry run passed, the Deployment was written, then the Ingress's write failed."""
+
+    class IngressFails(KubernetesRuntime):
+        refusals = 1
+
+        def _apply_one(self, manifest, *, dry_run):
+            if manifest["kind"] == "Ingress" and not dry_run and self.refusals:
+                self.refusals -= 1
+                raise RuntimeFailure("Kubernetes refused to apply Ingress c7: the test says no")
+            super()._apply_one(manifest, dry_run=dry_run)
+
+    old = spec(101, env={"VERSION": "1"})
+    rt.service_deploy(old, previous=None, log=lambda line: None)
+    failing = IngressFails(rt.namespace, kubeconfig=kubeconfig, ingress_namespace="ingress=yes", poll_interval=0.2)
+    lines = []
+    with pytest.raises(RuntimeFailure, match="the test says no"):
+        failing.service_deploy(spec(102, env={"VERSION": "2"}), previous=old, log=lines.append)
+    assert lines[-1] == "the previous version was applied again; its replicas kept serving"
+    assert deployment_of(rt, old).metadata.annotations["io.choreo/deployment"] == "101"
+    assert rt.service_state(old).serving
+
+
 def test_strict_validation_refuses_a_bad_object_before_anything_is_made(rt, kubeconfig):
     namespace = rt.namespace_name("shop", "development")
 
