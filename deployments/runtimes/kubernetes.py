@@ -189,10 +189,7 @@ class KubernetesRuntime:
             self._apply_one(manifest, dry_run=True)
         try:
             for manifest in manifests:
-                if (
-                    manifest["kind"] == "Namespace"
-                    and self.call("read the namespace", self.core.read_namespace, manifest["metadata"]["name"], missing=None) is None
-                ):
+                if manifest["kind"] == "Namespace" and self._namespace(manifest["metadata"]["name"]) is None:
                     made = manifest["metadata"]["name"]
                 if manifest in later:
                     self._apply_one(manifest, dry_run=True)
@@ -202,9 +199,13 @@ class KubernetesRuntime:
                 self.call("remove the namespace again", self.core.delete_namespace, made, missing=None)
             raise
 
+    def _namespace(self, name: str):
+        """The namespace as the API server has it, or None."""
+        return self.call("read the namespace", self.core.read_namespace, name, missing=None)
+
     def _namespace_missing(self, namespace: str, manifests: tuple[dict, ...]) -> bool:
         made_here = any(m["kind"] == "Namespace" and m["metadata"]["name"] == namespace for m in manifests)
-        return made_here and self.call("read the namespace", self.core.read_namespace, namespace, missing=None) is None
+        return made_here and self._namespace(namespace) is None
 
     # ---- names and labels -------------------------------------------------------------------
 
@@ -250,7 +251,7 @@ class KubernetesRuntime:
         they should be; returns the namespace's name."""
         manifests = self.environment_manifests(project=project, environment=environment)
         namespace = manifests[0]["metadata"]["name"]
-        current = self.call("read the namespace", self.core.read_namespace, namespace, missing=None)
+        current = self._namespace(namespace)
         if current is not None and current.metadata.deletion_timestamp is not None:
             raise RuntimeFailure(f"the namespace {namespace} of {project}/{environment} is still being deleted; try again shortly")
         self.apply(*manifests)
@@ -269,7 +270,7 @@ class KubernetesRuntime:
             missing=None,
         )
         deadline = time.monotonic() + grace + 60
-        while self.call("read the namespace", self.core.read_namespace, namespace, missing=None) is not None:
+        while self._namespace(namespace) is not None:
             if time.monotonic() > deadline:
                 raise RuntimeFailure(f"the namespace {namespace} of {project}/{environment} is still terminating after {grace + 60:g}s")
             time.sleep(self.poll_interval)
@@ -553,7 +554,7 @@ class KubernetesRuntime:
         raises RuntimeFailure with what the cluster says."""
         r = spec.replica
         namespace = self.namespace_name(r.project, r.environment)
-        if self._environment_missing(namespace):
+        if self._environment_missing(namespace, self._namespace(namespace)):
             self.environment_ensure(project=r.project, environment=r.environment)
         manifests = self.service_manifests(spec, namespace=namespace)
         log(f"==> Apply to the namespace {namespace}: " + ", ".join(f"{m['kind']} {m['metadata']['name']}" for m in manifests))
@@ -680,10 +681,9 @@ class KubernetesRuntime:
         progress = _rollout_progress(deployment)
         return ServiceState(spec.replicas, ready, mine and progress.complete, progress.text)
 
-    def _environment_missing(self, namespace: str) -> list[str]:
-        """What of the environment's namespace and policy does not exist (a namespace being
-        deleted counts as missing: `environment_ensure` then says so)."""
-        current = self.call("read the namespace", self.core.read_namespace, namespace, missing=None)
+    def _environment_missing(self, namespace: str, current) -> list[str]:
+        """What of the environment's namespace (`current`, as read) and policy does not exist
+        (a namespace being deleted counts as missing: `environment_ensure` then says so)."""
         if current is None or current.metadata.deletion_timestamp is not None:
             return [f"Namespace {namespace}"]
         if self.call("read the policy", self.networking.read_namespaced_network_policy, POLICY_NAME, namespace, missing=None) is None:
@@ -697,10 +697,10 @@ class KubernetesRuntime:
         or made active since `spec` was read: undoing it would undo a rollout."""
         r = spec.replica
         namespace = self.namespace_name(r.project, r.environment)
-        present = self.call("read the namespace", self.core.read_namespace, namespace, missing=None)
+        present = self._namespace(namespace)
         if present is not None and present.metadata.deletion_timestamp is not None:
             return []  # being removed: the next round makes it again
-        made = self._environment_missing(namespace)
+        made = self._environment_missing(namespace, present)
         if made:
             self.environment_ensure(project=r.project, environment=r.environment)
         manifests = self.service_manifests(spec, namespace=namespace)
