@@ -1,5 +1,9 @@
 """Reproducible image assembly: from `docker save` output to OCI blobs and a manifest.
 
+An image may be assembled from a stack of the Engine's images (a source build's runtime
+stage, then its code FROM scratch): their layers in order, and the lowest one's config with
+the others' labels and history.
+
 The legacy builder stamps build times into the image config and leaves file mtimes from
 the moment of the build. This rewrites both, so that the same commit and inputs always
 give the same bytes, hence the same digest:
@@ -19,10 +23,12 @@ import json
 import os
 import re
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from builds.registry import MANIFEST_TYPE, Blob
 from builds.workspace import create_directory, create_file
@@ -124,8 +130,7 @@ def normalize_layer(src, dest: Path, *, epoch: int | None, findings: list[Findin
     return blob, "sha256:" + uncompressed.sha.hexdigest()
 
 
-def normalize_config(raw: bytes, *, epoch: int, diff_ids: list[str]) -> bytes:
-    config = json.loads(raw)
+def normalize_config(config: dict, *, epoch: int, diff_ids: list[str]) -> bytes:
     created = iso(epoch)
     config["created"] = created
     for entry in config.get("history", []):
@@ -156,6 +161,24 @@ class LayerCache:
     def __init__(self, directory: Path):
         self.directory = directory
 
+    def config(self, image_id: str) -> bytes | None:
+        """The raw config of a local image exported earlier, when it is still what the id
+        names (an Engine image id is the digest of its config)."""
+        try:
+            raw = (self.directory / f"config-{image_id.replace(':', '-')}.json").read_bytes()
+        except OSError:
+            return None
+        return raw if "sha256:" + hashlib.sha256(raw).hexdigest() == image_id else None
+
+    def put_config(self, image_id: str, raw: bytes) -> None:
+        if "sha256:" + hashlib.sha256(raw).hexdigest() != image_id:
+            return  # not content-addressed after all: never served, so not kept
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"config-{image_id.replace(':', '-')}.json"
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(raw)
+        tmp.rename(path)
+
     def _path(self, source_diff_id: str, epoch: int | None) -> Path:
         name = f"v{self.VERSION}-{source_diff_id.replace(':', '-')}-{'kept' if epoch is None else epoch}"
         return self.directory / f"{name}.json"
@@ -184,8 +207,56 @@ class LayerCache:
         tmp.rename(path)
 
 
+@dataclass
+class ImagePart:
+    """One of the Engine's images in the stack an image is assembled from, lowest first.
+
+    `layer(i)` reads its i-th layer tar; None when the image was not exported, and then
+    every one of its layers must come from the cache. The layers a build made in a
+    `dependencies` part hold no code: their mtimes are clamped to `fixed_epoch`, not to the
+    commit's time, and they are cached."""
+
+    raw_config: bytes
+    layer: Callable[[int], IO[bytes]] | None = None
+    dependencies: bool = False
+
+    @property
+    def diff_ids(self) -> list[str]:
+        return json.loads(self.raw_config)["rootfs"]["diff_ids"]
+
+
+class LayersNotExported(Exception):
+    """A layer of a part that was not exported is not in the cache (or not in the registry):
+    export the image and assemble again."""
+
+
+@contextmanager
+def saved_image(path: Path, *, dependencies: bool = False) -> Iterator[ImagePart]:
+    """The image in a `docker save` archive, readable while the context lasts."""
+    with tarfile.open(path) as archive:
+        index = json.load(archive.extractfile("manifest.json"))
+        if len(index) != 1:
+            raise ValueError(f"expected one image in the saved archive, found {len(index)}")
+        entry = index[0]
+        yield ImagePart(archive.extractfile(entry["Config"]).read(), lambda i: archive.extractfile(entry["Layers"][i]), dependencies)
+
+
+def stacked_config(parts: list[ImagePart]) -> dict:
+    """The lowest part's config, with the labels and the history of the parts above it (a
+    stage FROM scratch has no settings of its own to give)."""
+    config = json.loads(parts[0].raw_config)
+    for part in parts[1:]:
+        upper = json.loads(part.raw_config)
+        labels = (upper.get("config") or {}).get("Labels") or {}
+        if labels:
+            inner = config.setdefault("config", {})
+            inner["Labels"] = {**(inner.get("Labels") or {}), **labels}
+        config["history"] = config.get("history", []) + upper.get("history", [])
+    return config
+
+
 def assemble(
-    saved_tar: Path,
+    parts: list[ImagePart],
     workdir: Path,
     *,
     epoch: int,
@@ -194,54 +265,52 @@ def assemble(
     cache: LayerCache | None = None,
     repository: str = "",
     have_blob=lambda digest, source_repository: False,
-    fixed_layers: int = 0,
     fixed_epoch: int = 0,
 ) -> AssembledImage:
-    """Turn a `docker save` archive of one image into normalized OCI blobs in `workdir`.
+    """Turn the stack of `parts` into normalized OCI blobs in `workdir`.
 
     Layers whose Engine diff_id is in `base_diff_ids` come from base images and keep their
-    mtimes. The first `fixed_layers` layers the build made have their mtimes clamped to
+    mtimes. The layers the build made in a `dependencies` part have their mtimes clamped to
     `fixed_epoch` instead of `epoch`: a source build's dependency layers, which must be the
     same whatever the commit for a code-only change to reuse them.
 
     Both kinds are looked up in `cache` first; a cached layer whose blob the registry has
     for `repository` (`have_blob`, which may mount it from the repository it was first
     pushed to) is not read at all, its Blob has no path, and its findings are the ones
-    its first scan made.
+    its first scan made. Raises LayersNotExported, before writing anything, when a part
+    that was not exported has a layer that must be read.
     """
-    create_directory(workdir)
-    findings: list[Finding] = []
-    with tarfile.open(saved_tar) as archive:
-        index = json.load(archive.extractfile("manifest.json"))
-        if len(index) != 1:
-            raise ValueError(f"expected one image in the saved archive, found {len(index)}")
-        entry = index[0]
-        raw_config = archive.extractfile(entry["Config"]).read()
-        source_diff_ids = json.loads(raw_config)["rootfs"]["diff_ids"]
-        layers: list[Blob] = []
-        diff_ids: list[str] = []
-        made = 0  # layers the build made so far
-        reused = 0
-        for i, (name, source) in enumerate(zip(entry["Layers"], source_diff_ids, strict=True)):
+    steps = []  # (part, index, source diff_id, epoch, cacheable, cached entry or None)
+    for part in parts:
+        for i, source in enumerate(part.diff_ids):
             is_base = source in base_diff_ids
-            fixed = not is_base and made < fixed_layers
+            fixed = part.dependencies and not is_base
             layer_epoch = None if is_base else (fixed_epoch if fixed else epoch)
-            made += 0 if is_base else 1
             cacheable = cache is not None and (is_base or fixed)
             cached = cache.get(source, layer_epoch) if cacheable else None
-            if cached and have_blob(cached[0].digest, cached[2]):
-                blob, diff_id, _, found = cached
-                findings += found
-                reused += 1
-            else:
-                found = []
-                blob, diff_id = normalize_layer(archive.extractfile(name), workdir / f"layer-{i}.tar.gz", epoch=layer_epoch, findings=found)
-                findings += found
-                if cacheable:
-                    cache.put(source, layer_epoch, blob, diff_id, repository, found)
-            layers.append(blob)
-            diff_ids.append(diff_id)
-        config_bytes = normalize_config(raw_config, epoch=epoch, diff_ids=diff_ids)
+            if not (cached and have_blob(cached[0].digest, cached[2])):
+                cached = None
+                if part.layer is None:
+                    raise LayersNotExported(source)
+            steps.append((part, i, source, layer_epoch, cacheable, cached))
+    create_directory(workdir)
+    findings: list[Finding] = []
+    layers: list[Blob] = []
+    diff_ids: list[str] = []
+    reused = 0
+    for n, (part, i, source, layer_epoch, cacheable, cached) in enumerate(steps):
+        if cached:
+            blob, diff_id, _, found = cached
+            reused += 1
+        else:
+            found = []
+            blob, diff_id = normalize_layer(part.layer(i), workdir / f"layer-{n}.tar.gz", epoch=layer_epoch, findings=found)
+            if cacheable:
+                cache.put(source, layer_epoch, blob, diff_id, repository, found)
+        findings += found
+        layers.append(blob)
+        diff_ids.append(diff_id)
+    config_bytes = normalize_config(stacked_config(parts), epoch=epoch, diff_ids=diff_ids)
     config_path = workdir / "config.json"
     with create_file(config_path) as out:
         out.write(config_bytes)

@@ -15,6 +15,8 @@ import posixpath
 import secrets
 import shutil
 import time
+from contextlib import ExitStack
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -32,7 +34,7 @@ from builds.dockerbuild import (
     save_image,
 )
 from builds.models import ApiSpec, Build, Component, Image
-from builds.oci import LayerCache, assemble, iso
+from builds.oci import ImagePart, LayerCache, LayersNotExported, assemble, iso, saved_image
 from builds.services import descriptor_at, images_prune_commit, registry_collection_wait
 from builds.workspace import Workspace, create_directory, create_file, workspace_create, workspace_for, workspace_remove
 from choreo_site import runs
@@ -54,8 +56,8 @@ def _inputs_key(*, commit: str, component: Component, descriptor: dict, bases: d
         "build": descriptor["build"],
         "bases": bases,
     }
-    if plan is not None:  # a source build: what the platform wrote for it, and the start command it chose
-        material["plan"] = plan.dockerfile
+    if plan is not None:  # a source build: what the platform builds for it (stacked), with the start command it chose
+        material["plan"] = plan.stacked
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
@@ -73,11 +75,12 @@ def _source_plan(mirror, sha: str, base: str, descriptor) -> source.Plan:
 
 def _source_context(workspace: Workspace, component_dir, plan: source.Plan):
     """A context of the platform's own beside the checkout: the component's files in app/
-    (without .choreo and .git), the plan's Dockerfile and the CA bundle of BUILD_CA_BUNDLE."""
+    (without .choreo and .git), the plan's Dockerfile as the platform builds it (stacked)
+    and the CA bundle of BUILD_CA_BUNDLE."""
     context = create_directory(workspace.root / "source")
     shutil.copytree(component_dir, context / "app", symlinks=True, ignore=shutil.ignore_patterns(".choreo", ".git"))
     with create_file(context / "Dockerfile") as out:
-        out.write(plan.dockerfile.encode())
+        out.write(plan.stacked.encode())
     try:
         bundle = settings.BUILD_CA_BUNDLE.read_bytes()
     except OSError as exc:
@@ -194,7 +197,7 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: runs.Watchdog, workspac
         plan = _source_plan(mirror, sha, base, descriptor)  # no Dockerfile, none asked for: from source
         for line in source.describe(plan):
             writer.line(line)
-        dockerfile_text = plan.dockerfile.encode()
+        dockerfile_text = plan.stacked.encode()
     elif dockerfile_text is None:
         raise DescriptorError("build.dockerfile", f"{descriptor.dockerfile} does not exist at commit {sha[:12]}", path=descriptor_path)
     bases = {name: local_image_id(name) for name in base_images(dockerfile_text.decode(errors="replace"))}
@@ -255,21 +258,27 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: runs.Watchdog, workspac
     registry_collection_wait(writer)  # from here on, blobs go to the registry
     step("Scan and assemble a reproducible image")
     out = workspace.blobs
+    cache = LayerCache(settings.DATA_DIR / "layer-cache")
+    assemble_to = partial(
+        assemble,
+        workdir=out,
+        epoch=info.timestamp,
+        annotations={"org.opencontainers.image.revision": sha, "org.opencontainers.image.created": iso(info.timestamp)},
+        base_diff_ids=base_layer_ids(bases.values()),
+        cache=cache,
+        repository=component.registry_repository,
+        have_blob=lambda digest, source: registry.blob_available(component.registry_repository, digest, source_repository=source),
+        fixed_epoch=source.DEPENDENCY_EPOCH,
+    )
     try:
-        saved = save_image(image_id, workspace.saved_image)
-        assembled = assemble(
-            saved,
-            out,
-            epoch=info.timestamp,
-            annotations={"org.opencontainers.image.revision": sha, "org.opencontainers.image.created": iso(info.timestamp)},
-            base_diff_ids=base_layer_ids(bases.values()),
-            cache=LayerCache(settings.DATA_DIR / "layer-cache"),
-            repository=component.registry_repository,
-            have_blob=lambda digest, source: registry.blob_available(component.registry_repository, digest, source_repository=source),
-            fixed_layers=plan.dependency_layers if plan else 0,
-            fixed_epoch=source.DEPENDENCY_EPOCH,
-        )
-        saved.unlink()
+        with ExitStack() as exports:
+            built = exports.enter_context(saved_image(save_image(image_id, workspace.saved_image)))
+            if plan is None:
+                assembled = assemble_to([built])
+            else:
+                assembled = _assemble_stacked(plan, docker_build, built, cache, assemble_to, exports, workspace, writer)
+        workspace.saved_image.unlink()
+        workspace.saved_runtime_image.unlink(missing_ok=True)
         writer.line(
             f"{len(assembled.layers)} layer(s); {assembled.reused} of them (base image or dependencies) already in the registry, "
             "as an earlier build normalized and scanned them"
@@ -298,6 +307,28 @@ def _pipeline(build: Build, writer: LogWriter, watchdog: runs.Watchdog, workspac
     for old in removed:
         writer.line(f"deleted the older image {old} of this commit")
     _record(build, descriptor.data, specs, image, reused=False)
+
+
+def _assemble_stacked(plan, docker_build, code: ImagePart, cache: LayerCache, assemble_to, exports, workspace, writer):
+    """A source build's image: the runtime stage's image with the code's (`code`, built
+    FROM scratch) on top. The runtime stage is exported only when the cache and the
+    registry do not already hold its layers and its config: its first build, or a change of
+    dependencies, not a code-only commit."""
+    if len(docker_build.stage_images) != plan.stages - 1:
+        raise PlatformError(f"the Engine's build output named {len(docker_build.stage_images)} stage images, not {plan.stages - 1}")
+    runtime_id = local_image_id(docker_build.stage_images[-1])  # the full id: the output names a short one
+    if runtime_id is None:
+        raise PlatformError(f"the runtime stage's image {docker_build.stage_images[-1]} is no longer in the Engine")
+    raw_config = cache.config(runtime_id)
+    if raw_config is not None:
+        try:
+            return assemble_to([ImagePart(raw_config, dependencies=True), code])
+        except LayersNotExported:
+            pass
+    runtime = exports.enter_context(saved_image(save_image(runtime_id, workspace.saved_runtime_image), dependencies=True))
+    cache.put_config(runtime_id, runtime.raw_config)
+    writer.line("exported the runtime stage (base image and dependencies) as well as the code")
+    return assemble_to([runtime, code])
 
 
 def _record(build: Build, descriptor: dict, specs: dict, image: Image, *, reused: bool) -> None:

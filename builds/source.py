@@ -1,11 +1,17 @@
 """Builds from source, with no Dockerfile: which kind a component is, and the build plan
-for it (a multi-stage Dockerfile the pipeline builds like any other, and shows in the log).
+for it (a multi-stage Dockerfile, shown in the log as one a user can build themselves).
 
-The plan keeps dependencies in a layer of their own, made only from the dependency
-declarations, so a commit that changes only code reuses it (the Engine's build cache keys
-it by those files' content). The image runs as an unprivileged user, holds no build tools
-where the language needs none at run time, and starts with `run:` from the descriptor, else
-a Procfile's `web:` line, else the kind's default.
+The plan keeps dependencies in layers of their own, made only from the dependency
+declarations, so a commit that changes only code reuses them (the Engine's build cache
+keys them by those files' content). The platform builds the plan stacked (`Plan.stacked`):
+the image's own stage without the code (`runtime`: its base, its dependencies and its
+settings), then the code alone in a stage FROM scratch, which the assembly puts on top
+(builds/oci.py). The image is the same as the shown Dockerfile's; what the stacking buys is
+that a code-only commit exports only the code from the Engine, not the dependencies again.
+
+The image runs as an unprivileged user, holds no build tools where the language needs none
+at run time, and starts with `run:` from the descriptor, else a Procfile's `web:` line, else
+the kind's default.
 
 Dependencies are fetched from the package registries through the host's CA bundle
 (`BUILD_CA_BUNDLE`), which the build stage alone sees unless `BUILD_CA_IN_IMAGE` is set.
@@ -54,9 +60,9 @@ UV_WHEEL_SHA256 = (
 DEFAULT_PORT = 8080
 CA_PATH = "/etc/choreo/build-ca.crt"  # where the build stage finds BUILD_CA_BUNDLE
 SYSTEM_CA_PATH = "/etc/ssl/certs/ca-certificates.crt"  # where it goes with BUILD_CA_IN_IMAGE
-# The mtimes of the layers before the code's (Plan.dependency_layers) are clamped to this,
-# not to the commit's time as every other layer's are (builds/oci.py): else each commit
-# would make a new dependency layer.
+# The mtimes of the runtime stage's layers (Plan.stacked) are clamped to this, not to the
+# commit's time as every other layer's are (builds/oci.py): else each commit would make new
+# dependency layers.
 DEPENDENCY_EPOCH = 315532800  # 1980-01-01
 
 
@@ -80,10 +86,15 @@ class Files:
 class Plan:
     kind: str
     dockerfile: str  # text; the context holds `app/` (the component's files) and `build-ca.crt`
+    stacked: str  # the same, as the platform builds it: the code in a last stage of its own
     start: str  # the start command, and where it came from, for the log
     start_from: str
-    dependency_layers: int = 0  # the image's first layers that hold only dependencies
     installs: tuple[tuple[str, str], ...] = ()  # (a RUN step's command, the file it installs from)
+
+    @property
+    def stages(self) -> int:
+        """How many stages `stacked` has: the runtime stage's image is the last but one."""
+        return sum(line.startswith("FROM ") for line in self.stacked.splitlines())
 
     def explain(self, message: str) -> str:
         """A failed step's message, naming the file the step installed from, if it did."""
@@ -150,46 +161,42 @@ def _cmd(command: str) -> str:
     return "CMD " + json.dumps(["/bin/sh", "-c", f"exec {command}"])
 
 
-def _run_stage(
-    kind: str, *, ca_in_image: bool, workdir: str, env: str, start: str, port: int, dependencies: list[str], code: list[str]
-) -> tuple[list[str], int]:
-    """The image's own stage, and how many of the layers it makes hold no code.
+def _plan(kind: str, build: list[str], runtime: list[str], code: str, **fields) -> Plan:
+    """The plan from its build stages, the image's own stage without the code, and the one
+    step that puts the code in: as one Dockerfile, and stacked (the code FROM scratch)."""
+    runtime_from, *runtime_steps = runtime
+    dockerfile = [*build, runtime_from, *runtime_steps, code]
+    stacked = [*build, f"{runtime_from} AS runtime", *runtime_steps, "FROM scratch AS code", code]
+    return Plan(kind, "\n".join(dockerfile) + "\n", "\n".join(stacked) + "\n", **fields)
+
+
+def _runtime_stage(kind: str, *, ca_in_image: bool, workdir: str, env: str, start: str, port: int, dependencies: list[str]) -> list[str]:
+    """The image's own stage, without the code.
 
     Everything that does not change with the code comes first: the CA bundle (when the
     image is to trust it), the working directory, the settings and the start command, then
-    the dependencies. A code-only commit then rebuilds only the code's COPY: each step
+    the dependencies, so that a change of dependencies rebuilds the fewest steps (each step
     after a changed one is a new container to the legacy builder, even one that only sets
-    metadata. Files are copied as root whatever USER says, so the app cannot rewrite them.
+    metadata). Files are copied as root whatever USER says, so the app cannot rewrite them.
     """
-    fixed = [f"COPY build-ca.crt {SYSTEM_CA_PATH}"] if ca_in_image else []
-    fixed.append(f"WORKDIR {workdir}")  # a layer: the directory is new in the run image
-    lines = [
+    return [
         f"FROM {RUN_IMAGES[kind]}",
-        *fixed,
+        *([f"COPY build-ca.crt {SYSTEM_CA_PATH}"] if ca_in_image else []),
+        f"WORKDIR {workdir}",  # a layer: the directory is new in the run image
         env,
         f"USER {APP_USER}",
         f"EXPOSE {port}",
         _cmd(start),
         *dependencies,
-        *code,
     ]
-    return lines, len(fixed) + len(dependencies)
 
 
 def _plan_static(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
     port = _port(descriptor)
     start, start_from = _start(files, descriptor, lambda: (f"httpd -f -p {port} -h /www", "the static file server"), "static")
-    lines, fixed = _run_stage(
-        "static",
-        ca_in_image=ca_in_image,
-        workdir="/www",
-        env=f"ENV PORT={port}",
-        start=start,
-        port=port,
-        dependencies=[],
-        code=["COPY app/ /www/"],
-    )
-    return Plan("static", "\n".join(lines) + "\n", start, start_from, dependency_layers=fixed)
+    env = f"ENV PORT={port}"
+    runtime = _runtime_stage("static", ca_in_image=ca_in_image, workdir="/www", env=env, start=start, port=port, dependencies=[])
+    return _plan("static", [], runtime, "COPY app/ /www/", start=start, start_from=start_from)
 
 
 # Python ---------------------------------------------------------------------------------
@@ -351,7 +358,7 @@ def _plan_python(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
         "RUN python3 -m venv --without-pip /opt/venv",  # no pip in the image: the build stage's installs into it
         *install,
     ]
-    run_stage, fixed = _run_stage(
+    runtime = _runtime_stage(
         "python",
         ca_in_image=ca_in_image,
         workdir="/app",
@@ -359,11 +366,9 @@ def _plan_python(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
         start=start,
         port=port,
         dependencies=["COPY --from=dependencies /opt/venv /opt/venv"],
-        code=["COPY app/ /app/"],
     )
-    lines += run_stage
     installs = tuple((line.removeprefix("RUN "), source) for line in install if line.startswith("RUN "))
-    return Plan("python", "\n".join(lines) + "\n", start, start_from, dependency_layers=fixed, installs=installs)
+    return _plan("python", lines, runtime, "COPY app/ /app/", start=start, start_from=start_from, installs=installs)
 
 
 # Node.js ----------------------------------------------------------------------------------
@@ -490,7 +495,7 @@ def _plan_node(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
             "RUN npm run build && rm -rf node_modules",
         ]
         code_from = "COPY --from=build /app/ /app/"
-    run_stage, fixed = _run_stage(
+    runtime = _runtime_stage(
         "node",
         ca_in_image=ca_in_image,
         workdir="/app",
@@ -498,11 +503,9 @@ def _plan_node(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
         start=start,
         port=port,
         dependencies=["COPY --from=dependencies /app/node_modules /app/node_modules"],
-        code=[code_from],
     )
-    lines += run_stage
     installs = (("npm ci --omit=dev", lock), ("npm ci", lock), ("npm run build && rm -rf node_modules", "package.json scripts.build"))
-    return Plan("node", "\n".join(lines) + "\n", start, start_from, dependency_layers=fixed, installs=installs)
+    return _plan("node", lines, runtime, code_from, start=start, start_from=start_from, installs=installs)
 
 
 # Go ---------------------------------------------------------------------------------------
@@ -533,18 +536,9 @@ def _plan_go(files: Files, descriptor: dict, ca_in_image: bool) -> Plan:
         "COPY app/ ./",
         'RUN go build -buildvcs=false -ldflags="-s -w -buildid=" -o /out/server .',
     ]
-    run_stage, fixed = _run_stage(
-        "go",
-        ca_in_image=ca_in_image,
-        workdir="/app",
-        env=f"ENV PORT={port}",
-        start=start,
-        port=port,
-        dependencies=[],
-        code=["COPY --from=build /out/server /app/server"],
-    )
-    lines += run_stage
-    return Plan("go", "\n".join(lines) + "\n", start, start_from, dependency_layers=fixed, installs=(("go mod download", "go.mod"),))
+    runtime = _runtime_stage("go", ca_in_image=ca_in_image, workdir="/app", env=f"ENV PORT={port}", start=start, port=port, dependencies=[])
+    installs = (("go mod download", "go.mod"),)
+    return _plan("go", lines, runtime, "COPY --from=build /out/server /app/server", start=start, start_from=start_from, installs=installs)
 
 
 PLANNERS: dict[str, Callable[[Files, dict, bool], Plan]] = {
@@ -565,4 +559,6 @@ def describe(plan_: Plan) -> list[str]:
         f"source build: {plan_.kind}; starts with {shlex.quote(plan_.start)} ({plan_.start_from})",
         "build plan (a Dockerfile; build it yourself from the component's files in app/):",
         *(f"  {line}" for line in plan_.dockerfile.splitlines()),
+        "the platform builds it stacked: the last step alone, in a stage FROM scratch, put on top of the stage before it "
+        "(the same image; a code-only commit then exports only the code's layer)",
     ]

@@ -3,6 +3,7 @@
     WORKSPACE_DIR/build-<id>/      mode 0700, made new (never reused, never a link)
         src/                       the checkout: the repository's files, hostile
         image.tar                  what the Engine saved
+        runtime.tar                a source build's runtime stage, when it had to be saved too
         oci/                       the normalized blobs
 
 Nothing the platform writes lives inside the checkout: a repository may commit links
@@ -32,6 +33,10 @@ class Workspace:
     @property
     def saved_image(self) -> Path:
         return self.root / "image.tar"
+
+    @property
+    def saved_runtime_image(self) -> Path:
+        return self.root / "runtime.tar"
 
     @property
     def blobs(self) -> Path:

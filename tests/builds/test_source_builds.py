@@ -126,10 +126,15 @@ def test_python_plans_keep_dependencies_apart_run_as_non_root_and_check_the_vers
     # What does not change with the code comes before it, so a code-only commit rebuilds one step.
     run_stage = lines[lines.index("FROM choreo/python:3.11") :]
     assert [line.split()[0] for line in run_stage] == ["FROM", "WORKDIR", "ENV", "USER", "EXPOSE", "CMD", "COPY", "COPY"]
-    assert chosen.dependency_layers == 2  # the working directory and the dependencies
+    # As the platform builds it: the same steps, the code alone in a last stage FROM scratch.
+    stacked = chosen.stacked.splitlines()
+    assert stacked[-2:] == ["FROM scratch AS code", "COPY app/ /app/"] and chosen.stages == 3
+    assert [line.removesuffix(" AS runtime") for line in stacked if line != "FROM scratch AS code"] == lines
     assert not any("build-ca.crt" in line for line in lines[lines.index("FROM choreo/python:3.11") :])  # the CA stays in the build stage
     with_ca = source.plan("python", files({"requirements.txt": "", "app.py": ""}), descriptor('run: "x"\n'), ca_in_image=True)
-    assert "COPY build-ca.crt /etc/ssl/certs/ca-certificates.crt" in with_ca.dockerfile and with_ca.dependency_layers == 3
+    runtime = with_ca.stacked.split(" AS runtime\n")[1].split("FROM scratch")[0]
+    assert "COPY build-ca.crt /etc/ssl/certs/ca-certificates.crt" in runtime
+    assert "build-ca.crt" not in with_ca.stacked.split("FROM scratch")[1]
     for asked in ("3.11", "3.11.4", ">=3.9,<3.13", "~=3.10", "python3.11"):
         source.plan("python", files({"requirements.txt": "", ".python-version": asked + "\n"}), descriptor('run: "x"\n'))
     with pytest.raises(
@@ -214,6 +219,9 @@ def test_go_plans_build_a_static_binary_and_check_the_go_directive():
     assert chosen.start == "/app/server" and "CGO_ENABLED=0" in chosen.dockerfile
     final = chosen.dockerfile.split("FROM choreo/busybox:1")[1]
     assert "go build" not in final and "COPY --from=build /out/server /app/server" in final  # no toolchain in the image
+    runtime, code = chosen.stacked.split("FROM choreo/busybox:1 AS runtime\n")[1].split("FROM scratch AS code\n")
+    assert runtime == 'WORKDIR /app\nENV PORT=8080\nUSER 10001:10001\nEXPOSE 8080\nCMD ["/bin/sh", "-c", "exec /app/server"]\n'
+    assert code == "COPY --from=build /out/server /app/server\n"
     with pytest.raises(source.SourceError, match=r"go.mod asks for Go 1.27, which this platform does not have \(available: 1.26.8\)"):
         source.plan("go", files({**fixture("go"), "go.mod": "module x\n\ngo 1.27\n"}), descriptor())
     with pytest.raises(source.SourceError, match="no .go file at the top"):
@@ -251,6 +259,7 @@ def test_any_files_give_a_plan_or_a_clear_refusal(present, text, other, kind):
         assert exc.detail and "\n" not in exc.detail
     else:
         assert chosen.dockerfile.startswith(("FROM ", "# ")) and "CMD " in chosen.dockerfile
+        assert chosen.stacked.endswith("\n" + chosen.dockerfile.splitlines()[-1] + "\n") and "FROM scratch AS code\n" in chosen.stacked
 
 
 @given(st.text(max_size=40), st.text(max_size=40), st.text(max_size=80), st.booleans())
@@ -377,6 +386,9 @@ def test_a_uv_locked_app_builds_from_its_lock_and_a_lock_out_of_step_fails_namin
     assert not stale.digest and component.images.count() == 1
 
 
+EXPORTED_RUNTIME = "exported the runtime stage (base image and dependencies) as well as the code"
+
+
 def get_path(host: str, path: str) -> tuple[int, str]:
     import http.client
 
@@ -415,6 +427,9 @@ def test_a_flask_app_builds_from_pypi_serves_promotes_and_reuses_its_dependency_
     # ...and those layers are taken from the registry as the first build made them, not read again.
     reused = next(line for line in log.splitlines() if " layer(s); " in line)
     assert reused.startswith(f"{len(after)} layer(s); {len(after) - 1} of them (base image or dependencies) already in the registry")
+    # The runtime stage (base and dependencies) was exported from the Engine for the first
+    # build only: the second exported its code alone.
+    assert EXPORTED_RUNTIME in read_text(first.log_stream) and EXPORTED_RUNTIME not in log
 
 
 @pytest.mark.once
