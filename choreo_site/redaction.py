@@ -127,6 +127,7 @@ class RedactingFilter(logging.Filter):
     when they cannot be fetched."""
 
     refresh_every = 5.0
+    fetch_wait = 5.0  # at most this long a record waits for a fetch, then the last set is used
 
     def __init__(self, name: str = ""):
         super().__init__(name)
@@ -152,7 +153,7 @@ class RedactingFilter(logging.Filter):
 
         thread = threading.Thread(target=run, name="redaction-fetch", daemon=True)
         thread.start()
-        thread.join(5)
+        thread.join(self.fetch_wait)
         if "found" not in result:
             raise RuntimeError("could not fetch the secrets")
         return result["found"]

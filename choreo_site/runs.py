@@ -44,6 +44,10 @@ from choreo_site.redaction import redact
 
 log = logging.getLogger(__name__)
 
+# How long a run that ended waits for its watchdog to stop (it wakes twice a second, so
+# only a watchdog stuck in a query takes longer); a stuck one is a daemon, left behind.
+WATCHDOG_JOIN = 5.0
+
 
 class Aborted(Exception):
     """The run was cancelled or timed out (raised between steps, or by what it waits on)."""
@@ -186,7 +190,7 @@ def execute(kind: Kind, pk: int, body: Callable[[Any, LogWriter, Watchdog], None
     finish(kind, run, status, error)
     status = kind.model.objects.filter(pk=pk).values_list("status", flat=True).first() or status
     writer.end(status)
-    watchdog.join(timeout=5)
+    watchdog.join(timeout=WATCHDOG_JOIN)
     if kind.ended is not None:
         kind.ended(run, status)
     return status

@@ -334,10 +334,20 @@ def test_a_hung_secret_source_holds_a_log_record_at_most_five_seconds_and_not_th
         return ["never-fetched-1"]
 
     monkeypatch.setattr(redaction, "_secret_sources", [hung])
+    assert RedactingFilter.fetch_wait == 5.0
     started = time.monotonic()
     try:
         assert filtered(RedactingFilter(), "a never-fetched-1") == "a never-fetched-1"
         assert time.monotonic() - started < 10
         assert fetching[0].daemon  # a hung fetch does not keep the process from exiting
+    finally:
+        release.set()
+    # The bound is the filter's own: shortened, a record waits that long and not longer.
+    release.clear()
+    monkeypatch.setattr(RedactingFilter, "fetch_wait", 0.3)
+    started = time.monotonic()
+    try:
+        assert filtered(RedactingFilter(), "a never-fetched-1") == "a never-fetched-1"
+        assert time.monotonic() - started < 3
     finally:
         release.set()

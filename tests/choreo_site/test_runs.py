@@ -328,6 +328,31 @@ def test_the_watchdog_beats_on_while_a_cancelled_run_winds_down(component, setti
     assert beats[1] > beats[0]
 
 
+def test_a_run_that_ended_waits_for_a_stuck_watchdog_only_so_long(component, monkeypatch):
+    """Its job returns, and its worker takes the next one, even when the watchdog is stuck
+    (in a query that hangs): for WATCHDOG_JOIN, shortened here, and not a moment longer."""
+    release = threading.Event()
+    monkeypatch.setattr(runs, "WATCHDOG_JOIN", 0.3)
+    monkeypatch.setattr(runs.Watchdog, "run", lambda self: release.wait(20))
+    build = queued(component)
+    waited = []
+
+    def body(run, writer, watchdog):
+        waited.append(watchdog)
+
+    started = time.monotonic()
+    try:
+        assert execute(build, body) == Build.SUCCEEDED
+        assert time.monotonic() - started < 5
+        assert waited[0].is_alive()  # still stuck: the run did not wait it out
+    finally:
+        release.set()
+    waited[0].join(5)
+    # And a watchdog that stops as it should is waited for: it is gone when the run returns.
+    monkeypatch.undo()
+    assert execute(queued(component), body) == Build.SUCCEEDED and not waited[1].is_alive()
+
+
 def test_a_run_s_own_time_limit_leaves_it_alone_within_and_times_it_out_past_it(component):
     """A kind whose runs each have their own limit (a task's timeout), and a status of its
     own for a run over it; a cancel still stops such a run."""
