@@ -237,7 +237,8 @@ def test_the_reaper_fails_runs_whose_worker_died_or_went_silent_and_leaves_live_
     never_beat = queued(component, status=Build.RUNNING, worker="elsewhere:2", heartbeat_at=None)
     hung_here = queued(component, status=Build.RUNNING, worker=runs.worker_identity(), heartbeat_at=stale)
     alive_here = queued(component, status=Build.RUNNING, worker=runs.worker_identity(), heartbeat_at=now)
-    alive_there = queued(component, status=Build.RUNNING, worker="elsewhere:3", heartbeat_at=now)
+    # Its pid is no process on this host, which says nothing about the other host's.
+    alive_there = queued(component, status=Build.RUNNING, worker="elsewhere:999999", heartbeat_at=now)
     (settings.WORKSPACE_DIR / f"build-{silent.pk}").mkdir(parents=True)
 
     reaped = runs.reap_orphans()
