@@ -3,7 +3,8 @@
 # [--fresh] [TARGET...]. Targets are [tool.mutate.targets.*] in pyproject.toml; without
 # arguments every target runs. Each target gets .mutmut/TARGET/: links to the project's
 # folders, a pyproject.toml with a [tool.mutmut] of its own, and mutmut's mutants/ (kept,
-# so a rerun only tests mutants of functions that changed; --fresh starts over).
+# so a rerun only tests the mutants not tested yet and those of functions that changed; an
+# interrupted run goes on where it stopped; --fresh starts over).
 # Prints each target's counts, score and time, and `mutmut show` for every mutant that was
 # not killed. Mutants run one at a time: the tests share one SQLite file and one Redis db.
 set -euo pipefail
@@ -118,8 +119,33 @@ EOF
   fi
   if [ $report_only = 0 ]; then
     start=$(date +%s)
-    # shellcheck disable=SC2086  # functions: globs for mutmut, not for the shell
-    (cd "$work" && set -f && "$ROOT/.venv/bin/mutmut" run --max-children 1 $functions) >"$work/run.log" 2>&1 || { status=1; tail -c 3000 "$work/run.log" | tr '\r' '\n' | tail -20; }
+    names=$functions
+    if [ -n "$functions" ] && [ -d "$work/mutants" ]; then
+      # mutmut tests again every mutant named on its command line, so name only those of
+      # these functions that are not tested yet: an interrupted run of a slow target goes
+      # on where it stopped. create_mutants is mutmut's own first step: it writes the
+      # mutants again and forgets the results of every function that changed since.
+      # shellcheck disable=SC2086
+      names=$(cd "$work" && set -f && "$ROOT/.venv/bin/python" - $functions <<'EOF'
+import contextlib, fnmatch, io, json, sys
+from pathlib import Path
+
+from mutmut.__main__ import create_mutants
+
+with contextlib.redirect_stdout(io.StringIO()):
+    create_mutants(1)
+for meta in Path("mutants").rglob("*.py.meta"):
+    for key, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+        if code is None and any(fnmatch.fnmatch(key, p) for p in sys.argv[1:]):
+            print(key)
+EOF
+      )
+      echo "$(echo "$names" | grep -c . || true) mutants not tested yet"
+    fi
+    if [ -n "$names" ]; then
+      # shellcheck disable=SC2086  # names, or the functions' globs: for mutmut, not for the shell
+      (cd "$work" && set -f && "$ROOT/.venv/bin/mutmut" run --max-children 1 $names) >"$work/run.log" 2>&1 || { status=1; tail -c 3000 "$work/run.log" | tr '\r' '\n' | tail -20; }
+    fi
     echo "wall time: $(($(date +%s) - start))s"
   fi
   (cd "$work" && set -f && "$ROOT/.venv/bin/python" - $functions <<'EOF'
