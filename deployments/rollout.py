@@ -224,9 +224,7 @@ def _roll_out(deployment: Deployment, writer: LogWriter, rt: Runtime, started: l
     added.clear()
     started_ids = [r.id for r in started]
     started.clear()
-    final_old = Deployment.ROLLED_BACK if deployment.kind == Deployment.ROLLBACK else Deployment.SUPERSEDED
-    if old is not None:
-        Deployment.objects.filter(pk=old.pk, status=Deployment.ACTIVE).update(status=final_old)
+    _retire_replaced(deployment)
     if not runs.finish(KIND, deployment, Deployment.ACTIVE):
         writer.line("the deployment was changed by someone else while rolling out")
     if old is not None:
@@ -255,9 +253,7 @@ def _roll_out_service(deployment: Deployment, writer: LogWriter, rt: ServiceRunt
         raise
     if spec.host:
         writer.line(f"serving at http://{spec.host}{spec.public['basePath']} through the cluster's ingress")
-    final_old = Deployment.ROLLED_BACK if deployment.kind == Deployment.ROLLBACK else Deployment.SUPERSEDED
-    if old is not None:
-        Deployment.objects.filter(pk=old.pk, status=Deployment.ACTIVE).update(status=final_old)
+    _retire_replaced(deployment)
     if not runs.finish(KIND, deployment, Deployment.ACTIVE):
         writer.line("the deployment was changed by someone else while rolling out")
     writer.line(f"==> Deployment {deployment.pk} is active")
@@ -272,10 +268,8 @@ def _activate_task(deployment: Deployment, writer: LogWriter, rt: Runtime) -> No
         f"==> Deploying {release.image_reference} to {deployment.environment.name} ({deployment.kind}): a {release.descriptor['type']}"
     )
     writer.line("a task has no replicas and no route: its executions run this deployment from now on")
-    final_old = Deployment.ROLLED_BACK if deployment.kind == Deployment.ROLLBACK else Deployment.SUPERSEDED
     with transaction.atomic():  # never a moment with no active deployment (the scheduler reads it)
-        if old is not None:
-            Deployment.objects.filter(pk=old.pk, status=Deployment.ACTIVE).update(status=final_old)
+        _retire_replaced(deployment)
         taken = runs.finish(KIND, deployment, Deployment.ACTIVE)
         if not taken:
             transaction.set_rollback(True)
@@ -302,6 +296,16 @@ def _activate_task(deployment: Deployment, writer: LogWriter, rt: Runtime) -> No
         Deployment.objects.filter(pk=old.pk).update(replicas=[])
         writer.line("the replicas of the service it replaces were stopped")
     writer.line(f"==> Deployment {deployment.pk} is active")
+
+
+def _retire_replaced(deployment: Deployment) -> None:
+    """What `deployment` replaces stops being active: rolled back when `deployment` is a
+    rollback, superseded otherwise (a later rollback goes to a superseded one by default,
+    never to one that was rolled back: deployments.services.rollback_target)."""
+    old = deployment.replaces
+    if old is not None:
+        status = Deployment.ROLLED_BACK if deployment.kind == Deployment.ROLLBACK else Deployment.SUPERSEDED
+        Deployment.objects.filter(pk=old.pk, status=Deployment.ACTIVE).update(status=status)
 
 
 def _ended(deployment: Deployment, status: str) -> None:
@@ -530,10 +534,10 @@ def _orphaned(deployment: Deployment, reason: str) -> None:
     old_serving = old is not None and bool(set(_servers_of(old)) & servers)
     if mine and not old_serving:
         if runs.finish(KIND, deployment, Deployment.ACTIVE):
+            _retire_replaced(deployment)
             if old is not None:
-                Deployment.objects.filter(pk=old.pk, status=Deployment.ACTIVE).update(status=Deployment.SUPERSEDED)
                 for replica in _replicas_of(old):
-                    runtime().replica_stop(replica, grace=settings.ROLLOUT_STOP_GRACE)
+                    rt.replica_stop(replica, grace=settings.ROLLOUT_STOP_GRACE)
             writer = LogWriter(deployment.log_stream)
             writer.line("==> The worker stopped after the switch; the new version serves: deployment resumed as active")
             writer.end(Deployment.ACTIVE)
@@ -541,8 +545,8 @@ def _orphaned(deployment: Deployment, reason: str) -> None:
     if route is not None:
         for name in mine:
             ing.server_delete(slot_name(route.slot), name)
-    for replica in runtime().replicas(deployment=str(deployment.pk)):
-        runtime().replica_stop(replica, grace=1)
+    for replica in rt.replicas(deployment=str(deployment.pk)):
+        rt.replica_stop(replica, grace=1)
     runs.fail(KIND, deployment, reason, note="Its replicas were removed; the active version keeps serving.")
 
 
@@ -554,9 +558,7 @@ def _orphaned_service(deployment: Deployment, reason: str, rt: ServiceRuntime) -
     previous = service_spec(old) if old is not None and not _is_task(old) else None
     if rt.service_state(spec).serving:
         if runs.finish(KIND, deployment, Deployment.ACTIVE):
-            if old is not None:
-                final_old = Deployment.ROLLED_BACK if deployment.kind == Deployment.ROLLBACK else Deployment.SUPERSEDED
-                Deployment.objects.filter(pk=old.pk, status=Deployment.ACTIVE).update(status=final_old)
+            _retire_replaced(deployment)
             writer = LogWriter(deployment.log_stream)
             writer.line("==> The worker stopped after the cluster completed the rollout: deployment resumed as active")
             writer.end(Deployment.ACTIVE)

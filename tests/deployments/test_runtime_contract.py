@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import docker
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
+from choreo_site import runs
+from choreo_site.logstream import read_text
 from deployments import rollout, services
 from deployments.models import Deployment
 from deployments.runtimes import ServiceRuntime
@@ -127,6 +131,87 @@ def test_the_rollout_contract(runtime_kind, component):
     assert len(running(kind)) == (4 if kind == "docker" else 2)  # 2 replicas per environment, or 2 namespaces
     project_delete(project=component.project)
     assert running(kind) == []
+
+
+def orphan(deployment: Deployment, *, replaced: Deployment | None = None) -> None:
+    """Make `deployment` a rollout whose worker, on another host, went silent; `replaced`
+    active again, as it was until that rollout's end."""
+    stale = timezone.now() - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT + 1)
+    Deployment.objects.filter(pk=deployment.pk).update(
+        status=Deployment.ROLLING_OUT, worker="elsewhere:4242", heartbeat_at=stale, finished_at=None
+    )
+    if replaced is not None:
+        Deployment.objects.filter(pk=replaced.pk).update(status=Deployment.ACTIVE)
+
+
+def test_a_rollout_whose_worker_died_ends_as_it_would_have_if_it_switched_and_is_undone_if_not(
+    runtime_kind,
+    component,
+    make_task,  # noqa: F811 (the fixture)
+):
+    """The reaper's policy for a rollout whose worker died (rollout._orphaned): if its new
+    version serves already, it becomes active and what it replaced is retired as the
+    rollout would have retired it (a rollback's: rolled back, so a later rollback does not
+    bring it again); if not, what it started is removed, it fails, and the active version
+    keeps serving."""
+    kind, host = runtime_kind, "web.development.shop.localhost"
+    component.repo.commit({"Dockerfile": SERVING_UNLESS_UNREADY}, "serve unless told not to")
+    first = finish(services.deployment_deploy(component=component, build=build(component)))
+    assert first.status == Deployment.ACTIVE, first.error
+    second = finish(services.deployment_deploy(component=component, build=build(component, {"index.html": "v2\n"})))
+    assert second.status == Deployment.ACTIVE, second.error
+
+    # A rollback whose worker died after the switch: its statuses as they were just before its end.
+    rolled = finish(services.deployment_rollback(component=component, environment=env(component, "development")))
+    assert rolled.status == Deployment.ACTIVE and rolled.release_id == first.release_id, rolled.error
+    orphan(rolled, replaced=second)
+    assert runs.reap_orphans() == [f"rollout-{rolled.pk}"]
+    statuses = dict(Deployment.objects.values_list("pk", "status"))
+    assert (statuses[rolled.pk], statuses[second.pk]) == (Deployment.ACTIVE, Deployment.ROLLED_BACK)
+    assert "deployment resumed as active" in read_text(rolled.log_stream)
+    assert serves(kind, rolled, host)
+
+    # A deploy whose worker died before the switch: its new version started, and not ready.
+    third = services.deployment_deploy(component=component, build=build(component, {".choreo/component.yaml": UNREADY}))
+    third = Deployment.objects.get(pk=third.pk)  # pending: nobody runs its job
+    rt = rollout.runtime()
+    if kind == "docker":
+        rt.replica_start(rollout.replica_spec(third, 0))
+    else:
+        rt.apply(*rt.service_manifests(rollout.service_spec(third), namespace=rt.namespace_name("shop", "development")))
+        assert not serves(kind, rolled, host)  # the cluster rolls out the new version
+    orphan(third)
+    assert runs.reap_orphans() == [f"rollout-{third.pk}"]
+    third.refresh_from_db()
+    assert third.status == Deployment.FAILED
+    assert third.error == f"The worker running this rollout (elsewhere:4242) sent no heartbeat for {settings.RUN_HEARTBEAT_TIMEOUT}s."
+    note = (
+        "Its replicas were removed; the active version keeps serving."
+        if kind == "docker"
+        else "The previous version was applied again and kept serving."
+    )
+    assert read_text(third.log_stream).splitlines()[-1].endswith(note)
+    assert Deployment.objects.get(pk=rolled.pk).status == Deployment.ACTIVE
+    deadline = time.monotonic() + 30
+    while not serves(kind, rolled, host):
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    if kind == "docker":
+        assert get(host) == (200, "v1")
+        assert rt.replicas(deployment=str(third.pk)) == []
+
+    # A task's deployment whose worker died: nothing of it runs yet, so it fails and the
+    # active one stays.
+    task = make_task()
+    active = deployed(task)
+    fourth = services.deployment_deploy(component=task, environment=env(task, "development"), build=build(task))
+    orphan(fourth)
+    assert runs.reap_orphans() == [f"rollout-{fourth.pk}"]
+    fourth.refresh_from_db()
+    assert fourth.status == Deployment.FAILED
+    assert Deployment.objects.get(pk=active.pk).status == Deployment.ACTIVE
+    if kind == "kubernetes":
+        assert read_text(fourth.log_stream).splitlines()[-1].endswith("The active version stays.")
 
 
 # A task that says it ran; on Docker it also does what kwok's stages do for these names
