@@ -200,6 +200,24 @@ def test_a_rollout_whose_worker_died_ends_as_it_would_have_if_it_switched_and_is
         assert get(host) == (200, "v1")
         assert rt.replicas(deployment=str(third.pk)) == []
 
+    # The first deploy to an environment, whose worker died before the switch: nothing is
+    # left running there.
+    fifth = services.deployment_promote(component=component, source=env(component, "development"), target=env(component, "production"))
+    fifth = Deployment.objects.get(pk=fifth.pk)
+    assert fifth.replaces is None
+    if kind == "docker":
+        rt.replica_start(rollout.replica_spec(fifth, 0))
+    else:
+        rt.environment_ensure(project="shop", environment="production")
+        rt.apply(*rt.service_manifests(rollout.service_spec(fifth), namespace=rt.namespace_name("shop", "production")))
+    orphan(fifth)
+    assert runs.reap_orphans() == [f"rollout-{fifth.pk}"]
+    assert Deployment.objects.get(pk=fifth.pk).status == Deployment.FAILED
+    if kind == "docker":
+        assert rt.replicas(deployment=str(fifth.pk)) == []
+    else:
+        assert rt.apps.list_namespaced_deployment(rt.namespace_name("shop", "production")).items == []
+
     # A task's deployment whose worker died: nothing of it runs yet, so it fails and the
     # active one stays.
     task = make_task()
