@@ -13,18 +13,21 @@ variable named CHOREO_TEST_UNREADY, and kwok keeps such a pod not Ready
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from datetime import timedelta
 
 import docker
 import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
 from choreo_site import runs
-from choreo_site.logstream import read_text
+from choreo_site.logstream import group_name, read_text
 from deployments import rollout, services
 from deployments.models import Deployment
 from deployments.runtimes import ServiceRuntime
@@ -144,6 +147,21 @@ def orphan(deployment: Deployment, *, replaced: Deployment | None = None) -> Non
         Deployment.objects.filter(pk=replaced.pk).update(status=Deployment.ACTIVE)
 
 
+def live_reader(stream: str):
+    """A live reader of `stream` from now on, as a log page's WebSocket is; call the result
+    for the final status the reader is told."""
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(group_name(stream), channel)
+
+    async def final_status() -> str:
+        while (message := await asyncio.wait_for(layer.receive(channel), 10))["type"] != "log.end":
+            pass
+        return message["status"]
+
+    return async_to_sync(final_status)
+
+
 def test_a_rollout_whose_worker_died_ends_as_it_would_have_if_it_switched_and_is_undone_if_not(
     runtime_kind,
     component,
@@ -165,10 +183,13 @@ def test_a_rollout_whose_worker_died_ends_as_it_would_have_if_it_switched_and_is
     rolled = finish(services.deployment_rollback(component=component, environment=env(component, "development")))
     assert rolled.status == Deployment.ACTIVE and rolled.release_id == first.release_id, rolled.error
     orphan(rolled, replaced=second)
+    told = live_reader(rolled.log_stream)
     assert runs.reap_orphans() == [f"rollout-{rolled.pk}"]
     statuses = dict(Deployment.objects.values_list("pk", "status"))
     assert (statuses[rolled.pk], statuses[second.pk]) == (Deployment.ACTIVE, Deployment.ROLLED_BACK)
-    assert "deployment resumed as active" in read_text(rolled.log_stream)
+    assert told() == Deployment.ACTIVE
+    why = "the switch; the new version serves" if kind == "docker" else "the cluster completed the rollout"
+    assert f"==> The worker stopped after {why}: deployment resumed as active" in read_text(rolled.log_stream).splitlines()
     assert serves(kind, rolled, host)
 
     # A deploy whose worker died before the switch: its new version started, and not ready.
