@@ -19,7 +19,7 @@ from deployments.ingress import ingress
 from deployments.ingress.haproxy import slot_name
 from deployments.models import Deployment, Route
 from tests.deployments.load import KeepAliveLoad
-from tests.deployments.test_deploy import build, finish, get
+from tests.deployments.test_deploy import DESCRIPTOR, build, finish, get
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")]
 
@@ -155,6 +155,29 @@ def test_no_request_reaches_a_replica_before_its_health_check_passes(component):
     assert second.status == Deployment.ACTIVE, second.error
     assert load.failures == [] and load.errors == 0, load.failures[:5]
     assert load.bodies == {"v1", "v2"}
+
+
+def test_a_rollout_that_fails_with_its_servers_in_the_pool_takes_them_out_again(component):
+    """Its replicas pass their health check, on its port, but the ingress cannot reach the
+    endpoint's port: the rollout fails after adding a server to the pool, and the undo takes
+    the server out again and stops the new replicas. The active version serves alone."""
+    first = finish(services.deployment_deploy(component=component, build=build(component)))
+    assert first.status == Deployment.ACTIVE, first.error
+    route = Route.objects.get(component=component, environment=first.environment)
+    in_pool = {s.name for s in ingress().servers(slot_name(route.slot))}
+    assert in_pool == set(rollout._servers_of(first)) and len(in_pool) == 2
+
+    elsewhere = DESCRIPTOR.replace("STARTUP", "5s").replace("    port: 8080\n", "    port: 8081\n")  # health stays on 8080
+    bad = finish(services.deployment_deploy(component=component, build=build(component, {".choreo/component.yaml": elsewhere})))
+    assert bad.status == Deployment.FAILED
+    assert bad.error.startswith("the ingress could not reach ") and bad.error.endswith(" on port 8081"), bad.error
+    log = read_text(bad.log_stream).splitlines()
+    assert any(line.startswith("==> Add to the ingress pool") for line in log)
+    assert "the new replicas were removed; the active version keeps serving" in log
+    assert {s.name for s in ingress().servers(slot_name(route.slot))} == in_pool
+    assert rollout.runtime().replicas(deployment=str(bad.pk)) == []
+    assert Deployment.objects.get(pk=first.pk).status == Deployment.ACTIVE
+    assert get(HOST) == (200, "v1")
 
 
 def test_a_rollout_job_for_a_deployment_no_longer_pending_does_nothing(component):
