@@ -174,6 +174,9 @@ def test_a_rollout_whose_worker_died_ends_as_it_would_have_if_it_switched_and_is
     keeps serving."""
     kind, host = runtime_kind, "web.development.shop.localhost"
     component.repo.commit({"Dockerfile": SERVING_UNLESS_UNREADY}, "serve unless told not to")
+    # Its slot in production is taken first (as when it ran there before it ran in
+    # development): the policy must look at the slot of the rollout's own environment.
+    services.route_ensure(component=component, environment=env(component, "production"))
     first = finish(services.deployment_deploy(component=component, build=build(component)))
     assert first.status == Deployment.ACTIVE, first.error
     second = finish(services.deployment_deploy(component=component, build=build(component, {"index.html": "v2\n"})))
@@ -221,8 +224,9 @@ def test_a_rollout_whose_worker_died_ends_as_it_would_have_if_it_switched_and_is
         assert get(host) == (200, "v1")
         assert rt.replicas(deployment=str(third.pk)) == []
 
-    # The first deploy to an environment, whose worker died before the switch: nothing is
-    # left running there.
+    # The first deploy to an environment, whose worker died before the switch (its replicas
+    # not ready: told so by production's configuration): nothing is left running there.
+    component_config_set(component=component, environment=env(component, "production"), key="CHOREO_TEST_UNREADY", value="yes")
     fifth = services.deployment_promote(component=component, source=env(component, "development"), target=env(component, "production"))
     fifth = Deployment.objects.get(pk=fifth.pk)
     assert fifth.replaces is None
