@@ -45,7 +45,7 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(items):
     """Under mutation testing (scripts/mutate.sh), run a mutant's tests fastest first, by
-    the call times mutmut recorded in its clean run: the run stops at the first failure, so
+    the call times mutmut recorded in its stats run: the run stops at the first failure, so
     a mutant that a quick test catches costs seconds, not every container test of its
     target. Tests without a recorded time go last, and after them those on a Kubernetes
     control plane (its start is not in the call time). Outside mutmut the order is untouched."""
