@@ -293,6 +293,28 @@ def start_process(argv: list[str], env: dict[str, str], log: Path) -> subprocess
 MANAGE = [sys.executable, str(ROOT / "manage.py")]
 
 
+def live_reader(stream: str):
+    """A live reader of a log stream from now on, as a log page's WebSocket is (its group on
+    the channel layer); call the result for the final status the reader is told."""
+    import asyncio
+
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from choreo_site.logstream import group_name
+
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(group_name(stream), channel)
+
+    async def final_status() -> str:
+        while (message := await asyncio.wait_for(layer.receive(channel), 10))["type"] != "log.end":
+            pass
+        return message["status"]
+
+    return async_to_sync(final_status)
+
+
 def run_default_jobs() -> None:
     """Run every job on the default queue (rollouts) and the Git queue (push events, polls) in this process."""
     worker = django_rq.get_worker(settings.DEFAULT_QUEUE, settings.GIT_QUEUE, worker_class="rq.SimpleWorker")

@@ -393,23 +393,9 @@ def test_a_run_s_own_time_limit_leaves_it_alone_within_and_times_it_out_past_it(
 
 
 def test_live_readers_are_told_the_run_s_final_status(component):
-    import asyncio
-
-    from asgiref.sync import async_to_sync
-    from channels.layers import get_channel_layer
-
-    from choreo_site.logstream import group_name
+    from tests.conftest import live_reader
 
     build = queued(component)
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(group_name(build.log_stream), channel)
-
+    told = live_reader(build.log_stream)
     assert execute(build, lambda run, writer, watchdog: writer.line("working")) == Build.SUCCEEDED
-
-    async def the_end():
-        while (message := await asyncio.wait_for(layer.receive(channel), 10))["type"] != "log.end":
-            pass
-        return message
-
-    assert async_to_sync(the_end)()["status"] == Build.SUCCEEDED
+    assert told() == Build.SUCCEEDED

@@ -13,21 +13,18 @@ variable named CHOREO_TEST_UNREADY, and kwok keeps such a pod not Ready
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from datetime import timedelta
 
 import docker
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
 from choreo_site import runs
-from choreo_site.logstream import group_name, read_text
+from choreo_site.logstream import read_text
 from deployments import rollout, services
 from deployments.models import Deployment
 from deployments.runtimes import ServiceRuntime
@@ -35,7 +32,7 @@ from deployments.services import component_config_delete, component_config_set
 from environments.services import project_delete
 from tasks.models import Execution
 from tasks.services import execution_cancel
-from tests.conftest import run_task_jobs
+from tests.conftest import live_reader, run_task_jobs
 from tests.deployments.test_deploy import DESCRIPTOR, build, env, finish, get
 from tests.tasks.conftest import make_task, task_descriptor  # noqa: F401 (a fixture)
 from tests.tasks.test_executions import deployed
@@ -145,21 +142,6 @@ def orphan(deployment: Deployment, *, replaced: Deployment | None = None) -> Non
     )
     if replaced is not None:
         Deployment.objects.filter(pk=replaced.pk).update(status=Deployment.ACTIVE)
-
-
-def live_reader(stream: str):
-    """A live reader of `stream` from now on, as a log page's WebSocket is; call the result
-    for the final status the reader is told."""
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(group_name(stream), channel)
-
-    async def final_status() -> str:
-        while (message := await asyncio.wait_for(layer.receive(channel), 10))["type"] != "log.end":
-            pass
-        return message["status"]
-
-    return async_to_sync(final_status)
 
 
 def test_a_rollout_whose_worker_died_ends_as_it_would_have_if_it_switched_and_is_undone_if_not(
