@@ -119,7 +119,8 @@ EOF
   fi
   if [ $report_only = 0 ]; then
     start=$(date +%s)
-    names=$functions
+    # Without functions, `mutmut run` alone: it tests every mutant that has no result yet.
+    names=$functions run=1
     if [ -n "$functions" ] && [ -d "$work/mutants" ]; then
       # mutmut tests again every mutant named on its command line, so name only those of
       # these functions that are not tested yet: an interrupted run of a slow target goes
@@ -141,8 +142,9 @@ for meta in Path("mutants").rglob("*.py.meta"):
 EOF
       )
       echo "$(echo "$names" | grep -c . || true) mutants not tested yet"
+      [ -n "$names" ] || run=0
     fi
-    if [ -n "$names" ]; then
+    if [ $run = 1 ]; then
       # shellcheck disable=SC2086  # names, or the functions' globs: for mutmut, not for the shell
       (cd "$work" && set -f && "$ROOT/.venv/bin/mutmut" run --max-children 1 $names) >"$work/run.log" 2>&1 || { status=1; tail -c 3000 "$work/run.log" | tr '\r' '\n' | tail -20; }
     fi
