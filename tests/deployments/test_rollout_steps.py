@@ -16,7 +16,7 @@ from django.conf import settings
 from choreo_site.logstream import read_text
 from deployments import rollout, services
 from deployments.ingress import ingress
-from deployments.ingress.haproxy import slot_name
+from deployments.ingress.haproxy import HAProxyIngress, IngressError, slot_name
 from deployments.models import Deployment, Route
 from tests.deployments.load import KeepAliveLoad
 from tests.deployments.test_deploy import DESCRIPTOR, build, finish, get
@@ -157,10 +157,11 @@ def test_no_request_reaches_a_replica_before_its_health_check_passes(component):
     assert load.bodies == {"v1", "v2"}
 
 
-def test_a_rollout_that_fails_with_its_servers_in_the_pool_takes_them_out_again(component):
+def test_a_rollout_that_fails_with_its_servers_in_the_pool_takes_them_out_again(component, monkeypatch):
     """Its replicas pass their health check, on its port, but the ingress cannot reach the
     endpoint's port: the rollout fails after adding a server to the pool, and the undo takes
-    the server out again and stops the new replicas. The active version serves alone."""
+    the server out again and stops the new replicas. The active version serves alone. If
+    the ingress refuses to take a server out, the undo says so and still stops the replicas."""
     first = finish(services.deployment_deploy(component=component, build=build(component)))
     assert first.status == Deployment.ACTIVE, first.error
     route = Route.objects.get(component=component, environment=first.environment)
@@ -177,6 +178,29 @@ def test_a_rollout_that_fails_with_its_servers_in_the_pool_takes_them_out_again(
     assert {s.name for s in ingress().servers(slot_name(route.slot))} == in_pool
     assert rollout.runtime().replicas(deployment=str(bad.pk)) == []
     assert Deployment.objects.get(pk=first.pk).status == Deployment.ACTIVE
+    assert get(HOST) == (200, "v1")
+
+    # The same, while the ingress refuses every removal (its runtime API answers an error).
+    refused = []
+
+    def refuse(self, slot, name):
+        refused.append((slot, name))
+        raise IngressError(f"'set server {slot}/{name} state maint' answered: Permission denied.")
+
+    monkeypatch.setattr(HAProxyIngress, "server_delete", refuse)
+    worse = finish(services.deployment_deploy(component=component, build=build(component, {"index.html": "v3\n"})))
+    monkeypatch.undo()
+    assert worse.status == Deployment.FAILED and worse.error.startswith("the ingress could not reach "), worse.error
+    log = read_text(worse.log_stream).splitlines()
+    assert refused and [line for line in log if line.startswith("could not remove ")] == [
+        f"could not remove {slot}/{name} from the ingress: 'set server {slot}/{name} state maint' answered: Permission denied."
+        for slot, name in refused
+    ]
+    assert "the new replicas were removed; the active version keeps serving" in log
+    assert rollout.runtime().replicas(deployment=str(worse.pk)) == []
+    for slot, name in refused:  # what the refusing ingress kept
+        ingress().server_delete(slot, name)
+    assert {s.name for s in ingress().servers(slot_name(route.slot))} == in_pool
     assert get(HOST) == (200, "v1")
 
 

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from builds.services import component_create
 from choreo_site import runs
 from choreo_site.logstream import read_text
 from deployments import rollout, services
@@ -157,8 +158,11 @@ def test_a_rollout_whose_worker_died_ends_as_it_would_have_if_it_switched_and_is
     kind, host = runtime_kind, "web.development.shop.localhost"
     component.repo.commit({"Dockerfile": SERVING_UNLESS_UNREADY}, "serve unless told not to")
     # Its slot in production is taken first (as when it ran there before it ran in
-    # development): the policy must look at the slot of the rollout's own environment.
+    # development), and so is another component's in development: the policy must look at
+    # the slot of the rollout's own component in the rollout's own environment.
     services.route_ensure(component=component, environment=env(component, "production"))
+    api = component_create(project=component.project, name="api", repository=str(component.repo.path))
+    services.route_ensure(component=api, environment=env(component, "development"))
     first = finish(services.deployment_deploy(component=component, build=build(component)))
     assert first.status == Deployment.ACTIVE, first.error
     second = finish(services.deployment_deploy(component=component, build=build(component, {"index.html": "v2\n"})))
