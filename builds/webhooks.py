@@ -175,7 +175,7 @@ def parse_push(delivery: Delivery, body: bytes) -> Push:
         raise WebhookError(400, "malformed payload: ref is missing")
     before = _sha(data.get("before"), "before")
     after = _sha(data.get("after"), "after")
-    commits = data.get("commits", [])
+    commits = data.get("commits")  # none listed: the paths are unknown, so a build is due
     if delivery.provider == GITLAB:
         total = data.get("total_commits_count")
         complete = isinstance(total, int) and isinstance(commits, list) and total == len(commits)

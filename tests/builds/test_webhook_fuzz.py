@@ -200,6 +200,75 @@ def test_the_paths_a_push_touched_are_listed_only_when_the_payload_lists_them_al
     assert _push(gitlab, commits=commits, total_commits_count="2").paths is None
 
 
+def test_a_push_without_a_commit_list_touched_unknown_paths():
+    """No `commits` at all is not "no paths": the platform cannot tell, so it builds."""
+    assert _push().paths is None
+    assert _push(commits=[]).paths == []  # the branch moved to a commit it already had
+
+
+BITBUCKET_PUSH = webhooks.Delivery(webhooks.BITBUCKET, "d", "push")
+
+
+def _bitbucket(new, old) -> webhooks.Push:
+    return webhooks.parse_push(BITBUCKET_PUSH, json.dumps({"push": {"changes": [{"new": new, "old": old}]}}).encode())
+
+
+def _side(name, sha, kind="branch"):
+    return {"type": kind, "name": name, "target": {"type": "commit", "hash": sha}}
+
+
+def test_a_deleted_branch_is_a_deletion_for_every_host():
+    """What a host sends when a branch is deleted: the push is marked deleted (the platform
+    records it and builds nothing), with the commit the branch was at as `before`."""
+    Z = webhooks.ZERO_SHA
+    github = _push(after=Z, deleted=True)
+    assert (github.deleted, github.before, github.after, github.branch) == (True, A, Z, "main")
+    assert _push(webhooks.Delivery(webhooks.GITLAB, "d", "push"), after=Z).deleted  # GitLab sends no `deleted`
+    assert _push(webhooks.Delivery(webhooks.GITEA, "d", "push"), after=B, deleted=True).deleted  # the payload's word is enough
+    assert not _push().deleted and not _push(deleted="true").deleted and not _push(before=Z).deleted
+    gone = _bitbucket(None, _side("main", A))
+    assert gone == webhooks.Push(ref="refs/heads/main", before=A, after=Z, deleted=True)
+    created = _bitbucket(_side("main", B), None)
+    assert created == webhooks.Push(ref="refs/heads/main", before=Z, after=B, deleted=False)
+    moved = _bitbucket(_side("main", B), _side("main", A))
+    assert moved == webhooks.Push(ref="refs/heads/main", before=A, after=B, deleted=False)
+
+
+def test_bitbucket_tags_and_other_refs_are_not_branches():
+    tag = _bitbucket(_side("v1", B, "tag"), None)
+    assert (tag.ref, tag.branch) == ("refs/tags/v1", None)
+    other = _bitbucket(_side("default", B, "named_branch"), None)  # a Mercurial branch, from Bitbucket's past
+    assert (other.ref, other.branch) == ("refs/other/default", None)
+
+
+def test_each_malformed_field_is_named_in_the_400():
+    def refused(delivery, payload) -> tuple[int, str]:
+        with pytest.raises(webhooks.WebhookError) as refused:
+            webhooks.parse_push(delivery, json.dumps(payload).encode())
+        assert str(refused.value) == refused.value.reason  # what a log shows
+        return refused.value.status, refused.value.reason
+
+    def bad_commit(what):
+        return 400, f"malformed payload: {what} is not a 40-digit commit id"
+
+    full = {"ref": "refs/heads/main", "before": A, "after": B}
+    assert refused(GITHUB_PUSH, {**full, "ref": 5}) == (400, "malformed payload: ref is missing")
+    assert refused(GITHUB_PUSH, {**full, "ref": ""}) == (400, "malformed payload: ref is missing")
+    assert refused(GITHUB_PUSH, {**full, "before": "abc"}) == bad_commit("before")
+    assert refused(GITHUB_PUSH, {**full, "after": "g" * 40}) == bad_commit("after")  # 40 characters, not hex
+    assert refused(GITHUB_PUSH, {**full, "after": "b" * 41}) == bad_commit("after")
+    assert _push(after="B" * 40).after == B  # upper case is the same commit
+    assert refused(BITBUCKET_PUSH, {"push": {"changes": []}}) == (400, "malformed payload: push.changes is missing")
+    assert refused(BITBUCKET_PUSH, {"push": {"changes": [5]}}) == (400, "malformed payload: push.changes[] is not an object")
+    assert refused(BITBUCKET_PUSH, {"push": {"changes": [{"new": None, "old": None}]}}) == (
+        400,
+        "malformed payload: push.changes[].new.name is missing",
+    )
+    for target in ("abc", {"hash": "abc"}, None):
+        payload = {"push": {"changes": [{"new": {"type": "branch", "name": "main", "target": target}, "old": None}]}}
+        assert refused(BITBUCKET_PUSH, payload) == bad_commit("push.changes[].target.hash")
+
+
 def test_a_push_touches_a_component_only_under_its_directory():
     assert webhooks.touches([], ".") and webhooks.touches([], "")  # the whole repository
     assert webhooks.touches(["svc/a.py"], "svc") and webhooks.touches(["svc/a.py"], "svc/")
@@ -259,6 +328,15 @@ def test_each_host_s_delivery_id_and_event_name_are_kept_within_their_columns():
     ):
         delivery = _identify(**meta)
         assert (delivery.delivery_id, delivery.event) == (long_id[:id_size], long_event[:event_size]), meta
+
+
+def test_a_request_from_no_known_host_is_refused_by_its_missing_event_header():
+    with pytest.raises(webhooks.WebhookError) as refused:
+        _identify(CONTENT_TYPE="application/json", X_HUB_SIGNATURE_256="sha256=00")
+    assert (refused.value.status, refused.value.reason) == (
+        400,
+        "not a webhook from GitHub, GitLab, Gitea/Forgejo or Bitbucket: no event header",
+    )
 
 
 def test_each_host_s_event_names_are_push_ping_or_its_own():

@@ -197,9 +197,12 @@ def test_ping_other_events_and_other_branches_are_acknowledged_without_building(
     assert other.status_code == 200 and "not the tracked branch 'main'" in other.json()["detail"]
     tag = _deliver("github", {**github_push(before, after, changes), "ref": "refs/tags/v1"})
     assert tag.status_code == 200 and "not a branch" in tag.json()["detail"]
+    deleted = {**github_push(after, "0" * 40, changes), "deleted": True, "commits": [], "head_commit": None}
+    gone = _deliver("github", deleted)
+    assert gone.status_code == 200 and gone.json()["detail"] == "branch 'main' was deleted", gone.content
     assert queued_jobs() == 0
     assert not Build.objects.exists()
-    assert PushEvent.objects.count() == 4
+    assert PushEvent.objects.count() == 5
 
 
 def test_auto_build_off_records_the_event_and_builds_nothing(remote, component):
