@@ -27,7 +27,9 @@ from builds.services import component_create
 from choreo_site import runs
 from choreo_site.logstream import read_text
 from deployments import rollout, services
-from deployments.models import Deployment
+from deployments.ingress import ingress
+from deployments.ingress.haproxy import slot_name
+from deployments.models import Deployment, Route
 from deployments.runtimes import ServiceRuntime
 from deployments.services import component_config_delete, component_config_set
 from environments.services import project_delete
@@ -172,19 +174,42 @@ def test_a_rollout_whose_worker_died_ends_as_it_would_have_if_it_switched_and_is
     rolled = finish(services.deployment_rollback(component=component, environment=env(component, "development")))
     assert rolled.status == Deployment.ACTIVE and rolled.release_id == first.release_id, rolled.error
     orphan(rolled, replaced=second)
+    rt = rollout.runtime()
+    if kind == "docker":  # the version it replaced still runs, out of the pool: its worker died before stopping it
+        left = rt.replica_start(rollout.replica_spec(second, 0))
+        Deployment.objects.filter(pk=second.pk).update(replicas=[{"id": left.id, "name": left.name, "address": left.address}])
     told = live_reader(rolled.log_stream)
     assert runs.reap_orphans() == [f"rollout-{rolled.pk}"]
     statuses = dict(Deployment.objects.values_list("pk", "status"))
     assert (statuses[rolled.pk], statuses[second.pk]) == (Deployment.ACTIVE, Deployment.ROLLED_BACK)
+    if kind == "docker":
+        assert rt.replicas(deployment=str(second.pk)) == []
     assert told() == Deployment.ACTIVE
     why = "the switch; the new version serves" if kind == "docker" else "the cluster completed the rollout"
     assert f"==> The worker stopped after {why}: deployment resumed as active" in read_text(rolled.log_stream).splitlines()
     assert serves(kind, rolled, host)
 
+    if kind == "docker":
+        # A deploy whose worker died in the middle of the switch: its new replica is in the
+        # pool beside the active version's. That is not a switch: it is undone.
+        mid = services.deployment_deploy(component=component, build=build(component, {"index.html": "v4\n"}))
+        mid = Deployment.objects.get(pk=mid.pk)  # pending: nobody runs its job
+        replica = rt.replica_start(rollout.replica_spec(mid, 0))
+        slot = slot_name(Route.objects.get(component=component, environment=mid.environment).slot)
+        ing = ingress()
+        ing.server_add(slot, server := ing.server_free(slot), replica.address, 8080)
+        record = {"id": replica.id, "name": replica.name, "address": replica.address, "server": server}
+        Deployment.objects.filter(pk=mid.pk).update(replicas=[record])
+        orphan(mid)
+        assert runs.reap_orphans() == [f"rollout-{mid.pk}"]
+        assert Deployment.objects.get(pk=mid.pk).status == Deployment.FAILED
+        assert Deployment.objects.get(pk=rolled.pk).status == Deployment.ACTIVE
+        assert {s.name for s in ing.servers(slot)} == set(rollout._servers_of(Deployment.objects.get(pk=rolled.pk)))
+        assert rt.replicas(deployment=str(mid.pk)) == []
+
     # A deploy whose worker died before the switch: its new version started, and not ready.
     third = services.deployment_deploy(component=component, build=build(component, {".choreo/component.yaml": UNREADY}))
     third = Deployment.objects.get(pk=third.pk)  # pending: nobody runs its job
-    rt = rollout.runtime()
     if kind == "docker":
         rt.replica_start(rollout.replica_spec(third, 0))
     else:
