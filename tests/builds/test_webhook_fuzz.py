@@ -243,10 +243,10 @@ def test_bitbucket_tags_and_other_refs_are_not_branches():
 
 def test_each_malformed_field_is_named_in_the_400():
     def refused(delivery, payload) -> tuple[int, str]:
-        with pytest.raises(webhooks.WebhookError) as refused:
+        with pytest.raises(webhooks.WebhookError) as error:
             webhooks.parse_push(delivery, json.dumps(payload).encode())
-        assert str(refused.value) == refused.value.reason  # what a log shows
-        return refused.value.status, refused.value.reason
+        assert str(error.value) == error.value.reason  # what a log shows
+        return error.value.status, error.value.reason
 
     def bad_commit(what):
         return 400, f"malformed payload: {what} is not a 40-digit commit id"
