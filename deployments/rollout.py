@@ -225,15 +225,17 @@ def _roll_out(deployment: Deployment, writer: LogWriter, rt: Runtime, started: l
     started_ids = [r.id for r in started]
     started.clear()
     _retire_replaced(deployment)
-    if not runs.finish(KIND, deployment, Deployment.ACTIVE):
+    taken = runs.finish(KIND, deployment, Deployment.ACTIVE)
+    if not taken:
         writer.line("the deployment was changed by someone else while rolling out")
-    if old is not None:
+    if old is not None:  # it serves no more either way
         writer.line(f"==> Stop the old replicas (SIGTERM, {settings.ROLLOUT_STOP_GRACE}s grace)")
         for replica in _replicas_of(old):
             if replica.id not in started_ids:
                 rt.replica_stop(replica, grace=settings.ROLLOUT_STOP_GRACE)
         Deployment.objects.filter(pk=old.pk).update(replicas=[])
-    writer.line(f"==> Deployment {deployment.pk} is active")
+    if taken:
+        writer.line(f"==> Deployment {deployment.pk} is active")
 
 
 def _roll_out_service(deployment: Deployment, writer: LogWriter, rt: ServiceRuntime) -> None:
@@ -254,9 +256,10 @@ def _roll_out_service(deployment: Deployment, writer: LogWriter, rt: ServiceRunt
     if spec.host:
         writer.line(f"serving at http://{spec.host}{spec.public['basePath']} through the cluster's ingress")
     _retire_replaced(deployment)
-    if not runs.finish(KIND, deployment, Deployment.ACTIVE):
+    if runs.finish(KIND, deployment, Deployment.ACTIVE):
+        writer.line(f"==> Deployment {deployment.pk} is active")
+    else:
         writer.line("the deployment was changed by someone else while rolling out")
-    writer.line(f"==> Deployment {deployment.pk} is active")
 
 
 def _activate_task(deployment: Deployment, writer: LogWriter, rt: Runtime) -> None:

@@ -1,0 +1,177 @@
+"""What a rollout's log says, line by line: it is how a user follows a rollout and learns
+why one failed, so each step, its figures and its order are part of the contract. And
+what each step leaves behind: the replicas' records, the old version's replicas, the pool."""
+
+import time
+from types import SimpleNamespace
+
+import pytest
+from django.conf import settings
+
+from choreo_site.logstream import read_text
+from deployments import rollout, services
+from deployments.ingress.haproxy import slot_name
+from deployments.models import Deployment, Route
+from tests.deployments.test_deploy import DESCRIPTOR, NEVER_HEALTHY, SERVING, build, finish, get
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")]
+
+HOST = "web.development.shop.localhost"
+
+# Reachable only from the project's other components: no route, nothing in the ingress;
+# and no health check, so the rollout waits for the endpoint's port to accept connections.
+PRIVATE = """\
+schemaVersion: 1
+type: service
+endpoints:
+  - name: web
+    port: 8080
+    visibility: project
+replicas: 1
+"""
+# Never healthy, and says a few things first.
+CHATTY = 'FROM choreo/busybox:1\nCMD ["sh", "-c", "for i in 1 2 3 4 5; do echo line $i; done; exec sleep 600"]\n'
+
+
+def log_of(deployment: Deployment) -> list[str]:
+    return read_text(deployment.log_stream).splitlines()
+
+
+def test_a_rollout_says_each_step_in_order_with_what_it_did(component, monkeypatch):
+    dev = component.project.environments.get(name="development")
+    services.component_config_set(component=component, environment=None, key="GREETING", value="hello")
+    services.component_config_set(component=component, environment=dev, key="TOKEN", value="t0ken-value-4242", secret=True)
+    services.component_config_set(component=component, environment=dev, key="banner", value=b"hi\n", is_file=True)
+    # Checked every 5 s, as the descriptor says; the rollout still looks every second, so
+    # a replica that becomes healthy is put in the pool within a second.
+    descriptor = DESCRIPTOR.replace("STARTUP", "20s").replace("interval: 200ms", "interval: 5s")
+    first = finish(services.deployment_deploy(component=component, build=build(component, {".choreo/component.yaml": descriptor})))
+    assert first.status == Deployment.ACTIVE, first.error
+    route = Route.objects.get(component=component, environment=dev)
+    slot = slot_name(route.slot)
+    configuration = "==> Configuration: GREETING, TOKEN (secret), banner (file)"
+
+    def started(deployment):
+        return [f"started {r['name']} at {r['address']}" for r in deployment.replicas]
+
+    assert log_of(first) == [
+        f"==> Deploying {first.release.image_reference} to development (deploy, 2 replica(s))",
+        configuration,
+        "==> Start the new replicas",
+        *started(first),
+        "==> Health check: HTTP GET / on port 8080, within 20s",
+        "all 2 replica(s) healthy",
+        f"==> Add to the ingress pool ({HOST} → {slot})",
+        f"serving at http://{HOST}:{settings.INGRESS_PORT}/",
+        f"==> Deployment {first.pk} is active",
+    ]
+    old_servers = [r["server"] for r in first.replicas]
+
+    # The new version listens only after a second and a half: the rollout waits for it.
+    slow_start = SERVING.replace("echo serving", "sleep 1.5; echo serving")
+    v2 = build(component, {"Dockerfile": slow_start, "index.html": "v2\n"})
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        time.sleep(seconds)
+
+    monkeypatch.setattr(rollout, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
+    second = finish(services.deployment_deploy(component=component, build=v2))
+    monkeypatch.undo()
+    assert second.status == Deployment.ACTIVE, second.error
+    assert sleeps and set(sleeps) == {1.0}, sleeps
+    assert log_of(second) == [
+        f"==> Deploying {second.release.image_reference} to development (deploy, 2 replica(s))",
+        configuration,
+        "==> Start the new replicas",
+        *started(second),
+        "==> Health check: HTTP GET / on port 8080, within 20s",
+        "all 2 replica(s) healthy",
+        f"==> Add to the ingress pool ({HOST} → {slot})",
+        f"serving at http://{HOST}:{settings.INGRESS_PORT}/",
+        f"==> Drain the old replicas ({', '.join(old_servers)}), at most {settings.ROLLOUT_DRAIN_TIMEOUT}s",
+        f"==> Stop the old replicas (SIGTERM, {settings.ROLLOUT_STOP_GRACE}s grace)",
+        f"==> Deployment {second.pk} is active",
+    ]
+    # What each replica's record holds is what runs: its container, its server in the pool.
+    running = {r.id: r for r in rollout.runtime().replicas(deployment=str(second.pk))}
+    assert [sorted(r) for r in second.replicas] == [["address", "id", "name", "server"]] * 2
+    assert {r["id"]: (r["name"], r["address"]) for r in second.replicas} == {i: (r.name, r.address) for i, r in running.items()}
+    assert sorted(r["server"] for r in second.replicas) == sorted(s.name for s in rollout.ingress().servers(slot))
+    first.refresh_from_db()
+    assert first.status == Deployment.SUPERSEDED and first.replicas == []
+    assert rollout.runtime().replicas(deployment=str(first.pk)) == []
+    assert get(HOST) == (200, "v2")
+
+
+def test_a_component_without_a_public_endpoint_is_rolled_out_outside_the_ingress(component):
+    first = finish(services.deployment_deploy(component=component, build=build(component, {".choreo/component.yaml": PRIVATE})))
+    assert first.status == Deployment.ACTIVE, first.error
+    second = finish(services.deployment_deploy(component=component, build=build(component, {"index.html": "v2\n"})))
+    assert second.status == Deployment.ACTIVE, second.error
+
+    def expected(deployment, *between):
+        return [
+            f"==> Deploying {deployment.release.image_reference} to development (deploy, 1 replica(s))",
+            "==> Start the new replicas",
+            *(f"started {r['name']} at {r['address']}" for r in deployment.replicas),
+            "==> Health check: TCP connect to port 8080, within 60s",
+            "all 1 replica(s) healthy",
+            *between,
+            f"==> Deployment {deployment.pk} is active",
+        ]
+
+    assert log_of(first) == expected(first)
+    stop = f"==> Stop the old replicas (SIGTERM, {settings.ROLLOUT_STOP_GRACE}s grace)"
+    assert log_of(second) == expected(second, "no public endpoint: nothing to change in the ingress", stop)
+    [record] = second.replicas
+    [replica] = rollout.runtime().replicas(deployment=str(second.pk))
+    assert record == {"id": replica.id, "name": replica.name, "address": replica.address}  # no server: it is in no pool
+    assert not Route.objects.filter(component=component).exists()
+    first.refresh_from_db()
+    assert first.status == Deployment.SUPERSEDED and first.replicas == []
+    assert rollout.runtime().replicas(deployment=str(first.pk)) == []
+
+
+def test_a_replica_that_never_gets_healthy_fails_the_rollout_with_its_last_output(component):
+    descriptor = DESCRIPTOR.replace("STARTUP", "2s").replace("replicas: 2", "replicas: 1")
+    chatty = build(component, {".choreo/component.yaml": descriptor, "Dockerfile": CHATTY})
+    silent = build(component, {"Dockerfile": NEVER_HEALTHY})
+    chatty, silent = (finish(services.deployment_deploy(component=component, build=b)) for b in (chatty, silent))
+
+    for deployment, output in ((chatty, "; its last output: line 3; line 4; line 5"), (silent, "")):
+        assert deployment.status == Deployment.FAILED
+        [replica] = deployment.replicas
+        assert deployment.error == f"{replica['name']} did not pass its health check (HTTP GET / on port 8080) within 2s{output}"
+        assert log_of(deployment)[-2:] == [
+            "the new replicas were removed; the active version keeps serving",
+            f"==> FAILED: {deployment.error}",
+        ]
+        assert rollout.runtime().replicas(deployment=str(deployment.pk)) == []
+
+
+def test_a_rollout_whose_deployment_was_ended_meanwhile_says_so_and_keeps_that_end(component, monkeypatch):
+    """Someone else ended the deployment (the reaper of a worker that seemed gone) just as
+    the new version took over: the rollout does not make it active over that, says so, and
+    still stops the old version, which no longer serves."""
+    first = finish(services.deployment_deploy(component=component, build=build(component)))
+    assert first.status == Deployment.ACTIVE, first.error
+    retire_replaced = rollout._retire_replaced
+
+    def ended_meanwhile(deployment):
+        Deployment.objects.filter(pk=deployment.pk).update(status=Deployment.FAILED, error="ended meanwhile")
+        retire_replaced(deployment)
+
+    monkeypatch.setattr(rollout, "_retire_replaced", ended_meanwhile)
+    second = finish(services.deployment_deploy(component=component, build=build(component, {"index.html": "v2\n"})))
+    monkeypatch.undo()
+
+    assert second.status == Deployment.FAILED and second.error == "ended meanwhile"
+    log = log_of(second)
+    assert log[-2:] == [
+        "the deployment was changed by someone else while rolling out",
+        f"==> Stop the old replicas (SIGTERM, {settings.ROLLOUT_STOP_GRACE}s grace)",
+    ]  # and never that it is active
+    assert rollout.runtime().replicas(deployment=str(first.pk)) == []
+    assert get(HOST) == (200, "v2")
