@@ -169,9 +169,20 @@ def test_a_rollout_that_fails_with_its_servers_in_the_pool_takes_them_out_again(
     assert in_pool == set(rollout._servers_of(first)) and len(in_pool) == 2
 
     elsewhere = DESCRIPTOR.replace("STARTUP", "5s").replace("    port: 8080\n", "    port: 8081\n")  # health stays on 8080
+    waits = []
+    wait_up = HAProxyIngress.wait_up
+
+    def waited(self, slot, name, timeout):
+        waits.append(timeout)
+        return wait_up(self, slot, name, timeout)
+
+    monkeypatch.setattr(HAProxyIngress, "wait_up", waited)
     bad = finish(services.deployment_deploy(component=component, build=build(component, {".choreo/component.yaml": elsewhere})))
     assert bad.status == Deployment.FAILED
     assert bad.error.startswith("the ingress could not reach ") and bad.error.endswith(" on port 8081"), bad.error
+    assert waits == [10]  # the startup timeout, but never less than 10 s, for HAProxy's first checks
+    # Its records say which replica got a server in the pool before the rollout failed.
+    assert [sorted(r) for r in bad.replicas] == [["address", "id", "name", "server"], ["address", "id", "name"]]
     log = read_text(bad.log_stream).splitlines()
     assert any(line.startswith("==> Add to the ingress pool") for line in log)
     assert "the new replicas were removed; the active version keeps serving" in log
