@@ -18,8 +18,9 @@ from deployments import rollout, services
 from deployments.ingress import ingress
 from deployments.ingress.haproxy import HAProxyIngress, IngressError, slot_name
 from deployments.models import Deployment, Route
+from tests.conftest import run_default_jobs
 from tests.deployments.load import KeepAliveLoad
-from tests.deployments.test_deploy import DESCRIPTOR, build, finish, get
+from tests.deployments.test_deploy import DESCRIPTOR, build, env, finish, get
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")]
 
@@ -213,6 +214,32 @@ def test_a_rollout_that_fails_with_its_servers_in_the_pool_takes_them_out_again(
         ingress().server_delete(slot, name)
     assert {s.name for s in ingress().servers(slot_name(route.slot))} == in_pool
     assert get(HOST) == (200, "v1")
+
+
+def test_the_switch_retires_only_an_active_replaced_deployment(component):
+    """What a deployment replaces becomes superseded, or rolled back when it is a rollback;
+    one that has already ended otherwise keeps its end. No rollout can end it today (one
+    rollout per environment at a time), so that history is made directly."""
+    first = finish(services.deployment_deploy(component=component, build=build(component)))
+    assert first.status == Deployment.ACTIVE, first.error
+    other = finish(services.deployment_promote(component=component, source=first.environment, target=env(component, "production")))
+    assert other.status == Deployment.ACTIVE, other.error
+    second = services.deployment_deploy(component=component, build=build(component, {"index.html": "v2\n"}))
+    Deployment.objects.filter(pk=second.pk).update(status=Deployment.FAILED)  # its job, left queued, does nothing
+    run_default_jobs()
+
+    def retired_as(old_status: str, kind: str) -> str:
+        Deployment.objects.filter(pk=first.pk).update(status=old_status)
+        Deployment.objects.filter(pk=second.pk).update(kind=kind)
+        rollout._retire_replaced(Deployment.objects.select_related("replaces").get(pk=second.pk))
+        return Deployment.objects.get(pk=first.pk).status
+
+    assert retired_as(Deployment.ACTIVE, Deployment.DEPLOY) == Deployment.SUPERSEDED
+    assert retired_as(Deployment.ACTIVE, Deployment.PROMOTE) == Deployment.SUPERSEDED
+    assert retired_as(Deployment.ACTIVE, Deployment.ROLLBACK) == Deployment.ROLLED_BACK
+    assert retired_as(Deployment.ROLLED_BACK, Deployment.DEPLOY) == Deployment.ROLLED_BACK
+    assert retired_as(Deployment.FAILED, Deployment.ROLLBACK) == Deployment.FAILED
+    assert Deployment.objects.get(pk=other.pk).status == Deployment.ACTIVE  # another environment's is not touched
 
 
 def test_a_rollout_job_for_a_deployment_no_longer_pending_does_nothing(component):
