@@ -49,22 +49,22 @@ def test_a_rollout_says_each_step_in_order_with_what_it_did(component, monkeypat
     assert first.status == Deployment.ACTIVE, first.error
     route = Route.objects.get(component=component, environment=dev)
     slot = slot_name(route.slot)
-    configuration = "==> Configuration: GREETING, TOKEN (secret), banner (file)"
 
-    def started(deployment):
-        return [f"started {r['name']} at {r['address']}" for r in deployment.replicas]
+    def expected(deployment, *switch):
+        return [
+            f"==> Deploying {deployment.release.image_reference} to development (deploy, 2 replica(s))",
+            "==> Configuration: GREETING, TOKEN (secret), banner (file)",
+            "==> Start the new replicas",
+            *(f"started {r['name']} at {r['address']}" for r in deployment.replicas),
+            "==> Health check: HTTP GET / on port 8080, within 20s",
+            "all 2 replica(s) healthy",
+            f"==> Add to the ingress pool ({HOST} → {slot})",
+            f"serving at http://{HOST}:{settings.INGRESS_PORT}/",
+            *switch,
+            f"==> Deployment {deployment.pk} is active",
+        ]
 
-    assert log_of(first) == [
-        f"==> Deploying {first.release.image_reference} to development (deploy, 2 replica(s))",
-        configuration,
-        "==> Start the new replicas",
-        *started(first),
-        "==> Health check: HTTP GET / on port 8080, within 20s",
-        "all 2 replica(s) healthy",
-        f"==> Add to the ingress pool ({HOST} → {slot})",
-        f"serving at http://{HOST}:{settings.INGRESS_PORT}/",
-        f"==> Deployment {first.pk} is active",
-    ]
+    assert log_of(first) == expected(first)
     old_servers = [r["server"] for r in first.replicas]
 
     # The new version listens only after a second and a half: the rollout waits for it.
@@ -81,19 +81,11 @@ def test_a_rollout_says_each_step_in_order_with_what_it_did(component, monkeypat
     monkeypatch.undo()
     assert second.status == Deployment.ACTIVE, second.error
     assert sleeps and set(sleeps) == {1.0}, sleeps
-    assert log_of(second) == [
-        f"==> Deploying {second.release.image_reference} to development (deploy, 2 replica(s))",
-        configuration,
-        "==> Start the new replicas",
-        *started(second),
-        "==> Health check: HTTP GET / on port 8080, within 20s",
-        "all 2 replica(s) healthy",
-        f"==> Add to the ingress pool ({HOST} → {slot})",
-        f"serving at http://{HOST}:{settings.INGRESS_PORT}/",
+    assert log_of(second) == expected(
+        second,
         f"==> Drain the old replicas ({', '.join(old_servers)}), at most {settings.ROLLOUT_DRAIN_TIMEOUT}s",
         f"==> Stop the old replicas (SIGTERM, {settings.ROLLOUT_STOP_GRACE}s grace)",
-        f"==> Deployment {second.pk} is active",
-    ]
+    )
     # What each replica's record holds is what runs: its container, its server in the pool.
     running = {r.id: r for r in rollout.runtime().replicas(deployment=str(second.pk))}
     assert [sorted(r) for r in second.replicas] == [["address", "id", "name", "server"]] * 2
