@@ -29,6 +29,8 @@ endpoints:
     visibility: project
 replicas: 1
 """
+# Listens only after a second and a half: the rollout waits for it, and looks again.
+SLOW_START = SERVING.replace("echo serving", "sleep 1.5; echo serving")
 # Never healthy, and says a few things first.
 CHATTY = 'FROM choreo/busybox:1\nCMD ["sh", "-c", "for i in 1 2 3 4 5; do echo line $i; done; exec sleep 600"]\n'
 
@@ -67,9 +69,7 @@ def test_a_rollout_says_each_step_in_order_with_what_it_did(component, monkeypat
     assert log_of(first) == expected(first)
     old_servers = [r["server"] for r in first.replicas]
 
-    # The new version listens only after a second and a half: the rollout waits for it.
-    slow_start = SERVING.replace("echo serving", "sleep 1.5; echo serving")
-    v2 = build(component, {"Dockerfile": slow_start, "index.html": "v2\n"})
+    v2 = build(component, {"Dockerfile": SLOW_START, "index.html": "v2\n"})
     sleeps: list[float] = []
 
     def sleep(seconds: float) -> None:
@@ -100,7 +100,7 @@ def test_a_rollout_says_each_step_in_order_with_what_it_did(component, monkeypat
 def test_a_component_without_a_public_endpoint_is_rolled_out_outside_the_ingress(component):
     first = finish(services.deployment_deploy(component=component, build=build(component, {".choreo/component.yaml": PRIVATE})))
     assert first.status == Deployment.ACTIVE, first.error
-    second = finish(services.deployment_deploy(component=component, build=build(component, {"index.html": "v2\n"})))
+    second = finish(services.deployment_deploy(component=component, build=build(component, {"Dockerfile": SLOW_START})))
     assert second.status == Deployment.ACTIVE, second.error
 
     def expected(deployment, *between):
