@@ -167,3 +167,25 @@ def test_a_rollout_whose_deployment_was_ended_meanwhile_says_so_and_keeps_that_e
     ]  # and never that it is active
     assert rollout.runtime().replicas(deployment=str(first.pk)) == []
     assert get(HOST) == (200, "v2")
+
+
+def test_a_task_that_replaces_a_service_takes_it_out_of_the_ingress_and_stops_it(component):
+    first = finish(services.deployment_deploy(component=component, build=build(component)))
+    assert first.status == Deployment.ACTIVE, first.error
+    slot = slot_name(Route.objects.get(component=component).slot)
+    assert get(HOST) == (200, "v1")
+
+    task = build(component, {".choreo/component.yaml": "schemaVersion: 1\ntype: manual-task\n"})
+    task = finish(services.deployment_deploy(component=component, build=task))
+    assert task.status == Deployment.ACTIVE, task.error
+    assert log_of(task) == [
+        f"==> Deploying {task.release.image_reference} to development (deploy): a manual-task",
+        "a task has no replicas and no route: its executions run this deployment from now on",
+        "the replicas of the service it replaces were stopped",
+        f"==> Deployment {task.pk} is active",
+    ]
+    first.refresh_from_db()
+    assert first.status == Deployment.SUPERSEDED and first.replicas == []
+    assert rollout.runtime().replicas(deployment=str(first.pk)) == []
+    assert rollout.ingress().servers(slot) == []
+    assert get(HOST)[0] == 404  # the host is routed nowhere
