@@ -10,6 +10,7 @@ from django.conf import settings
 
 from choreo_site.logstream import read_text
 from deployments import rollout, services
+from deployments.ingress import ingress
 from deployments.ingress.haproxy import slot_name
 from deployments.models import Deployment, Route
 from tests.deployments.test_deploy import DESCRIPTOR, NEVER_HEALTHY, SERVING, build, finish, get
@@ -90,7 +91,7 @@ def test_a_rollout_says_each_step_in_order_with_what_it_did(component, monkeypat
     running = {r.id: r for r in rollout.runtime().replicas(deployment=str(second.pk))}
     assert [sorted(r) for r in second.replicas] == [["address", "id", "name", "server"]] * 2
     assert {r["id"]: (r["name"], r["address"]) for r in second.replicas} == {i: (r.name, r.address) for i, r in running.items()}
-    assert sorted(r["server"] for r in second.replicas) == sorted(s.name for s in rollout.ingress().servers(slot))
+    assert sorted(r["server"] for r in second.replicas) == sorted(s.name for s in ingress().servers(slot))
     first.refresh_from_db()
     assert first.status == Deployment.SUPERSEDED and first.replicas == []
     assert rollout.runtime().replicas(deployment=str(first.pk)) == []
@@ -187,5 +188,5 @@ def test_a_task_that_replaces_a_service_takes_it_out_of_the_ingress_and_stops_it
     first.refresh_from_db()
     assert first.status == Deployment.SUPERSEDED and first.replicas == []
     assert rollout.runtime().replicas(deployment=str(first.pk)) == []
-    assert rollout.ingress().servers(slot) == []
+    assert ingress().servers(slot) == []
     assert get(HOST)[0] == 404  # the host is routed nowhere
