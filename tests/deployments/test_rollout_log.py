@@ -45,11 +45,26 @@ def test_a_rollout_says_each_step_in_order_with_what_it_did(component, monkeypat
     services.component_config_set(component=component, environment=None, key="GREETING", value="hello")
     services.component_config_set(component=component, environment=dev, key="TOKEN", value="t0ken-value-4242", secret=True)
     services.component_config_set(component=component, environment=dev, key="banner", value=b"hi\n", is_file=True)
-    # Checked every 5 s, as the descriptor says; the rollout still looks every second, so
-    # a replica that becomes healthy is put in the pool within a second.
-    descriptor = DESCRIPTOR.replace("STARTUP", "20s").replace("interval: 200ms", "interval: 5s")
-    first = finish(services.deployment_deploy(component=component, build=build(component, {".choreo/component.yaml": descriptor})))
-    assert first.status == Deployment.ACTIVE, first.error
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        time.sleep(seconds)
+
+    def deploy(files: dict[str, str]) -> Deployment:
+        v = build(component, files)
+        sleeps.clear()
+        with monkeypatch.context() as patch:
+            patch.setattr(rollout, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
+            deployment = finish(services.deployment_deploy(component=component, build=v))
+        assert deployment.status == Deployment.ACTIVE, deployment.error
+        return deployment
+
+    # The replicas listen after a second and a half; the rollout looks again at the
+    # descriptor's interval, 200 ms.
+    descriptor = DESCRIPTOR.replace("STARTUP", "20s")
+    first = deploy({".choreo/component.yaml": descriptor, "Dockerfile": SLOW_START})
+    assert sleeps and set(sleeps) == {0.2}, sleeps
     route = Route.objects.get(component=component, environment=dev)
     slot = slot_name(route.slot)
 
@@ -70,17 +85,9 @@ def test_a_rollout_says_each_step_in_order_with_what_it_did(component, monkeypat
     assert log_of(first) == expected(first)
     old_servers = [r["server"] for r in first.replicas]
 
-    v2 = build(component, {"Dockerfile": SLOW_START, "index.html": "v2\n"})
-    sleeps: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-        time.sleep(seconds)
-
-    monkeypatch.setattr(rollout, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
-    second = finish(services.deployment_deploy(component=component, build=v2))
-    monkeypatch.undo()
-    assert second.status == Deployment.ACTIVE, second.error
+    # Checked every 5 s, as the descriptor now says; the rollout still looks every second,
+    # so a replica that becomes healthy is put in the pool within a second.
+    second = deploy({".choreo/component.yaml": descriptor.replace("interval: 200ms", "interval: 5s"), "index.html": "v2\n"})
     assert sleeps and set(sleeps) == {1.0}, sleeps
     assert log_of(second) == expected(
         second,
