@@ -173,11 +173,7 @@ class LayerCache:
     def put_config(self, image_id: str, raw: bytes) -> None:
         if "sha256:" + hashlib.sha256(raw).hexdigest() != image_id:
             return  # not content-addressed after all: never served, so not kept
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"config-{image_id.replace(':', '-')}.json"
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(raw)
-        tmp.rename(path)
+        self._write(self.directory / f"config-{image_id.replace(':', '-')}.json", raw)
 
     def _path(self, source_diff_id: str, epoch: int | None) -> Path:
         name = f"v{self.VERSION}-{source_diff_id.replace(':', '-')}-{'kept' if epoch is None else epoch}"
@@ -193,8 +189,6 @@ class LayerCache:
             return None
 
     def put(self, source_diff_id: str, epoch: int | None, blob: Blob, diff_id: str, repository: str, findings: list[Finding]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self._path(source_diff_id, epoch)
         entry = {
             "digest": blob.digest,
             "size": blob.size,
@@ -202,8 +196,13 @@ class LayerCache:
             "repository": repository,
             "findings": [[f.path, f.kind] for f in findings],
         }
+        self._write(self._path(source_diff_id, epoch), json.dumps(entry).encode())
+
+    def _write(self, path: Path, data: bytes) -> None:
+        """Whole or not at all: a concurrent build reads the old entry or the new one."""
+        self.directory.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(entry))
+        tmp.write_bytes(data)
         tmp.rename(path)
 
 
