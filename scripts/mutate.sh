@@ -92,29 +92,7 @@ for line in "${targets[@]}"; do
   done
   echo "== mutate $name"
   if [ $list_only = 1 ]; then
-    (cd "$work" && "$ROOT/.venv/bin/python" - <<'EOF'
-import difflib, tomllib
-from pathlib import Path
-
-import libcst as cst
-from mutmut.mutation.file_mutation import mutate_file_contents
-
-for path in tomllib.loads(Path("pyproject.toml").read_text())["tool"]["mutmut"]["only_mutate"]:
-    mutated = mutate_file_contents(path, Path(path).read_text())
-    module = path.removesuffix(".py").replace("/", ".")
-    defs = {}
-    for node in cst.parse_module(mutated.code).body:  # functions, and methods of classes
-        body = node.body.body if isinstance(node, cst.ClassDef) else [node]
-        for fn in body:
-            if isinstance(fn, cst.FunctionDef):
-                lines = cst.Module([]).code_for_node(fn).splitlines()
-                defs[fn.name.value] = [line for line in lines if fn.name.value not in line]  # the body
-    for name in mutated.mutant_names:
-        orig = defs[name.rsplit("__mutmut_", 1)[0] + "__mutmut_orig"]
-        changed = [line.strip() for line in difflib.ndiff(orig, defs[name]) if line.startswith("+ ")]
-        print(f"{module}.{name}: {changed[0][2:][:100] if changed else ''}")
-EOF
-    )
+    (cd "$work" && "$ROOT/.venv/bin/python" "$ROOT/scripts/mutate_results.py" list)
     continue
   fi
   if [ $report_only = 0 ]; then
@@ -122,25 +100,10 @@ EOF
     # Without functions, `mutmut run` alone: it tests every mutant that has no result yet.
     names=$functions run=1
     if [ -n "$functions" ] && [ -d "$work/mutants" ]; then
-      # mutmut tests again every mutant named on its command line, so name only those of
-      # these functions that are not tested yet: an interrupted run of a slow target goes
-      # on where it stopped. create_mutants is mutmut's own first step: it writes the
-      # mutants again and forgets the results of every function that changed since.
+      # Only those of these functions not tested yet: an interrupted run of a slow target
+      # goes on where it stopped (mutmut tests again every mutant named to it).
       # shellcheck disable=SC2086
-      names=$(cd "$work" && set -f && "$ROOT/.venv/bin/python" - $functions <<'EOF'
-import contextlib, fnmatch, io, json, sys
-from pathlib import Path
-
-from mutmut.__main__ import create_mutants
-
-with contextlib.redirect_stdout(io.StringIO()):
-    create_mutants(1)
-for meta in Path("mutants").rglob("*.py.meta"):
-    for key, code in json.loads(meta.read_text())["exit_code_by_key"].items():
-        if code is None and any(fnmatch.fnmatch(key, p) for p in sys.argv[1:]):
-            print(key)
-EOF
-      )
+      names=$(cd "$work" && set -f && "$ROOT/.venv/bin/python" "$ROOT/scripts/mutate_results.py" untested $functions)
       echo "$(echo "$names" | grep -c . || true) mutants not tested yet"
       [ -n "$names" ] || run=0
     fi
@@ -150,38 +113,7 @@ EOF
     fi
     echo "wall time: $(($(date +%s) - start))s"
   fi
-  (cd "$work" && set -f && "$ROOT/.venv/bin/python" - $functions <<'EOF'
-import fnmatch, json, sys
-from collections import Counter, defaultdict
-from pathlib import Path
-
-from mutmut.mutation.diff_apply import get_diff_for_mutant
-from mutmut.stats import status_by_exit_code
-
-patterns = sys.argv[1:]
-results, paths = {}, {}
-for meta in Path("mutants").rglob("*.py.meta"):
-    source = meta.relative_to("mutants").with_suffix("")  # mutants/x/y.py.meta -> x/y.py
-    for key, code in json.loads(meta.read_text())["exit_code_by_key"].items():
-        if not patterns or any(fnmatch.fnmatch(key, p) for p in patterns):
-            results[key], paths[key] = status_by_exit_code[code], source
-counts = Counter(results.values())
-tested = len(results) - counts["skipped"]  # as `mutmut badge` counts
-score = 100 * (counts["killed"] + counts["timeout"]) / tested if tested else 0.0
-print(f"mutants: {len(results)}  " + "  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
-covered = tested - counts["no tests"]
-covered_score = 100 * (counts["killed"] + counts["timeout"]) / covered if covered else 0.0
-print(f"score: {score:.1f}% (killed or timed out, of all not skipped); {covered_score:.1f}% of the {covered} that some test reaches")
-untested = defaultdict(int)
-for key in sorted(results):
-    if results[key] in ("no tests", "not checked"):
-        untested[(key.rsplit("__mutmut_", 1)[0], results[key])] += 1
-for (function, status), n in sorted(untested.items()):
-    print(f"{status}: {n} mutants of {function}")
-for key in sorted(k for k, s in results.items() if s not in ("killed", "timeout", "no tests", "not checked")):
-    print(f"# {key}: {results[key]}")
-    print(get_diff_for_mutant(key, path=paths[key]).rstrip())
-EOF
-  )
+  # shellcheck disable=SC2086
+  (cd "$work" && set -f && "$ROOT/.venv/bin/python" "$ROOT/scripts/mutate_results.py" report $functions)
 done
 exit $status
