@@ -13,7 +13,21 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+
+class _Environment(environ.Env):
+    """django-environ's reader, remembering the name of each variable a setting is read
+    from: the systemd units pass on those (manage.py systemd_units)."""
+
+    def __init__(self, **scheme):
+        super().__init__(**scheme)
+        self.names: set[str] = set()
+
+    def get_value(self, var, *args, **kwargs):
+        self.names.add(var)
+        return super().get_value(var, *args, **kwargs)
+
+
+env = _Environment()
 if (BASE_DIR / ".env").exists():
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
@@ -347,3 +361,6 @@ LOGGING = {
         "rq.worker": {"level": env.str("RQ_LOG_LEVEL", default="WARNING")},
     },
 }
+
+# Every variable a setting above was read from (the last line: none is read after it).
+ENVIRONMENT_SETTINGS = tuple(sorted(env.names))

@@ -28,6 +28,10 @@ def units(tmp_path):
         "WEB_PORT": "8123",
         "REDIS_URL": "redis://:units-redis-password@127.0.0.1:6379/3",
         "BUILD_CONCURRENCY": "3",
+        # Settings the units once lost: each setting the settings module reads is passed on.
+        "BUILD_MEMORY": "1073741824",
+        "REPLICA_CPUS": "0.5",
+        "KUBERNETES_IMAGE_REGISTRY": "registry.cluster.test:5000",
     }
     out = tmp_path / "units"
     subprocess.run([*MANAGE, "systemd_units", "--output", str(out)], cwd=ROOT, env=env, check=True, capture_output=True)
@@ -54,6 +58,8 @@ def test_units_run_what_up_runs_and_pass_systemd_analyze(units, tmp_path):
     assert env_file.stat().st_mode & 0o777 == 0o600
     env = env_file.read_text()
     for line in ('DATA_DIR="%s"' % (tmp_path / "data"), 'WEB_PORT="8123"', 'REDIS_URL="redis://:units-redis-password@127.0.0.1:6379/3"'):
+        assert line in env
+    for line in ('BUILD_MEMORY="1073741824"', 'REPLICA_CPUS="0.5"', 'KUBERNETES_IMAGE_REGISTRY="registry.cluster.test:5000"'):
         assert line in env
     assert f"EnvironmentFile={env_file}" in web
 

@@ -25,15 +25,9 @@ from django.core.management.base import BaseCommand, CommandError
 from choreo_site.daemons import Daemon, NotReady, daemons
 from choreo_site.metrics import MULTIPROC_ENV
 
-# The settings a unit passes on (README: Settings), when they are set where this command runs.
-SETTINGS = (
-    "WEB_HOST", "WEB_PORT", "WEB_WORKERS", "PUBLIC_URL", "ALLOWED_HOSTS", "INGRESS_PORT", "INGRESS_BIND", "INGRESS_DOMAIN",
-    "INGRESS_SLOTS", "INGRESS_SERVERS_PER_SLOT", "REGISTRY_PORT", "REGISTRY_URL", "REGISTRY_USERNAME", "REGISTRY_PASSWORD",
-    "REGISTRY_CA_FILE", "REDIS_URL", "REDIS_PASSWORD_FILE", "DATABASE_URL", "POLL_INTERVAL", "BUILD_CONCURRENCY",
-    "BUILD_TIMEOUT", "BUILD_USE_CACHE", "CONFIG_ENCRYPTION_KEYS", "CONFIG_KEY_FILE", "CONFIG_VALUE_MAX_BYTES",
-    "CONFIG_FILE_MAX_BYTES", "SECRET_KEY", "ADMIN_PASSWORD", "ROLLOUT_DRAIN_TIMEOUT", "ROLLOUT_STOP_GRACE", "RUNTIME",
-    "KUBECONFIG", "LOG_LEVEL", "UP_HEALTH_TIMEOUT",
-)  # fmt: skip
+# The settings a unit passes on, when they are set where this command runs: every variable
+# a setting is read from, and those read outside the settings module.
+SETTINGS = (*settings.ENVIRONMENT_SETTINGS, "ADMIN_PASSWORD", "KUBECONFIG")
 TARGET = "choreo.target"
 PREPARE = "choreo-prepare.service"
 
