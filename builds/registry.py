@@ -102,8 +102,14 @@ def engine_auth(reference: str) -> dict | None:
         return None
     if settings.REGISTRY_EMBEDDED:
         return {"registrytoken": token({repository: ("pull",)}, subject="engine")}
-    if settings.REGISTRY_USERNAME:
-        return {"username": settings.REGISTRY_USERNAME, "password": settings.REGISTRY_PASSWORD}
+    credentials = pull_credentials() or (settings.REGISTRY_USERNAME, settings.REGISTRY_PASSWORD)
+    return {"username": credentials[0], "password": credentials[1]} if credentials[0] else None
+
+
+def pull_credentials() -> tuple[str, str] | None:
+    """An external registry's read-only credentials (REGISTRY_PULL_USERNAME), when set."""
+    if settings.REGISTRY_PULL_USERNAME:
+        return settings.REGISTRY_PULL_USERNAME, settings.REGISTRY_PULL_PASSWORD
     return None
 
 

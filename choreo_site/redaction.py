@@ -101,7 +101,7 @@ def platform_secrets(project_id: int | None = None) -> list[str]:
     Per project, so that one project's short secret masks nothing in another's logs, and a
     build cannot learn another project's secret by printing guesses and watching for `***`."""
     service_passwords = (urlsplit(url).password for url in (settings.REDIS_URL, os.environ.get("DATABASE_URL", "")))
-    found = [s for s in (settings.REGISTRY_PASSWORD, *service_passwords) if s]
+    found = [s for s in (settings.REGISTRY_PASSWORD, settings.REGISTRY_PULL_PASSWORD, *service_passwords) if s]
     for source in _secret_sources:
         found.extend(source(project_id))
     return found

@@ -110,6 +110,11 @@ REGISTRY_EMBEDDED = not REGISTRY_URL
 REGISTRY_URL = REGISTRY_URL or f"http://127.0.0.1:{REGISTRY_PORT}"
 REGISTRY_USERNAME = env.str("REGISTRY_USERNAME", default="")
 REGISTRY_PASSWORD = env.str("REGISTRY_PASSWORD", default="")
+# Read-only credentials of an external registry, for those that only pull: the Docker
+# Engine, and a Kubernetes cluster's nodes (a pull Secret in each namespace). The
+# platform's own credentials above may push and delete, and never go into a cluster.
+REGISTRY_PULL_USERNAME = env.str("REGISTRY_PULL_USERNAME", default="")
+REGISTRY_PULL_PASSWORD = env.str("REGISTRY_PULL_PASSWORD", default="")
 # A CA bundle for an external registry whose certificate is not from a public CA.
 REGISTRY_CA_FILE = env.str("REGISTRY_CA_FILE", default="")
 # The embedded registry's garbage collection: how often (seconds; 0: never), and how long one may take.

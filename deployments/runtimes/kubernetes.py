@@ -41,6 +41,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from builds import registry
 from deployments.runtimes import Limits, Replica, ReplicaSpec, RuntimeFailure, ServiceSpec, ServiceState
 
 log = logging.getLogger(__name__)
@@ -393,12 +394,16 @@ class KubernetesRuntime:
         return f"{registry}/{reference.split('/', 1)[1]}" if registry and "/" in reference else reference
 
     def _pull_secret(self, namespace: str, image: str) -> dict | None:
-        """The platform registry's credentials, for the nodes' pulls; none without credentials."""
-        if not settings.REGISTRY_USERNAME:
+        """The registry's read-only credentials, for the nodes' pulls. Never the platform's
+        own, which may push and delete: whoever may read a Secret in the namespace would
+        have them. Without read-only credentials, none: the nodes pull as they are set up to."""
+        credentials = registry.pull_credentials()
+        if credentials is None:
             return None
+        username, password = credentials
         host = image.split("/", 1)[0]
-        token = base64.b64encode(f"{settings.REGISTRY_USERNAME}:{settings.REGISTRY_PASSWORD}".encode()).decode()
-        auths = {"auths": {host: {"username": settings.REGISTRY_USERNAME, "password": settings.REGISTRY_PASSWORD, "auth": token}}}
+        token = base64.b64encode(f"{username}:{password}".encode()).decode()
+        auths = {"auths": {host: {"username": username, "password": password, "auth": token}}}
         return {
             "apiVersion": "v1",
             "kind": "Secret",

@@ -9,6 +9,7 @@ import time
 import pytest
 import requests
 
+from builds import registry
 from builds.models import Build
 from builds.services import build_start, component_create
 from choreo_site.logstream import read_text
@@ -17,6 +18,8 @@ from tests.conftest import free_port, run_build_jobs
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("base_images")]
 USER, PASSWORD = "ci-user", "ci-registry-pass-8d1f"
+# Another account, for pulls (read-only at a registry that has roles; htpasswd has none).
+PULLER, PULL_PASSWORD = "ci-puller", "ci-pull-pass-51c7"
 
 
 @pytest.fixture
@@ -31,7 +34,10 @@ def plain_http_registry(tmp_path):
 
 def _registry(tmp_path, *, tls: bool):
     port = free_port()
-    htpasswd = subprocess.run(["htpasswd", "-Bbn", USER, PASSWORD], check=True, capture_output=True, text=True).stdout
+    htpasswd = "".join(
+        subprocess.run(["htpasswd", "-Bbn", user, password], check=True, capture_output=True, text=True).stdout.strip() + "\n"
+        for user, password in ((USER, PASSWORD), (PULLER, PULL_PASSWORD))
+    )
     (tmp_path / "htpasswd").write_text(htpasswd)
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
@@ -91,6 +97,21 @@ def test_build_pushes_to_an_external_registry_with_credentials(authed_registry, 
     assert requests.get(manifest, headers=accept, timeout=5, verify=ca).status_code == 401
     assert requests.get(manifest, headers=accept, auth=(USER, PASSWORD), timeout=5, verify=ca).status_code == 200
     assert PASSWORD not in read_text(build.log_stream)
+
+
+def test_what_only_pulls_uses_the_read_only_credentials_when_they_are_set(authed_registry, settings, make_repo):
+    url, ca = authed_registry
+    build = build_with(settings, make_repo, url=url, ca=ca)
+    assert build.status == Build.SUCCEEDED, build.error
+    assert registry.engine_auth(build.image_reference) == {"username": USER, "password": PASSWORD}  # none set: the platform's
+    settings.REGISTRY_PULL_USERNAME, settings.REGISTRY_PULL_PASSWORD = PULLER, PULL_PASSWORD
+    auth = registry.engine_auth(build.image_reference)
+    assert auth == {"username": PULLER, "password": PULL_PASSWORD}
+    # The Docker Engine gets those, and the registry serves the image to them.
+    manifest = f"{url}/v2/shop/web/manifests/{build.digest}"
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    response = requests.get(manifest, headers=accept, auth=(auth["username"], auth["password"]), timeout=5, verify=ca)
+    assert response.status_code == 200
 
 
 def test_wrong_registry_credentials_fail_the_build_with_the_reason(authed_registry, settings, make_repo):

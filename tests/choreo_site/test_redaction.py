@@ -177,7 +177,7 @@ def test_whose_secrets_reach_a_text(project, settings, monkeypatch):
     from builds.models import Build, Component, PushEvent
     from choreo_site.redaction import owner_project_id
 
-    settings.REGISTRY_PASSWORD = "registry-password-1"
+    settings.REGISTRY_PASSWORD, settings.REGISTRY_PULL_PASSWORD = "registry-password-1", "registry-pull-password-3"
     monkeypatch.setenv("DATABASE_URL", "postgres://choreo:database-password-2@127.0.0.1:5432/choreo")
     redis_password = settings.REDIS_URL.split("@")[0].rsplit(":", 1)[-1] if "@" in settings.REDIS_URL else None
     other = project_create(name="other")
@@ -185,7 +185,7 @@ def test_whose_secrets_reach_a_text(project, settings, monkeypatch):
     config_set(project=other, component="web", environment=None, key="THEIRS", value="their-secret-0002", secret=True)
 
     mine = platform_secrets(project.pk)
-    assert {"registry-password-1", "database-password-2", "mine-secret-0001"} <= set(mine)
+    assert {"registry-password-1", "registry-pull-password-3", "database-password-2", "mine-secret-0001"} <= set(mine)
     assert "their-secret-0002" not in mine
     assert redis_password is None or redis_password in mine
     assert {"mine-secret-0001", "their-secret-0002"} <= set(platform_secrets(None))  # the platform's own logs

@@ -32,6 +32,7 @@ def units(tmp_path):
         "BUILD_MEMORY": "1073741824",
         "REPLICA_CPUS": "0.5",
         "KUBERNETES_IMAGE_REGISTRY": "registry.cluster.test:5000",
+        "REGISTRY_PULL_USERNAME": "puller",
     }
     out = tmp_path / "units"
     subprocess.run([*MANAGE, "systemd_units", "--output", str(out)], cwd=ROOT, env=env, check=True, capture_output=True)
@@ -61,6 +62,7 @@ def test_units_run_what_up_runs_and_pass_systemd_analyze(units, tmp_path):
         assert line in env
     for line in ('BUILD_MEMORY="1073741824"', 'REPLICA_CPUS="0.5"', 'KUBERNETES_IMAGE_REGISTRY="registry.cluster.test:5000"'):
         assert line in env
+    assert 'REGISTRY_PULL_USERNAME="puller"' in env
     assert f"EnvironmentFile={env_file}" in web
 
 

@@ -342,20 +342,38 @@ def test_removing_the_service_and_the_environment(rt):
     assert rt.core.list_namespace(label_selector=f"io.choreo/instance={rt.namespace}").items == []
 
 
-def test_images_come_from_the_registry_as_the_nodes_reach_it_with_its_credentials(kubeconfig, settings):
-    settings.REGISTRY_USERNAME, settings.REGISTRY_PASSWORD = "choreo", SECRET_MARKER
+def test_images_come_from_the_registry_as_the_nodes_reach_it_with_its_read_only_credentials(kubeconfig, settings):
+    """The pull Secret holds the read-only credentials, never the platform's own (which may
+    push and delete): whoever may read Secrets in the namespace gets what it holds."""
+    settings.REGISTRY_USERNAME, settings.REGISTRY_PASSWORD = "choreo", "platform-push-password-77"
     settings.KUBERNETES_IMAGE_REGISTRY = "registry.cluster.test:5000"
     rt = KubernetesRuntime(f"choreo-test-{uuid.uuid4().hex[:6]}", kubeconfig=kubeconfig, ingress_namespace="ingress=yes", poll_interval=0.2)
+    namespace = rt.namespace_name("shop", "development")
+
+    def every_secret() -> str:  # what every Secret in the namespace holds, decoded
+        items = rt.core.list_namespaced_secret(namespace).items
+        return "\n".join(base64.b64decode(value).decode(errors="replace") for x in items for value in (x.data or {}).values())
+
     try:
+        # Without read-only credentials: no pull Secret (the nodes pull as they are set up to).
         s = spec(81, image="127.0.0.1:5099/shop/web@sha256:" + "b" * 64)
         rt.service_deploy(s, previous=None, log=lambda line: None)
         pod = deployment_of(rt, s).spec.template.spec
         assert pod.containers[0].image == "registry.cluster.test:5000/shop/web@sha256:" + "b" * 64
+        assert not pod.image_pull_secrets
+        assert "platform-push-password-77" not in every_secret()
+
+        settings.REGISTRY_PULL_USERNAME, settings.REGISTRY_PULL_PASSWORD = "puller", SECRET_MARKER
+        s = spec(82, image="127.0.0.1:5099/shop/web@sha256:" + "c" * 64)
+        rt.service_deploy(s, previous=None, log=lambda line: None)
+        pod = deployment_of(rt, s).spec.template.spec
         assert [ref.name for ref in pod.image_pull_secrets] == ["choreo-registry"]
-        pull = rt.core.read_namespaced_secret("choreo-registry", rt.namespace_name("shop", "development"))
+        pull = rt.core.read_namespaced_secret("choreo-registry", namespace)
         assert pull.type == "kubernetes.io/dockerconfigjson"
         auths = json.loads(base64.b64decode(pull.data[".dockerconfigjson"]))["auths"]
-        assert auths["registry.cluster.test:5000"]["username"] == "choreo"
+        assert auths["registry.cluster.test:5000"]["username"] == "puller"
         assert auths["registry.cluster.test:5000"]["password"] == SECRET_MARKER
+        assert base64.b64decode(auths["registry.cluster.test:5000"]["auth"]) == f"puller:{SECRET_MARKER}".encode()
+        assert SECRET_MARKER in every_secret() and "platform-push-password-77" not in every_secret()
     finally:
         rt.environment_remove(project="shop", environment="development", grace=0)
