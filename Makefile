@@ -37,6 +37,7 @@ lock:
 	.venv-lock/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links -o requirements-mutate.lock requirements-mutate.txt
 
 # Mutation testing of the modules that hold the rules (pyproject.toml [tool.mutate]); slow,
-# so not part of `make test`. `make mutate TARGETS="redaction webhooks"` for some of them.
+# so not part of `make test`. `make mutate TARGETS="redaction webhooks"` for some of them;
+# `make mutate TARGETS=rollout JOBS=2` runs a slow target's mutants two at a time.
 mutate:
-	scripts/mutate.sh $(TARGETS)
+	scripts/mutate.sh $(if $(JOBS),--jobs $(JOBS)) $(TARGETS)

@@ -3,6 +3,7 @@
     mutate_results.py untested PATTERN...  the mutants of these functions not tested yet, one a line
     mutate_results.py report [PATTERN...]  counts, score, and `mutmut show` for each mutant not caught
     mutate_results.py list                 each mutant and the line it changes, without running
+    mutate_results.py merge SHARD...       take in the results of copies of this folder (mutate.sh --jobs)
 
 A PATTERN is a glob over mutant names (deployments.rollout.x__roll_out__mutmut_*); without
 one, every mutant of the target. mutmut keeps a result per mutant in mutants/**/*.py.meta
@@ -69,6 +70,32 @@ def report(patterns: list[str]) -> None:
             print(get_diff_for_mutant(key, path=source).rstrip())
 
 
+def merge(shards: list[str]) -> None:
+    """Each shard is a copy of this folder that tested some of its mutants: take in each
+    result this folder lacks, for a function whose code the shard mutated as this one."""
+    from mutmut.mutation.data import SourceFileMutationData
+
+    taken = 0
+    for meta in Path("mutants").rglob("*.py.meta"):
+        source = meta.relative_to("mutants").with_suffix("")
+        mine = SourceFileMutationData(path=source)
+        mine.load()
+        for shard in shards:
+            theirs = SourceFileMutationData(path=source)
+            theirs.meta_path = Path(shard) / meta
+            theirs.load()
+            for key, code in theirs.exit_code_by_key.items():
+                function = key.rsplit(".", 1)[-1].rsplit("__mutmut_", 1)[0]
+                same_code = theirs.hash_by_function_name.get(function) == mine.hash_by_function_name.get(function)
+                if code is not None and same_code and key in mine.exit_code_by_key and mine.exit_code_by_key[key] is None:
+                    mine.exit_code_by_key[key] = code
+                    if key in theirs.durations_by_key:
+                        mine.durations_by_key[key] = theirs.durations_by_key[key]
+                    taken += 1
+        mine.save()
+    print(f"{taken} results taken in from {len(shards)} shard(s)")
+
+
 def list_mutants() -> None:
     import libcst as cst
     from mutmut.mutation.file_mutation import mutate_file_contents
@@ -90,13 +117,15 @@ def list_mutants() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["untested", "report", "list"])
-    parser.add_argument("patterns", nargs="*")
+    parser.add_argument("command", choices=["untested", "report", "list", "merge"])
+    parser.add_argument("patterns", nargs="*", help="globs over mutant names; for merge, the shards' folders")
     args = parser.parse_args()
     if args.command == "untested":
         untested(args.patterns)
     elif args.command == "report":
         report(args.patterns)
+    elif args.command == "merge":
+        merge(args.patterns)
     else:
         list_mutants()
 
