@@ -182,10 +182,13 @@ def execute(kind: Kind, pk: int, body: Callable[[Any, LogWriter, Watchdog], None
         error = f"Internal error: {exc.__class__.__name__}: {exc}"
     finally:
         watchdog.stopped.set()
+    # The body may have ended its run itself (a rollout, once the new version serves), or
+    # someone else may have: what went wrong after that does not change how it ended.
+    ended_as = kind.model.objects.filter(pk=pk).exclude(status=kind.running).values_list("status", flat=True).first()
     # The error may quote the run's output: the log writer and `finish` redact it.
     if error:
-        writer.line(f"==> {status.upper()}: {error}")
-    elif kind.success_line:
+        writer.line(f"==> Error after it ended as {ended_as}: {error}" if ended_as else f"==> {status.upper()}: {error}")
+    elif kind.success_line and not ended_as:
         writer.line(kind.success_line)
     finish(kind, run, status, error)
     status = kind.model.objects.filter(pk=pk).values_list("status", flat=True).first() or status

@@ -106,6 +106,24 @@ def test_the_final_update_leaves_a_run_someone_else_ended(component):
     build.refresh_from_db()
     assert build.error == "ended elsewhere"
     assert stream_final_status(build.log_stream) == Build.FAILED
+    assert read_text(build.log_stream) == ""  # not "==> Build succeeded."
+
+
+def test_an_error_after_the_body_ended_its_run_is_logged_as_such_and_changes_nothing(component):
+    """A rollout ends its deployment `active` once the new version serves, then stops the
+    old replicas: a failure there is logged, and is not a FAILED line in an active run."""
+    build = queued(component)
+
+    def body(run, writer, watchdog):
+        assert runs.finish(KIND, run, Build.SUCCEEDED)
+        raise ZeroDivisionError("division by zero")
+
+    assert execute(build, body) == Build.SUCCEEDED
+    build.refresh_from_db()
+    assert build.status == Build.SUCCEEDED and build.error == ""
+    error = "Internal error: ZeroDivisionError: division by zero"
+    assert read_text(build.log_stream) == f"==> Error after it ended as succeeded: {error}\n"
+    assert stream_final_status(build.log_stream) == Build.SUCCEEDED
 
 
 def _wait_for_abort(run, writer, watchdog):
