@@ -13,6 +13,7 @@ from deployments import rollout, services
 from deployments.ingress import ingress
 from deployments.ingress.haproxy import slot_name
 from deployments.models import Deployment, Route
+from deployments.runtimes.docker import DockerRuntime
 from tests.deployments.test_deploy import DESCRIPTOR, NEVER_HEALTHY, SERVING, build, finish, get
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")]
@@ -40,31 +41,32 @@ def log_of(deployment: Deployment) -> list[str]:
     return read_text(deployment.log_stream).splitlines()
 
 
+def deploy_counting_pauses(component, monkeypatch, files: dict[str, str]) -> tuple[Deployment, list[float]]:
+    """Build `files` and roll the build out; with each pause of the rollout's health checks."""
+    v = build(component, files)
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        time.sleep(seconds)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rollout, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
+        deployment = finish(services.deployment_deploy(component=component, build=v))
+    assert deployment.status == Deployment.ACTIVE, deployment.error
+    return deployment, pauses
+
+
 def test_a_rollout_says_each_step_in_order_with_what_it_did(component, monkeypatch):
     dev = component.project.environments.get(name="development")
     services.component_config_set(component=component, environment=None, key="GREETING", value="hello")
     services.component_config_set(component=component, environment=dev, key="TOKEN", value="t0ken-value-4242", secret=True)
     services.component_config_set(component=component, environment=dev, key="banner", value=b"hi\n", is_file=True)
-    sleeps: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-        time.sleep(seconds)
-
-    def deploy(files: dict[str, str]) -> Deployment:
-        v = build(component, files)
-        sleeps.clear()
-        with monkeypatch.context() as patch:
-            patch.setattr(rollout, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
-            deployment = finish(services.deployment_deploy(component=component, build=v))
-        assert deployment.status == Deployment.ACTIVE, deployment.error
-        return deployment
-
     # The replicas listen after a second and a half; the rollout looks again at the
     # descriptor's interval, 200 ms.
     descriptor = DESCRIPTOR.replace("STARTUP", "20s")
-    first = deploy({".choreo/component.yaml": descriptor, "Dockerfile": SLOW_START})
-    assert sleeps and set(sleeps) == {0.2}, sleeps
+    first, pauses = deploy_counting_pauses(component, monkeypatch, {".choreo/component.yaml": descriptor, "Dockerfile": SLOW_START})
+    assert pauses and set(pauses) == {0.2}, pauses
     route = Route.objects.get(component=component, environment=dev)
     slot = slot_name(route.slot)
 
@@ -87,8 +89,10 @@ def test_a_rollout_says_each_step_in_order_with_what_it_did(component, monkeypat
 
     # Checked every 5 s, as the descriptor now says; the rollout still looks every second,
     # so a replica that becomes healthy is put in the pool within a second.
-    second = deploy({".choreo/component.yaml": descriptor.replace("interval: 200ms", "interval: 5s"), "index.html": "v2\n"})
-    assert sleeps and set(sleeps) == {1.0}, sleeps
+    second, pauses = deploy_counting_pauses(
+        component, monkeypatch, {".choreo/component.yaml": descriptor.replace("interval: 200ms", "interval: 5s"), "index.html": "v2\n"}
+    )
+    assert pauses and set(pauses) == {1.0}, pauses
     assert log_of(second) == expected(
         second,
         f"==> Drain the old replicas ({', '.join(old_servers)}), at most {settings.ROLLOUT_DRAIN_TIMEOUT}s",
@@ -105,11 +109,21 @@ def test_a_rollout_says_each_step_in_order_with_what_it_did(component, monkeypat
     assert get(HOST) == (200, "v2")
 
 
-def test_a_component_without_a_public_endpoint_is_rolled_out_outside_the_ingress(component):
+def test_a_component_without_a_public_endpoint_is_rolled_out_outside_the_ingress(component, monkeypatch):
     first = finish(services.deployment_deploy(component=component, build=build(component, {".choreo/component.yaml": PRIVATE})))
     assert first.status == Deployment.ACTIVE, first.error
-    second = finish(services.deployment_deploy(component=component, build=build(component, {"Dockerfile": SLOW_START})))
-    assert second.status == Deployment.ACTIVE, second.error
+    # Without a health check, a replica is healthy once the endpoint's port accepts
+    # connections, not once its container runs: this one listens after a second and a half.
+    probed = []
+    healthy = DockerRuntime.replica_healthy
+
+    def probe(self, replica, health, *, port):
+        probed.append((health, port))
+        return healthy(self, replica, health, port=port)
+
+    monkeypatch.setattr(DockerRuntime, "replica_healthy", probe)
+    second, pauses = deploy_counting_pauses(component, monkeypatch, {"Dockerfile": SLOW_START})
+    assert set(probed) == {(None, 8080)} and pauses and set(pauses) == {1.0}, (probed, pauses)
 
     def expected(deployment, *between):
         return [
