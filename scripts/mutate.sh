@@ -132,7 +132,7 @@ for line in "${targets[@]}"; do
   name=${line%%$'\t'*}
   functions=${line#*$'\t'}
   work=.mutmut/$name
-  if [ $fresh = 1 ]; then rm -rf "$work/mutants"; fi
+  if [ $fresh = 1 ]; then rm -rf "$work/mutants" "$work".shard*; fi  # and what a --jobs run left
   for dir in builds choreo_site deployments environments tasks templates static scripts tests manage.py; do
     ln -sfn "$ROOT/$dir" "$work/$dir"
   done
