@@ -390,8 +390,8 @@ class KubernetesRuntime:
 
     def _image(self, reference: str) -> str:
         """`reference` as the cluster's nodes pull it (settings.KUBERNETES_IMAGE_REGISTRY)."""
-        registry = settings.KUBERNETES_IMAGE_REGISTRY
-        return f"{registry}/{reference.split('/', 1)[1]}" if registry and "/" in reference else reference
+        nodes_registry = settings.KUBERNETES_IMAGE_REGISTRY
+        return f"{nodes_registry}/{reference.split('/', 1)[1]}" if nodes_registry and "/" in reference else reference
 
     def _pull_secret(self, namespace: str, image: str) -> dict | None:
         """The registry's read-only credentials, for the nodes' pulls. Never the platform's
