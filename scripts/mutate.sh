@@ -61,8 +61,13 @@ make_shard() {
   local work=$1 i=$2
   rm -rf "$work.shard$i" && mkdir -p "$work.shard$i"
   cp -a "$work/mutants" "$work/pyproject.toml" "$work.shard$i/"
+  link_project "$work.shard$i"
+}
+
+# A target's folder (or a shard's) sees the project's folders through links.
+link_project() {
   for dir in builds choreo_site deployments environments tasks templates static scripts tests manage.py; do
-    ln -sfn "$ROOT/$dir" "$work.shard$i/$dir"
+    ln -sfn "$ROOT/$dir" "$1/$dir"
   done
 }
 
@@ -133,9 +138,7 @@ for line in "${targets[@]}"; do
   functions=${line#*$'\t'}
   work=.mutmut/$name
   if [ $fresh = 1 ]; then rm -rf "$work/mutants" "$work".shard*; fi  # and what a --jobs run left
-  for dir in builds choreo_site deployments environments tasks templates static scripts tests manage.py; do
-    ln -sfn "$ROOT/$dir" "$work/$dir"
-  done
+  link_project "$work"
   echo "== mutate $name"
   if [ $list_only = 1 ]; then
     (cd "$work" && "$ROOT/.venv/bin/python" "$ROOT/scripts/mutate_results.py" list)

@@ -15,7 +15,6 @@ import contextlib
 import difflib
 import fnmatch
 import io
-import json
 import tomllib
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -24,11 +23,27 @@ from pathlib import Path
 
 def results(patterns: list[str]) -> Iterator[tuple[str, int | None, Path]]:
     """(mutant name, exit code or None, the source file it mutates) for each mutant matched."""
-    for meta in Path("mutants").rglob("*.py.meta"):
-        source = meta.relative_to("mutants").with_suffix("")  # mutants/x/y.py.meta -> x/y.py
-        for key, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+    for source in sources():
+        for key, code in mutation_data(source).exit_code_by_key.items():
             if not patterns or any(fnmatch.fnmatch(key, p) for p in patterns):
                 yield key, code, source
+
+
+def sources() -> Iterator[Path]:
+    """Each mutated source file, by its meta file: mutants/x/y.py.meta -> x/y.py."""
+    for meta in Path("mutants").rglob("*.py.meta"):
+        yield meta.relative_to("mutants").with_suffix("")
+
+
+def mutation_data(source: Path, folder: Path = Path()):
+    """mutmut's data on the mutants of `source`, read with its own reader, from `folder`:
+    this target's folder, or a shard's."""
+    from mutmut.mutation.data import SourceFileMutationData
+
+    data = SourceFileMutationData(path=source)
+    data.meta_path = folder / data.meta_path
+    data.load()
+    return data
 
 
 def untested(patterns: list[str]) -> None:
@@ -73,17 +88,11 @@ def report(patterns: list[str]) -> None:
 def merge(shards: list[str]) -> None:
     """Each shard is a copy of this folder that tested some of its mutants: take in each
     result this folder lacks, for a function whose code the shard mutated as this one."""
-    from mutmut.mutation.data import SourceFileMutationData
-
     taken = 0
-    for meta in Path("mutants").rglob("*.py.meta"):
-        source = meta.relative_to("mutants").with_suffix("")
-        mine = SourceFileMutationData(path=source)
-        mine.load()
+    for source in sources():
+        mine = mutation_data(source)
         for shard in shards:
-            theirs = SourceFileMutationData(path=source)
-            theirs.meta_path = Path(shard) / meta
-            theirs.load()
+            theirs = mutation_data(source, Path(shard))
             for key, code in theirs.exit_code_by_key.items():
                 function = key.rsplit(".", 1)[-1].rsplit("__mutmut_", 1)[0]
                 same_code = theirs.hash_by_function_name.get(function) == mine.hash_by_function_name.get(function)
