@@ -63,13 +63,20 @@ def _clean_redis():
     django_rq.get_connection(settings.BUILDS_QUEUE).flushdb()
 
 
+def our_labels(**labels: object) -> list[str]:
+    """Docker label filters for this test instance's containers and networks with `labels`.
+    Never a label alone: another instance on the same daemon (a test session beside this one,
+    a mutation run's other shard) numbers its deployments and executions from 1 too."""
+    return [f"io.choreo.instance={settings.INSTANCE_NAMESPACE}", *(f"io.choreo.{k}={v}" for k, v in labels.items())]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _clean_docker():
     """Remove what an interrupted earlier run of this test instance left running."""
     import docker
 
     client = docker.from_env()
-    label = {"label": [f"io.choreo.instance={settings.INSTANCE_NAMESPACE}"]}
+    label = {"label": our_labels()}
     for container in client.containers.list(all=True, filters=label):
         container.remove(force=True)
     for network in client.networks.list(filters=label):

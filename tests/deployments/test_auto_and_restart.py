@@ -22,7 +22,7 @@ from deployments.ingress.haproxy import slot_name
 from deployments.models import Deployment, Route
 from deployments.rollout import ingress_reconcile
 from environments.services import project_create, project_delete
-from tests.conftest import MANAGE, free_port, run_build_jobs, run_default_jobs, start_process, wait_http
+from tests.conftest import MANAGE, free_port, our_labels, run_build_jobs, run_default_jobs, start_process, wait_http
 from tests.deployments.load import KeepAliveLoad
 from tests.deployments.test_deploy import DESCRIPTOR, SERVING, get
 
@@ -140,7 +140,7 @@ def test_a_rollout_whose_worker_dies_fails_cleanly_and_the_old_version_serves(co
     second.refresh_from_db()
     assert second.status == Deployment.FAILED
     assert "stopped: it was killed or crashed" in second.error
-    assert docker.from_env().containers.list(all=True, filters={"label": [f"io.choreo.deployment={second.pk}"]}) == []
+    assert docker.from_env().containers.list(all=True, filters={"label": our_labels(deployment=second.pk)}) == []
     first.refresh_from_db()
     assert first.status == Deployment.ACTIVE
     assert get(HOST) == (200, "v1")
@@ -182,7 +182,7 @@ def test_a_rollout_whose_worker_freezes_is_failed_by_its_heartbeat_and_the_next_
         assert runs.reap_orphans() == [f"rollout-{second.pk}"]
         second.refresh_from_db()
         assert second.status == Deployment.FAILED and "sent no heartbeat for 3s" in second.error
-        assert docker.from_env().containers.list(all=True, filters={"label": [f"io.choreo.deployment={second.pk}"]}) == []
+        assert docker.from_env().containers.list(all=True, filters={"label": our_labels(deployment=second.pk)}) == []
         assert Deployment.objects.get(pk=first.pk).status == Deployment.ACTIVE and get(HOST) == (200, "v1")
 
         # The environment is not left busy: the next deploy is accepted and goes active.

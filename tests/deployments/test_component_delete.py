@@ -3,7 +3,6 @@ images, configuration and records; it is refused while the component rolls out."
 
 import docker
 import pytest
-from django.conf import settings
 
 from builds import registry
 from builds.models import Component
@@ -12,7 +11,7 @@ from deployments import services
 from deployments.models import Deployment, Route
 from environments.models import ApprovalRequest, ConfigValue
 from environments.services import config_set
-from tests.conftest import messages_of
+from tests.conftest import messages_of, our_labels
 from tests.deployments.test_deploy import build, env, finish, get
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")]
@@ -20,8 +19,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 def running(component_name: str) -> list:
     client = docker.from_env()
-    labels = [f"io.choreo.instance={settings.INSTANCE_NAMESPACE}", "io.choreo.project=shop", f"io.choreo.component={component_name}"]
-    return client.containers.list(all=True, filters={"label": labels})
+    return client.containers.list(all=True, filters={"label": our_labels(project="shop", component=component_name)})
 
 
 def test_delete_stops_everything_and_forgets_the_name(api, component):

@@ -29,7 +29,7 @@ from deployments.models import Deployment
 from environments.keyring import read_key_file, stale_count
 from environments.models import ConfigValue, Project
 from environments.services import project_create, project_delete
-from tests.conftest import MANAGE, run_default_jobs, start_process
+from tests.conftest import MANAGE, our_labels, run_default_jobs, start_process
 from tests.deployments.test_deploy import build
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")]
@@ -130,8 +130,7 @@ def configure(api, marker: str, key_marker: str) -> None:
 
 
 def replicas_of(deployment_id: int) -> list:
-    labels = [f"io.choreo.instance={settings.INSTANCE_NAMESPACE}", f"io.choreo.deployment={deployment_id}"]
-    return docker.from_env().containers.list(filters={"label": labels})
+    return docker.from_env().containers.list(filters={"label": our_labels(deployment=deployment_id)})
 
 
 def test_values_arrive_promote_roll_back_exactly_and_no_plaintext_anywhere(api, component, logged_in):

@@ -13,7 +13,7 @@ from builds.services import build_start
 from deployments import services
 from deployments.models import Deployment, Route
 from environments.services import project_delete
-from tests.conftest import run_build_jobs, run_default_jobs
+from tests.conftest import our_labels, run_build_jobs, run_default_jobs
 from tests.deployments.load import KeepAliveLoad
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("registry_server", "base_images", "platform_ingress")]
@@ -116,7 +116,7 @@ def test_rollouts_promotion_rollback_and_a_bad_version_fail_no_request(component
     assert statuses[promoted.pk] == Deployment.SUPERSEDED and statuses[again.pk] == Deployment.ACTIVE
     # Only the active deployments' replicas run: 2 in development, 2 in production.
     client = docker.from_env()
-    running = client.containers.list(filters={"label": [f"io.choreo.instance={settings.INSTANCE_NAMESPACE}", "io.choreo.project=shop"]})
+    running = client.containers.list(filters={"label": our_labels(project="shop")})
     assert sorted(c.labels["io.choreo.deployment"] for c in running) == sorted([str(rolled.pk)] * 2 + [str(again.pk)] * 2)
     print(f"development: {dev_load.ok} requests, production: {prod_load.ok} requests, 0 failed")
 
@@ -185,7 +185,7 @@ def test_deleting_the_project_removes_what_it_runs(component, platform_ingress):
     slot = f"slot{Route.objects.get().slot}"
     project_delete(project=component.project)
     client = docker.from_env()
-    labels = [f"io.choreo.instance={settings.INSTANCE_NAMESPACE}", "io.choreo.project=shop"]
+    labels = our_labels(project="shop")
     assert client.containers.list(all=True, filters={"label": labels}) == []
     assert client.networks.list(filters={"label": labels}) == []
     assert get("web.development.shop.localhost")[0] == 404
@@ -203,7 +203,7 @@ def test_deleting_an_environment_removes_what_runs_there_and_a_rename_waits_for_
     assert api.delete("/api/projects/shop/environments/development/").status_code == 204
     assert get(dev_host)[0] == 404
     client = docker.from_env()
-    labels = [f"io.choreo.instance={settings.INSTANCE_NAMESPACE}", "io.choreo.project=shop"]
+    labels = our_labels(project="shop")
     assert client.containers.list(filters={"label": labels}) == []
     assert not Route.objects.exists() and not Deployment.objects.exists()
     assert [e.name for e in component.project.environments.all()] == ["production"]

@@ -14,7 +14,7 @@ from deployments.models import Deployment
 from deployments.services import component_config_set, deployment_deploy
 from tasks.models import Execution, Schedule
 from tests.builds.test_worker_crash import wait_for
-from tests.conftest import MANAGE, run_default_jobs, start_process
+from tests.conftest import MANAGE, our_labels, run_default_jobs, start_process
 from tests.deployments.test_deploy import build, env
 from tests.tasks.conftest import task_descriptor
 
@@ -112,7 +112,7 @@ def test_a_restart_while_an_execution_runs_neither_loses_it_nor_runs_it_twice(ma
     assert log.count("==> Run ") == 1 and Execution.objects.count() == 1
     import docker
 
-    assert docker.from_env().containers.list(all=True, filters={"label": f"io.choreo.execution={execution.pk}"}) == []
+    assert docker.from_env().containers.list(all=True, filters={"label": our_labels(execution=execution.pk)}) == []
 
 
 TICKER = """
