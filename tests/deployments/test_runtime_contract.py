@@ -30,12 +30,12 @@ from deployments import rollout, services
 from deployments.ingress import ingress
 from deployments.ingress.haproxy import slot_name
 from deployments.models import Deployment, Route
-from deployments.runtimes import ServiceRuntime
+from deployments.runtimes import ServiceRuntime, kubernetes
 from deployments.services import component_config_delete, component_config_set
 from environments.services import project_delete
 from tasks.models import Execution
 from tasks.services import execution_cancel
-from tests.conftest import live_reader, run_task_jobs
+from tests.conftest import live_reader, our_labels, run_task_jobs
 from tests.deployments.test_deploy import DESCRIPTOR, build, env, finish, get
 from tests.tasks.conftest import make_task, task_descriptor  # noqa: F401 (a fixture)
 from tests.tasks.test_executions import deployed
@@ -74,8 +74,7 @@ def serves(kind: str, deployment: Deployment, host: str) -> bool:
 def running(kind: str) -> list[str]:
     """What runs for project shop: containers, or namespaces."""
     if kind == "docker":
-        labels = [f"io.choreo.instance={settings.INSTANCE_NAMESPACE}", "io.choreo.project=shop"]
-        return [c.name for c in docker.from_env().containers.list(all=True, filters={"label": labels})]
+        return [c.name for c in docker.from_env().containers.list(all=True, filters={"label": our_labels(project="shop")})]
     rt = rollout.runtime()
     namespaces = rt.core.list_namespace(label_selector=f"io.choreo/instance={rt.namespace},io.choreo/project=shop")
     return [n.metadata.name for n in namespaces.items]
@@ -267,6 +266,29 @@ def test_a_rollout_whose_worker_died_ends_as_it_would_have_if_it_switched_and_is
     note = "Its replicas were removed; the active version keeps serving." if kind == "docker" else "The active version stays."
     assert read_text(fourth.log_stream).splitlines()[-1].endswith(note)  # the policy's own end, not the reaper's fallback
 
+    if kind == "kubernetes":
+        # A deploy whose worker died before the switch, over an active version whose pods are
+        # not ready any more (made so directly: `third`, told so by its own configuration).
+        # The active version is applied again and does not settle: the log says so, and the
+        # policy still ends the rollout itself.
+        Deployment.objects.filter(pk=rolled.pk).update(status=Deployment.SUPERSEDED)
+        Deployment.objects.filter(pk=third.pk).update(status=Deployment.ACTIVE)
+        namespace = rt.namespace_name("shop", "development")
+        rt.apply(*rt.service_manifests(rollout.service_spec(third), namespace=namespace))
+        sixth = services.deployment_deploy(component=component, build=build(component, {".choreo/component.yaml": UNREADY}))
+        sixth = Deployment.objects.get(pk=sixth.pk)  # pending: nobody runs its job
+        assert sixth.replaces_id == third.pk
+        rt.apply(*rt.service_manifests(rollout.service_spec(sixth), namespace=namespace))
+        orphan(sixth)
+        assert runs.reap_orphans() == [f"rollout-{sixth.pk}"]
+        assert Deployment.objects.get(pk=sixth.pk).status == Deployment.FAILED
+        lines = read_text(sixth.log_stream).splitlines()
+        unsettled = "the previous version was applied again but did not settle yet: Kubernetes reported no progress"
+        assert any(unsettled in line for line in lines), lines
+        assert lines[-1].endswith("The previous version was applied again and kept serving.")
+        deployment = rt.apps.read_namespaced_deployment(rt.service_name(component.pk), namespace)
+        assert deployment.metadata.annotations[f"{kubernetes.LABEL}/deployment"] == str(third.pk)
+
 
 # A task that says it ran; on Docker it also does what kwok's stages do for these names
 # (scripts/kube/kwok/choreo-stages.yaml): fail with 3, or take two minutes.
@@ -334,8 +356,7 @@ def test_the_execution_contract(runtime_kind, make_task, api):  # noqa: F811 (th
 
     # Nothing of the four runs is left running.
     if runtime_kind == "docker":
-        labels = [f"io.choreo.instance={settings.INSTANCE_NAMESPACE}", "io.choreo.project=shop"]
-        assert docker.from_env().containers.list(filters={"label": labels}) == []
+        assert docker.from_env().containers.list(filters={"label": our_labels(project="shop")}) == []
     else:
         rt = rollout.runtime()
         assert [once for once, code in rt.once_find(project="shop") if code is None] == []
