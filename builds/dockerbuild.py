@@ -241,37 +241,40 @@ def cache_keep(image_id: str, component_pk: int, stages: list[str] = ()) -> None
     tag = cache_tag(component_pk)
     repository = tag.rpartition(":")[0]
     wanted = {tag: image_id, **{f"{tag}-stage{n}": stage for n, stage in enumerate(stages, 1)}}
+    try:  # full ids: a build's output names its stages' images by a prefix
+        wanted = {name: engine().images.get(image).id for name, image in wanted.items()}
+    except DockerException:
+        return  # best effort: the next build is only slower
     before = cache_tags(component_pk)
+    # By tag only, and the tags of images still wanted only once those are tagged again:
+    # removing an image's last tag removes the image.
+    for name, image in before.items():
+        if wanted.get(name) != image and image not in wanted.values():
+            _remove_tag(name)
     try:
         for name, image in wanted.items():
             engine().images.get(image).tag(repository, name.rpartition(":")[2])
     except DockerException:
-        return  # best effort: the next build is only slower
+        return
     for name in before.keys() - wanted.keys():
-        _untag(name)
-    for old in set(before.values()) - set(cache_tags(component_pk).values()):
-        _remove_unused(old)
+        if before[name] in wanted.values():
+            _remove_tag(name)
 
 
 def cache_forget(component_pk: int) -> None:
     """Remove a deleted component's cached images."""
-    for name, image in cache_tags(component_pk).items():
-        _untag(name)
-        _remove_unused(image)
+    for name in cache_tags(component_pk):
+        _remove_tag(name)
 
 
-def _untag(name: str) -> None:
+def _remove_tag(name: str) -> None:
+    """Remove the tag `name`, and its image with it unless something else still uses the
+    image: another tag (the Engine's cache gives two components, or two platforms on one
+    Engine, the same image for the same steps; a build in flight holds it by its own tag
+    only), a child image, a container. Never by the image's id: the Engine removes an image
+    by id together with its one other tag."""
     try:
-        engine().images.remove(name, force=False, noprune=True)
-    except DockerException:
-        pass
-
-
-def _remove_unused(image_id: str) -> None:
-    """Remove an image unless something still uses it: another tag (another component's
-    cache may hold the same stage), a child image, a container."""
-    try:
-        engine().images.remove(image_id, force=False, noprune=False)
+        engine().images.remove(name, force=False, noprune=False)
     except DockerException:
         pass
 

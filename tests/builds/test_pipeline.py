@@ -1,17 +1,19 @@
 """The build pipeline against the real Docker Engine, registry and Git, with jobs run by
 an in-process RQ worker."""
 
+import io
 import re
 import subprocess
 import threading
 import time
+import uuid
 
 import docker
 import pytest
 from django.conf import settings
 
 from builds import registry
-from builds.dockerbuild import cache_tag, cache_tags
+from builds.dockerbuild import cache_forget, cache_keep, cache_tag, cache_tags
 from builds.models import ApiSpec, Build, Image
 from builds.services import build_cancel, build_start, component_create, component_delete
 from choreo_site.errors import PlatformError
@@ -107,6 +109,39 @@ def test_a_multi_stage_build_keeps_its_last_stages_and_leaves_none_behind(compon
     component_delete(component=component)
     assert cache_tags(component.pk) == {}
     assert subprocess.run(["docker", "image", "inspect", second_stage], capture_output=True).returncode != 0
+
+
+def test_a_components_cache_never_takes_an_image_another_tag_holds(component):
+    # The Engine's cache gives two components (or two platforms on one Engine) the same image
+    # for the same steps, and a build in flight holds its image by its own tag only until it
+    # is exported. A component replacing its cache must leave such an image alone: removing
+    # it broke that other build ("could not export the built image": no such image).
+    client = docker.from_env()
+
+    def image(label: str) -> str:
+        dockerfile = f"FROM choreo/busybox:1\nLABEL io.choreo.test.cache={label}-{uuid.uuid4().hex}\n".encode()
+        return client.images.build(fileobj=io.BytesIO(dockerfile), rm=True)[0].id
+
+    def exists(image_id: str) -> bool:
+        return subprocess.run(["docker", "image", "inspect", image_id], capture_output=True).returncode == 0
+
+    other = f"choreo-build/{settings.INSTANCE_NAMESPACE}:other-{uuid.uuid4().hex[:8]}"
+    shared, own, later = image("shared"), image("own"), image("later")
+    try:
+        cache_keep(shared, component.pk)
+        client.images.get(shared).tag(*other.split(":"))  # another build made the same image
+        cache_keep(own, component.pk)
+        assert exists(shared) and other in client.images.get(shared).tags
+        assert cache_tags(component.pk) == {cache_tag(component.pk): own}
+        # What only the cache held goes with it: the cache does not pile up.
+        cache_keep(later, component.pk)
+        assert not exists(own)
+        cache_forget(component.pk)
+        assert not exists(later) and cache_tags(component.pk) == {}
+        assert exists(shared)
+    finally:
+        for leftover in (shared, own, later):
+            subprocess.run(["docker", "image", "rm", "--force", leftover], capture_output=True)
 
 
 def test_rebuild_of_the_same_commit_reuses_the_image(component):
