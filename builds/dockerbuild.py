@@ -241,23 +241,24 @@ def cache_keep(image_id: str, component_pk: int, stages: list[str] = ()) -> None
     tag = cache_tag(component_pk)
     repository = tag.rpartition(":")[0]
     wanted = {tag: image_id, **{f"{tag}-stage{n}": stage for n, stage in enumerate(stages, 1)}}
-    try:  # full ids: a build's output names its stages' images by a prefix
-        wanted = {name: engine().images.get(image).id for name, image in wanted.items()}
+    try:  # by full id: a build's output names its stages' images by a prefix
+        images = {name: engine().images.get(image) for name, image in wanted.items()}
     except DockerException:
         return  # best effort: the next build is only slower
+    ids = {image.id for image in images.values()}
     before = cache_tags(component_pk)
     # By tag only, and the tags of images still wanted only once those are tagged again:
     # removing an image's last tag removes the image.
     for name, image in before.items():
-        if wanted.get(name) != image and image not in wanted.values():
+        if (name not in images or images[name].id != image) and image not in ids:
             _remove_tag(name)
     try:
-        for name, image in wanted.items():
-            engine().images.get(image).tag(repository, name.rpartition(":")[2])
+        for name, image in images.items():
+            image.tag(repository, name.rpartition(":")[2])
     except DockerException:
         return
-    for name in before.keys() - wanted.keys():
-        if before[name] in wanted.values():
+    for name in before.keys() - images.keys():
+        if before[name] in ids:
             _remove_tag(name)
 
 
