@@ -250,7 +250,7 @@ def cache_keep(image_id: str, component_pk: int, stages: list[str] = ()) -> None
     # By tag only, and the tags of images still wanted only once those are tagged again:
     # removing an image's last tag removes the image.
     for name, image in before.items():
-        if (name not in images or images[name].id != image) and image not in ids:
+        if image not in ids:
             _remove_tag(name)
     try:
         for name, image in images.items():
